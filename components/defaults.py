@@ -1,0 +1,33 @@
+"""Default settings of every stage: the reference workload (../shared/WORKLOAD.md).
+
+Pipeline parameter defaults, the local runner's defaults and the benchmark all read these,
+so a figure measured with the defaults means the reference workload everywhere.
+"""
+
+from __future__ import annotations
+
+# ExampleGen: TFX CsvExampleGen's hash split, 3 buckets: 0-1 train, 2 eval.
+SPLIT_BUCKETS = "train:2,eval:1"
+
+# Validate: what fails the run. "unsafe" = anomalies that make training unsafe
+# (missing label, missing or mistyped feature); "any" = every anomaly; "none" = report only.
+FAIL_ON = "unsafe"
+SKEW_THRESHOLD = 0.1  # L-infinity distance for categorical features
+DRIFT_THRESHOLD = 0.1  # Jensen-Shannon divergence for numeric, L-infinity for categorical
+
+# Transform: Beam pipeline options for TFT / TFMA (DirectRunner in process by default).
+BEAM_ARGS = "--runner=DirectRunner --direct_num_workers=1"
+
+# Tune (keras-tuner): RandomSearch, 4 trials of 300 steps, batch 32, objective val_loss.
+TUNER = "random"
+TUNER_TRIALS = 4
+TUNER_STEPS = 300
+BATCH_SIZE = 32
+
+# Train: 1,000 steps at batch size 32 with the best hyperparameters.
+TRAIN_STEPS = 1000
+EVAL_STEPS = 100
+
+# Evaluate: blessing when overall MAE <= 8,000 and, with a baseline, at most 5 % worse.
+MAE_UPPER_BOUND = 8000.0
+MAX_RELATIVE_DEGRADATION = 0.05

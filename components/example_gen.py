@@ -1,0 +1,38 @@
+"""ExampleGen stage: CSV file or folder -> gzipped TFRecord ``tf.Example``s per split."""
+
+from kfp.dsl import Dataset, Output
+
+from components.runtime import component
+
+
+@component
+def example_gen(
+    storage_root: str,
+    data: str,
+    run_id: str,
+    label: str,
+    split_buckets: str,
+    schema_file: str,
+    examples: Output[Dataset],
+):
+    """Read ``data`` (relative to ``storage_root``) and write ``Split-train/`` and ``Split-eval/``.
+
+    The examples are written once on the volume; the artifact points at them. An empty
+    ``schema_file`` means column types are inferred.
+    """
+    from components import names
+    from components.lib import storage
+    from components.lib.example_gen import run_example_gen
+
+    out = storage.stage_dir(storage_root, run_id, names.STAGE_EXAMPLE_GEN)
+    with storage.atomic_dir(out, names.STAGE_EXAMPLE_GEN) as scratch:
+        result = run_example_gen(
+            storage.resolve(storage_root, data),
+            scratch,
+            label=label,
+            split_buckets=split_buckets,
+            schema_path=storage.resolve(storage_root, schema_file) if schema_file else None,
+        )
+    meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
+    examples.metadata.update(meta)
+    storage.write_manifest(examples.path, out, meta)

@@ -1,0 +1,301 @@
+"""ExampleGen logic: CSV file(s) -> gzipped TFRecords of ``tf.Example`` per split.
+
+Streams the input in Arrow record batches (memory does not grow with the file), encodes each
+batch to serialized ``tf.Example``s with tfx-bsl's C++ encoder (the one TFX's CsvExampleGen
+uses), and splits by hashing the serialized example exactly as TFX does (SHA-256 of the
+bytes, modulo the total bucket count), so the same rows land in the same split as in TFX.
+
+Two passes over the input: the first infers column types and rejects bad cells with the
+line they are on; the second encodes. TensorFlow is not imported: records are framed and
+checksummed here (TFRecord format: length, masked CRC32C, data, masked CRC32C).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+
+STAGE = names.STAGE_EXAMPLE_GEN
+BLOCK_SIZE = 4 << 20  # bytes of CSV per Arrow record batch
+
+_INT_RE = r"^[-+]?\d+$"
+_FLOAT_RE = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+
+INT, FLOAT, STRING = "INT", "FLOAT", "BYTES"  # schema_pb2.FeatureType names
+
+
+@dataclasses.dataclass
+class ExampleGenResult:
+    """What ExampleGen wrote: rows per split, column types, empty cells, input fingerprint."""
+
+    rows: dict[str, int]
+    column_types: dict[str, str]
+    empty_cells: dict[str, int]
+    files: list[str]
+    fingerprint: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            names.META_ROWS: self.rows,
+            names.META_COLUMNS: self.column_types,
+            "empty_cells": self.empty_cells,
+            "input_files": self.files,
+            names.META_FINGERPRINT: self.fingerprint,
+        }
+
+
+def parse_split_buckets(spec: str) -> list[tuple[str, int]]:
+    """``"train:2,eval:1"`` -> ``[("train", 2), ("eval", 1)]``; must name train and eval."""
+    out: list[tuple[str, int]] = []
+    try:
+        for part in spec.split(","):
+            name, count = part.split(":")
+            out.append((name.strip(), int(count)))
+    except ValueError:
+        raise StageError(STAGE, None, f"split buckets {spec!r} must look like 'train:2,eval:1'") from None
+    got = [n for n, _ in out]
+    if sorted(got) != sorted(names.SPLITS) or any(c <= 0 for _, c in out):
+        raise StageError(
+            STAGE, None, f"split buckets {spec!r} must give positive counts for exactly {list(names.SPLITS)}"
+        )
+    return out
+
+
+def list_csv_files(input_path: Path) -> list[Path]:
+    """The CSV file itself, or every ``*.csv`` in a folder in name order."""
+    if not input_path.exists():
+        raise StageError(STAGE, str(input_path), "input file does not exist")
+    if input_path.is_dir():
+        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+        if not files:
+            raise StageError(STAGE, str(input_path), "folder contains no .csv files")
+        return files
+    return [input_path]
+
+
+def _read_header(path: Path) -> list[str]:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    if path.stat().st_size == 0:
+        raise StageError(STAGE, str(path), "file is empty (no header, no rows)")
+    try:
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 16))
+        header = list(reader.schema.names)
+    except pa.ArrowInvalid as e:
+        raise StageError(STAGE, str(path), f"not a readable CSV: {e}") from e
+    if any(not h.strip() for h in header):
+        raise StageError(STAGE, str(path), f"header has an empty column name: {header}")
+    if len(set(header)) != len(header):
+        raise StageError(STAGE, str(path), f"header repeats a column name: {header}")
+    return header
+
+
+def _string_batches(path: Path, columns: list[str]) -> Iterator[Any]:
+    import pyarrow as pa
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(
+        column_types={c: pa.string() for c in columns}, strings_can_be_null=True
+    )
+    try:
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert)
+        yield from reader
+    except pa.ArrowInvalid as e:
+        raise StageError(STAGE, str(path), f"malformed CSV: {e}") from e
+
+
+def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """First pass: INT if every non-empty cell is an integer, FLOAT if every one is a number,
+    BYTES otherwise — except that a mostly numeric column with a few non-numbers is an error
+    naming the file, line and value (a typo in ``bmi`` must not turn it into a string feature).
+    """
+    import pyarrow.compute as pc
+
+    stats = {c: {"nonnull": 0, "int": 0, "float": 0, "bad": None} for c in columns}
+    rows = 0
+    for path in files:
+        line0 = 2  # line 1 is the header
+        for batch in _string_batches(path, columns):
+            for c in columns:
+                arr = batch.column(c)
+                s = stats[c]
+                valid = arr.drop_null()
+                s["nonnull"] += len(valid)
+                if not len(valid):
+                    continue
+                is_int = pc.match_substring_regex(arr, _INT_RE)
+                is_float = pc.match_substring_regex(arr, _FLOAT_RE)
+                s["int"] += pc.sum(is_int).as_py() or 0
+                n_float = pc.sum(is_float).as_py() or 0
+                s["float"] += n_float
+                if s["bad"] is None and n_float < len(valid):
+                    bad_mask = pc.and_(pc.is_valid(arr), pc.invert(pc.fill_null(is_float, False)))
+                    i = pc.index(bad_mask, True).as_py()
+                    s["bad"] = (path, line0 + i, arr[i].as_py())
+            line0 += batch.num_rows
+            rows += batch.num_rows
+        if line0 == 2:
+            raise StageError(STAGE, str(path), "header only: the file has no data rows")
+    types: dict[str, str] = {}
+    empty: dict[str, int] = {}
+    for c, s in stats.items():
+        empty[c] = rows - s["nonnull"]
+        if s["nonnull"] == 0:
+            raise StageError(STAGE, str(files[0]), f"column {c!r} is empty in every row")
+        if s["int"] == s["nonnull"]:
+            types[c] = INT
+        elif s["float"] == s["nonnull"]:
+            types[c] = FLOAT
+        elif s["float"] * 2 > s["nonnull"]:
+            path, line, value = s["bad"]
+            raise StageError(
+                STAGE,
+                str(path),
+                f"line {line}: column {c!r} is numeric in {s['float']} of {s['nonnull']} rows "
+                f"but has the non-numeric value {value!r}",
+            )
+        else:
+            types[c] = STRING
+    return types, empty
+
+
+def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str, str]:
+    """Column types from a user-given TFDV schema (``schema.pbtxt``)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = schema_pb2.Schema()
+    try:
+        text_format.Parse(schema_path.read_text(), schema)
+    except (OSError, text_format.ParseError) as e:
+        raise StageError(STAGE, str(schema_path), f"cannot read schema: {e}") from e
+    by_name = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    missing = [c for c in columns if c not in by_name]
+    if missing:
+        raise StageError(STAGE, str(schema_path), f"schema has no feature for CSV column(s) {missing}")
+    return {c: by_name[c] for c in columns}
+
+
+def _masked_crc(data: bytes) -> bytes:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _frame(record: bytes) -> bytes:
+    length = struct.pack("<Q", len(record))
+    return length + _masked_crc(length) + record + _masked_crc(record)
+
+
+def _to_list_array(arr: Any) -> Any:
+    """A nullable column -> a list column (one value per row; an empty cell is a missing value)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if arr.null_count:
+        valid = np.asarray(arr.is_valid())
+        offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), arr.drop_null(), mask=pa.array(~valid))
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(arr) + 1, dtype=np.int32)), arr)
+
+
+def run_example_gen(
+    input_path: Path,
+    output_dir: Path,
+    *,
+    label: str,
+    split_buckets: str = "train:2,eval:1",
+    schema_path: Path | None = None,
+) -> ExampleGenResult:
+    """Convert the CSV(s) at ``input_path`` into ``output_dir/Split-<split>/*.gz``.
+
+    ``output_dir`` must be a fresh directory (the caller writes atomically).
+    """
+    import pyarrow as pa
+    from pyarrow import csv
+    from tfx_bsl.coders import example_coder
+
+    buckets = parse_split_buckets(split_buckets)
+    files = list_csv_files(input_path)
+    columns = _read_header(files[0])
+    for f in files[1:]:
+        other = _read_header(f)
+        if other != columns:
+            raise StageError(STAGE, str(f), f"header {other} differs from {files[0].name}'s {columns}")
+    if label not in columns:
+        raise StageError(STAGE, str(files[0]), f"label column {label!r} is missing; columns are {columns}")
+
+    if schema_path is not None:
+        types = column_types_from_schema(schema_path, columns)
+        empty = {c: 0 for c in columns}
+        count_empty = True
+    else:
+        types, empty = infer_column_types(files, columns)
+        count_empty = False
+    if empty.get(label):
+        raise StageError(STAGE, str(input_path), f"label column {label!r} is empty in {empty[label]} row(s)")
+
+    arrow_types = {INT: pa.int64(), FLOAT: pa.float32(), STRING: pa.binary()}  # float_list is float32
+    convert = csv.ConvertOptions(
+        column_types={c: arrow_types[types[c]] for c in columns}, strings_can_be_null=True
+    )
+    total = sum(c for _, c in buckets)
+    # bucket b -> split: buckets are laid out in order, e.g. 0-1 train, 2 eval.
+    bucket_split: list[str] = [name for name, count in buckets for _ in range(count)]
+    rows = {name: 0 for name, _ in buckets}
+    digest = hashlib.sha256()
+    writers = {}
+    for name, _ in buckets:
+        d = output_dir / names.split_dir(name)
+        d.mkdir(parents=True)
+        writers[name] = gzip.open(d / f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00001.gz", "wb", compresslevel=6)
+    try:
+        for path in files:
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            try:
+                reader = csv.open_csv(
+                    path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
+                )
+                for batch in reader:
+                    if count_empty:
+                        for c in columns:
+                            empty[c] += batch.column(c).null_count
+                        if empty[label]:
+                            raise StageError(STAGE, str(path), f"label column {label!r} has empty cells")
+                    lists = pa.RecordBatch.from_arrays([_to_list_array(batch.column(c)) for c in columns], columns)
+                    out: dict[str, list[bytes]] = {name: [] for name, _ in buckets}
+                    for record in example_coder.RecordBatchToExamples(lists):
+                        split = bucket_split[int.from_bytes(hashlib.sha256(record).digest(), "big") % total]
+                        out[split].append(_frame(record))
+                    for split, framed in out.items():
+                        writers[split].write(b"".join(framed))
+                        rows[split] += len(framed)
+            except pa.ArrowInvalid as e:
+                raise StageError(STAGE, str(path), f"cannot convert a cell to the schema's type: {e}") from e
+    finally:
+        for w in writers.values():
+            w.close()
+    if sum(rows.values()) == 0:
+        raise StageError(STAGE, str(input_path), "header only: the input has no data rows")
+    for name, n in rows.items():
+        if n == 0:
+            raise StageError(STAGE, str(input_path), f"split {name!r} received no rows; the input is too small")
+    return ExampleGenResult(
+        rows=rows,
+        column_types=types,
+        empty_cells=empty,
+        files=[str(f) for f in files],
+        fingerprint=digest.hexdigest(),
+    )

@@ -1,0 +1,89 @@
+"""The one source of truth for names: features, label, splits, files, artifacts, storage layout.
+
+Every stage, the pipeline, the local runner and the tests take names from here, so a
+renamed file or feature changes in exactly one place. Standard library only: this module
+is imported when the pipeline is compiled.
+"""
+
+from __future__ import annotations
+
+# --- The reference workload (../shared/WORKLOAD.md): medical insurance costs. -------------
+LABEL = "charges"
+NUMERIC_FEATURES = ("age", "bmi", "children")
+CATEGORICAL_FEATURES = ("sex", "smoker", "region")
+FEATURES = ("age", "sex", "bmi", "children", "smoker", "region")
+COLUMNS = (*FEATURES, LABEL)
+SLICE_FEATURE = "smoker"
+MODEL_NAME = "insurance"
+
+# --- Splits (TFX layout: Split-<name>/ under an examples directory). ------------------------
+TRAIN = "train"
+EVAL = "eval"
+SPLITS = (TRAIN, EVAL)
+
+
+def split_dir(split: str) -> str:
+    """Directory name of one split, as TFX writes it."""
+    return f"Split-{split}"
+
+
+# --- File names inside artifacts (the ones TFX tooling reads). -----------------------------
+EXAMPLES_FILE_PREFIX = "data_tfrecord"  # ExampleGen: data_tfrecord-00000-of-00001.gz
+STATS_FILE = "FeatureStats.pb"
+SCHEMA_FILE = "schema.pbtxt"
+ANOMALIES_FILE = "SchemaDiff.pb"  # TFX ExampleValidator's name for the anomalies proto
+ANOMALIES_TEXT_FILE = "anomalies.pbtxt"
+REPORT_MD_FILE = "report.md"
+MANIFEST_FILE = "kubetfx_artifact.json"  # pointer + metadata written into every bulk artifact
+
+# --- Storage root: the PersistentVolume's layout (a folder locally). -----------------------
+DEFAULT_MOUNT_PATH = "/mnt/kubetfx"
+DEFAULT_PVC_NAME = "kubetfx-pvc"
+DATA_DIR = "data"  # input CSVs and user modules live here
+DEFAULT_DATA_FILE = "data/insurance.csv"
+ARTIFACTS_DIR = "artifacts"  # bulk artifacts: artifacts/<run id>/<stage>/
+SERVING_DIR = "serving"  # TF Serving root: serving/<model name>/<version>/
+REGISTRY_DIR = "registry"  # model registry index
+METADATA_DIR = "metadata"  # SQLite ML Metadata store for local runs
+METADATA_DB = "metadata/mlmd.sqlite"
+KFP_LOCAL_DIR = "kfp_local"  # local runner's KFP artifact files (pipeline_root)
+
+# --- Metadata keys that stages put on KFP artifacts and read from their inputs. -----------
+META_STORAGE_PATH = "storage_path"  # absolute path of the bulk data on the volume
+META_ROWS = "rows"
+META_COLUMNS = "columns"
+META_SPLITS = "splits"
+META_FINGERPRINT = "fingerprint"
+
+# --- Stage names: task names in the pipeline, directory names on the volume. ---------------
+STAGE_EXAMPLE_GEN = "example_gen"
+STAGE_STATISTICS = "statistics"
+STAGE_SCHEMA = "schema"
+STAGE_VALIDATE = "validate"
+STAGE_TRANSFORM = "transform"
+STAGE_TUNE = "tune"
+STAGE_TRAIN = "train"
+STAGE_RESOLVE = "resolve_baseline"
+STAGE_EVALUATE = "evaluate"
+STAGE_PUSH = "push"
+
+# --- Model stages (TFX layouts). ------------------------------------------------------------
+TRANSFORM_GRAPH_DIR = "transform_graph"  # TFTransformOutput opens this (transform_fn/, transformed_metadata/)
+TRANSFORMED_EXAMPLES_DIR = "transformed_examples"  # Split-<split>/ under it
+TRANSFORMED_FILE_PREFIX = "transformed_examples"
+MODEL_SERVING_DIR = "Format-Serving"  # the SavedModel inside a train output, as TFX Trainer lays it out
+TENSORBOARD_DIR = "logs"
+HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # JSON, TFX Tuner's file name
+SERVING_SIGNATURE = "serving_default"  # serialized raw tf.Example (no label) -> predictions
+TRANSFORM_SIGNATURE = "transform_features"  # serialized raw tf.Example -> transformed features
+EXAMPLES_INPUT_KEY = "examples"
+PREDICTIONS_KEY = "predictions"
+DEFAULT_MODULE = "components.modules.insurance"  # the built-in user module
+
+# --- Gate stages. -------------------------------------------------------------------------
+EVAL_RESULT_DIR = "eval_result"  # tfma.load_eval_result / load_validation_result read it
+BLESSING_FILE = "blessing.json"
+BLESSED = "BLESSED"
+NOT_BLESSED = "NOT_BLESSED"
+REGISTRY_INDEX = "registry/index.json"
+NO_BASELINE = "no baseline"

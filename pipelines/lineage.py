@@ -1,0 +1,251 @@
+"""Lineage of local runs in ML Metadata (a SQLite store on the storage root).
+
+On a cluster Kubeflow Pipelines records every execution and artifact in its own ML Metadata
+service. A local run records the same shape here: one context per run (and one for the
+pipeline), one execution per task with its parameters, status and timing, every artifact
+with its KFP type, URI and metadata, and INPUT/OUTPUT events joining them. Artifacts are
+identified by URI, so a task's input is the very artifact its upstream task produced.
+
+    python -m pipelines.lineage --storage kubetfx_storage --version 1 [--model insurance]
+
+answers, for a pushed model version, which run, data, schema, transform graph and
+hyperparameters produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from components import names
+
+RUN_CONTEXT = "system.PipelineRun"
+PIPELINE_CONTEXT = "system.Pipeline"
+
+
+def _to_value(value: Any):  # noqa: ANN202 (metadata_store_pb2.Value)
+    from ml_metadata.proto import metadata_store_pb2
+
+    v = metadata_store_pb2.Value()
+    if isinstance(value, bool):
+        v.bool_value = value
+    elif isinstance(value, int):
+        v.int_value = value
+    elif isinstance(value, float):
+        v.double_value = value
+    elif isinstance(value, str):
+        v.string_value = value
+    else:
+        v.string_value = json.dumps(value, default=str, sort_keys=True)
+    return v
+
+
+def _from_value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    value = getattr(v, kind) if kind else None
+    if kind == "string_value" and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class LineageRecorder:
+    """Writes one local run's executions, artifacts and events into an MLMD SQLite store."""
+
+    def __init__(self, db_path: Path) -> None:
+        from ml_metadata.metadata_store import metadata_store
+        from ml_metadata.proto import metadata_store_pb2
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = str(db_path)
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        self.db_path = db_path
+        self.store = metadata_store.MetadataStore(config)
+        self._pb = metadata_store_pb2
+        self._run_context_id: int | None = None
+        self._pipeline_context_id: int | None = None
+
+    @classmethod
+    def for_storage(cls, storage_root: Path) -> LineageRecorder:
+        return cls(Path(storage_root) / names.METADATA_DB)
+
+    def _type_id(self, kind: str, name: str) -> int:
+        pb = self._pb
+        proto_cls, put, get = {
+            "context": (pb.ContextType, self.store.put_context_type, self.store.get_context_type),
+            "execution": (pb.ExecutionType, self.store.put_execution_type, self.store.get_execution_type),
+            "artifact": (pb.ArtifactType, self.store.put_artifact_type, self.store.get_artifact_type),
+        }[kind]
+        try:
+            return get(name).id
+        except Exception:  # noqa: BLE001 (NotFoundError: first use of this type)
+            return put(proto_cls(name=name))
+
+    def _context(self, type_name: str, name: str, props: dict[str, Any]) -> int:
+        existing = self.store.get_context_by_type_and_name(type_name, name)
+        ctx = existing or self._pb.Context(type_id=self._type_id("context", type_name), name=name)
+        for k, v in props.items():
+            ctx.custom_properties[k].CopyFrom(_to_value(v))
+        return self.store.put_contexts([ctx])[0]
+
+    def start_run(self, run_id: str, pipeline_name: str, parameters: dict[str, Any]) -> None:
+        self._pipeline_context_id = self._context(PIPELINE_CONTEXT, pipeline_name, {})
+        self._run_context_id = self._context(
+            RUN_CONTEXT, run_id, {"pipeline": pipeline_name, "parameters": parameters, "status": "RUNNING"}
+        )
+        self.store.put_parent_contexts(
+            [self._pb.ParentContext(child_id=self._run_context_id, parent_id=self._pipeline_context_id)]
+        )
+
+    def _artifact_id(self, uri: str, type_name: str, name: str, metadata: dict[str, Any], state: int) -> int:
+        found = [a for a in self.store.get_artifacts_by_uri(uri) if a.type == type_name]
+        art = found[0] if found else self._pb.Artifact(type_id=self._type_id("artifact", type_name), uri=uri)
+        art.state = state
+        art.custom_properties["display_name"].CopyFrom(_to_value(name))
+        for k, v in (metadata or {}).items():
+            art.custom_properties[k].CopyFrom(_to_value(v))
+        return self.store.put_artifacts([art])[0]
+
+    def record_task(self, record: Any) -> None:
+        """Record one finished task (a ``pipelines.local_runner.TaskRecord``)."""
+        pb = self._pb
+        execution = pb.Execution(
+            type_id=self._type_id("execution", f"kubetfx.{record.component}"),
+            name=f"{record.task}",
+            last_known_state=pb.Execution.COMPLETE if record.status == "SUCCESS" else pb.Execution.FAILED,
+        )
+        inputs = record.executor_input.get("inputs", {})
+        for k, v in inputs.get("parameterValues", {}).items():
+            execution.custom_properties[f"input:{k}"].CopyFrom(_to_value(v))
+        for k, v in {"task": record.task, "seconds": round(record.seconds, 3),
+                     "peak_rss_mb": round(record.peak_rss_mb, 1), "error": record.error}.items():
+            execution.custom_properties[k].CopyFrom(_to_value(v))
+
+        pairs = []
+        for key, arts in inputs.get("artifacts", {}).items():
+            for a in arts.get("artifacts", []):
+                aid = self._artifact_id(a["uri"], a["type"]["schemaTitle"], a.get("name", key),
+                                        a.get("metadata", {}), pb.Artifact.LIVE)
+                pairs.append((aid, pb.Event.INPUT, key))
+        for key, art in record.outputs.items():
+            if hasattr(art, "uri"):
+                aid = self._artifact_id(art.uri, art.schema_title, key, art.metadata, pb.Artifact.LIVE)
+                pairs.append((aid, pb.Event.OUTPUT, key))
+        # put_execution writes the execution and its context links in one transaction.
+        ids = [c for c in (self._run_context_id, self._pipeline_context_id) if c]
+        contexts = list(self.store.get_contexts_by_id(ids)) if ids else []
+        exec_id, _, _ = self.store.put_execution(execution, [], contexts, reuse_context_if_already_exist=True)
+        events = []
+        for aid, kind, key in pairs:
+            event = pb.Event(artifact_id=aid, execution_id=exec_id, type=kind)
+            event.path.steps.add().key = key
+            events.append(event)
+        if events:
+            self.store.put_events(events)
+        if contexts and pairs:
+            self.store.put_attributions_and_associations(
+                [pb.Attribution(artifact_id=aid, context_id=c.id) for aid, _, _ in pairs for c in contexts], []
+            )
+
+    def end_run(self, run: Any) -> None:
+        if self._run_context_id is None:
+            return
+        ctx = self.store.get_contexts_by_id([self._run_context_id])[0]
+        ctx.custom_properties["status"].CopyFrom(_to_value("SUCCEEDED" if run.succeeded else "FAILED"))
+        ctx.custom_properties["seconds"].CopyFrom(_to_value(round(run.seconds, 3)))
+        self.store.put_contexts([ctx])
+
+
+def _props(node: Any) -> dict[str, Any]:
+    return {k: _from_value(v) for k, v in node.custom_properties.items()}
+
+
+def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any]:
+    """Everything upstream of the pushed model ``model_name`` version ``version``."""
+    rec = LineageRecorder(db_path)
+    store, pb = rec.store, rec._pb
+    pushed = [
+        a for a in store.get_artifacts()
+        if _props(a).get("version") == version and _props(a).get("pushed") in (1, True)
+        and _props(a).get("model_name", model_name) == model_name
+    ]
+    if not pushed:
+        raise LookupError(f"no pushed artifact for model {model_name!r} version {version} in {db_path}")
+    target = pushed[-1]
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    seen: dict[int, dict[str, Any]] = {}
+    executions: dict[int, dict[str, Any]] = {}
+    frontier = [target.id]
+    while frontier:
+        aid = frontier.pop()
+        if aid in seen:
+            continue
+        art = store.get_artifacts_by_id([aid])[0]
+        seen[aid] = {"type": types.get(art.type_id, art.type), "uri": art.uri, **_props(art)}
+        for ev in store.get_events_by_artifact_ids([aid]):
+            if ev.type != pb.Event.OUTPUT or ev.execution_id in executions:
+                continue
+            ex = store.get_executions_by_id([ev.execution_id])[0]
+            executions[ex.id] = {"task": ex.name, **_props(ex)}
+            for inp in store.get_events_by_execution_ids([ex.id]):
+                if inp.type == pb.Event.INPUT:
+                    frontier.append(inp.artifact_id)
+            seen[aid]["produced_by"] = ex.name
+    runs = {c.name for e in executions for c in store.get_contexts_by_execution(e)
+            if c.type == RUN_CONTEXT}
+    by_name = {v.get("display_name"): v for v in seen.values()}
+    return {
+        "model": model_name,
+        "version": version,
+        "runs": sorted(runs),
+        "pushed": seen[target.id],
+        "data": by_name.get("examples"),
+        "schema": by_name.get("schema"),
+        "transform_graph": by_name.get("transform_graph"),
+        "hyperparameters": by_name.get("best_hyperparameters"),
+        "model_trained": by_name.get("model"),
+        "artifacts": list(seen.values()),
+        "executions": list(executions.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--storage", default="kubetfx_storage")
+    parser.add_argument("--model", default=names.MODEL_NAME)
+    parser.add_argument("--version", type=int, required=True)
+    parser.add_argument("--json", action="store_true", help="print the whole trace as JSON")
+    args = parser.parse_args(argv)
+    db = Path(args.storage) / names.METADATA_DB
+    if not db.exists():
+        print(f"[lineage] {db}: no metadata store; run the pipeline locally first", file=sys.stderr)
+        return 2
+    try:
+        trace = trace_version(db, args.model, args.version)
+    except LookupError as e:
+        print(f"[lineage] {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(trace, indent=2, default=str))
+        return 0
+    print(f"model {trace['model']} version {trace['version']}")
+    print(f"  run(s):          {', '.join(trace['runs'])}")
+    for label, key in (("data", "data"), ("schema", "schema"), ("transform graph", "transform_graph"),
+                       ("hyperparameters", "hyperparameters"), ("trained model", "model_trained")):
+        art = trace.get(key) or {}
+        where = art.get(names.META_STORAGE_PATH) or art.get("uri", "?")
+        extra = ""
+        if key == "data":
+            extra = f"  files={art.get('input_files')} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
+        print(f"  {label + ':':<17}{where}{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""A local run of the whole pipeline: data onto the storage folder, compile, execute, report.
+
+This is what ``python submit.py`` does without ``--host``. The storage folder plays the
+PersistentVolume: the input CSV is placed under ``data/`` exactly as the loader Job places it
+on the cluster, and every stage reads and writes under the same layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from components import names
+from pipelines.kubetfx_pipeline import compile_pipeline
+from pipelines.local_runner import LocalRun, TaskRecord, load_pipeline_spec, run_pipeline_spec
+
+DEFAULT_STORAGE = "kubetfx_storage"
+GENERATED_ROWS = 1338
+
+
+def stage_data(storage: Path, data: Path | None, log: Callable[[str], None] = print) -> str:
+    """Put the input on the storage folder; return its path relative to the storage root.
+
+    No ``data``: seeded synthetic rows with the real columns (the project runs without the
+    real dataset). A file or folder: copied under ``data/`` (replacing an older copy whole).
+    """
+    from components.lib.datagen import generate_csv
+
+    data_dir = storage / names.DATA_DIR
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        target = storage / names.DEFAULT_DATA_FILE
+        if not target.exists():
+            generate_csv(target, rows=GENERATED_ROWS, seed=42)
+            log(f"no --data given: generated {GENERATED_ROWS} synthetic insurance rows at {target}")
+        else:
+            log(f"no --data given: using {target}")
+        return names.DEFAULT_DATA_FILE
+    data = data.resolve()
+    if not data.exists():
+        raise FileNotFoundError(f"[submit] {data}: input data does not exist")
+    target = data_dir / data.name
+    if target.resolve() == data:
+        return str(target.relative_to(storage))
+    scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=".incoming-"))
+    try:
+        copy = scratch / data.name
+        shutil.copytree(data, copy) if data.is_dir() else shutil.copy2(data, copy)
+        if target.is_dir():
+            shutil.rmtree(target)
+        copy.replace(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return str(target.relative_to(storage))
+
+
+def new_run_id() -> str:
+    return f"local-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass
+class LocalResult:
+    run: LocalRun
+    storage: Path
+    package: str
+
+
+def run_locally(
+    storage: Path,
+    data: Path | None,
+    parameters: dict[str, Any],
+    *,
+    mode: str = "inprocess",
+    package: str | None = None,
+    log: Callable[[str], None] = print,
+    on_task_end: Callable[[TaskRecord], None] | None = None,
+    start: Callable[[str, str, dict[str, Any]], None] | None = None,
+) -> LocalResult:
+    """Compile the pipeline and run all its stages on ``storage``.
+
+    ``start`` is told the run id, pipeline name and final arguments before the first task.
+    """
+    storage = storage.resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    args = dict(parameters)
+    args.setdefault("data", stage_data(storage, data, log))
+    args["storage_root"] = str(storage)
+    if package is None:
+        package = str(storage / names.KFP_LOCAL_DIR / "kubetfx_pipeline.yaml")
+    compile_pipeline(package)
+    spec = load_pipeline_spec(Path(package))
+    args = coerce_parameters(spec, args)
+    run_id = new_run_id()
+    if start:
+        start(run_id, spec.pipeline_info.name, args)
+    run = run_pipeline_spec(
+        spec, args, storage / names.KFP_LOCAL_DIR, run_id=run_id, mode=mode, log=log, on_task_end=on_task_end
+    )
+    return LocalResult(run=run, storage=storage, package=package)
+
+
+def coerce_parameters(spec: Any, raw: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``--param name=value`` strings into the types the compiled pipeline declares."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    kinds = pipeline_spec_pb2.ParameterType
+    declared = spec.root.input_definitions.parameters
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in declared:
+            raise ValueError(f"[submit] unknown pipeline parameter {name!r}; valid: {sorted(declared)}")
+        kind = declared[name].parameter_type
+        if not isinstance(value, str) or kind == kinds.STRING:
+            out[name] = value
+            continue
+        try:
+            if kind == kinds.NUMBER_INTEGER:
+                out[name] = int(value)
+            elif kind == kinds.NUMBER_DOUBLE:
+                out[name] = float(value)
+            elif kind == kinds.BOOLEAN:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[name] = value.lower() in ("true", "1", "yes")
+            else:
+                out[name] = value
+        except ValueError:
+            kind_name = kinds.ParameterTypeEnum.Name(kind)
+            raise ValueError(f"[submit] parameter {name!r} must be {kind_name}, got {value!r}") from None
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+KEY_FIGURES = (
+    names.META_ROWS, "features", "verdict", "anomalies", "best_val_loss", "eval_mae", "mae", "rmse", "r2",
+    "found", "version", "blessed", "pushed", "reason",
+)
+
+
+def describe_task(record: TaskRecord) -> list[str]:
+    """Human lines for one finished task: where each output went and its key figures."""
+    lines = []
+    for key, art in record.outputs.items():
+        meta = getattr(art, "metadata", {}) or {}
+        where = meta.get(names.META_STORAGE_PATH) or getattr(art, "path", art)
+        figures = ", ".join(f"{k}={_short(meta[k])}" for k in KEY_FIGURES if k in meta)
+        lines.append(f"    {key}: {where}" + (f"  ({figures})" if figures else ""))
+    return lines
+
+
+def summary_table(run: LocalRun) -> str:
+    """The end-of-run table: stage, status, wall time, peak memory."""
+    rows = [f"{'stage':<18}{'status':<9}{'wall s':>8}{'peak MB':>9}"]
+    for t in run.tasks:
+        rows.append(f"{t.task:<18}{t.status:<9}{t.seconds:>8.1f}{t.peak_rss_mb:>9.0f}")
+    rows.append(f"{'total':<18}{'OK' if run.succeeded else 'FAILED':<9}{run.seconds:>8.1f}")
+    return "\n".join(rows)

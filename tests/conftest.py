@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny real data, temp artifact paths, ExampleGen output reused across tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from components import names
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+INSURANCE_CSV = REPO.parent / "shared" / "data" / "insurance.csv"
+
+
+@pytest.fixture
+def insurance_csv() -> Path:
+    """The real dataset (../shared/data/insurance.csv); the test is skipped when it is absent."""
+    if not INSURANCE_CSV.exists():
+        pytest.skip(f"real dataset not found at {INSURANCE_CSV}")
+    return INSURANCE_CSV
+
+
+@pytest.fixture(scope="session")
+def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 seeded synthetic insurance rows, the same columns as the real CSV."""
+    from components.lib.datagen import generate_csv
+
+    return generate_csv(tmp_path_factory.mktemp("data") / "insurance.csv", rows=300, seed=7)
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: write CSV text (or bytes) to a temp file and return its path."""
+
+    def _write(content: str | bytes, name: str = "data.csv") -> Path:
+        path = tmp_path / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def make_artifact(tmp_path: Path) -> Callable[..., dsl.Artifact]:
+    """Factory: a KFP artifact of the given type whose ``.path`` is a fresh temp location."""
+
+    def _make(cls: type[dsl.Artifact] = dsl.Artifact, name: str = "artifact", metadata: dict | None = None):
+        art = cls(name=name, uri=str(tmp_path / "kfp" / name), metadata=dict(metadata or {}))
+        Path(art.path).parent.mkdir(parents=True, exist_ok=True)
+        return art
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def storage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A storage root shared by session-scoped stage outputs."""
+    return tmp_path_factory.mktemp("storage")
+
+
+@pytest.fixture(scope="session")
+def examples(storage_root: Path, synthetic_csv: Path) -> dsl.Dataset:
+    """ExampleGen's output artifact on the synthetic CSV, produced once per test session."""
+    from components.example_gen import example_gen
+
+    art = dsl.Dataset(name="examples", uri=str(storage_root / "kfp" / "examples"), metadata={})
+    Path(art.path).parent.mkdir(parents=True, exist_ok=True)
+    example_gen.python_func(
+        storage_root=str(storage_root),
+        data=str(synthetic_csv),
+        run_id="session",
+        label=names.LABEL,
+        split_buckets="train:2,eval:1",
+        schema_file="",
+        examples=art,
+    )
+    return art
