@@ -4,6 +4,9 @@ Streams the input in Arrow record batches (memory does not grow with the file), 
 batch to serialized ``tf.Example``s with tfx-bsl's C++ encoder (the one TFX's CsvExampleGen
 uses), and splits by hashing the serialized example exactly as TFX does (SHA-256 of the
 bytes, modulo the total bucket count), so the same rows land in the same split as in TFX.
+The encoder's feature order varies between calls, so each example is re-serialized with its
+feature map sorted (TFX hashes ``SerializeToString(deterministic=True)``): the same CSV
+always gives byte-identical output files.
 
 Two passes over the input: the first infers column types and rejects bad cells with the
 line they are on; the second encodes. TensorFlow is not imported: records are framed and
@@ -225,6 +228,8 @@ def run_example_gen(
     from pyarrow import csv
     from tfx_bsl.coders import example_coder
 
+    from components.lib.tf_example import deterministic
+
     buckets = parse_split_buckets(split_buckets)
     files = list_csv_files(input_path)
     columns = _read_header(files[0])
@@ -276,7 +281,8 @@ def run_example_gen(
                             raise StageError(STAGE, str(path), f"label column {label!r} has empty cells")
                     lists = pa.RecordBatch.from_arrays([_to_list_array(batch.column(c)) for c in columns], columns)
                     out: dict[str, list[bytes]] = {name: [] for name, _ in buckets}
-                    for record in example_coder.RecordBatchToExamples(lists):
+                    for encoded in example_coder.RecordBatchToExamples(lists):
+                        record = deterministic(encoded)
                         split = bucket_split[int.from_bytes(hashlib.sha256(record).digest(), "big") % total]
                         out[split].append(_frame(record))
                     for split, framed in out.items():

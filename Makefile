@@ -1,0 +1,49 @@
+# The verbs a KubeTFX user needs. `make run` and `make test` set everything up first.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+# The real dataset when it sits next to the repository; otherwise the run generates data.
+DATA ?= $(wildcard ../shared/data/insurance.csv)
+STORAGE ?= kubetfx_storage
+ARGS ?=
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: setup run test test-all lint compile submit images bench lineage clean
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	uv sync --frozen --python 3.11
+	@touch $@
+
+setup: $(VENV)/.synced  ## build .venv from uv.lock
+
+run: setup  ## the whole pipeline, locally, on the default dataset
+	$(PY) submit.py --storage $(STORAGE) $(if $(DATA),--data $(DATA)) $(ARGS)
+
+test: setup  ## unit, component and local end-to-end tests (not the slow full-workload tier)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all: setup  ## every tier, including the reference workload's full settings
+	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+compile: setup  ## pl_yaml_output/kubetfx_pipeline.yaml for the KFP UI
+	$(PY) compile.py $(ARGS)
+
+submit: setup  ## HOST=http://localhost:8080 make submit
+	$(PY) submit.py --host $(HOST) $(ARGS)
+
+images:  ## the runtime image, with docker or podman
+	bash images/build.sh
+
+bench: setup  ## the reference workload's benchmark
+	$(PY) -m pipelines.benchmark $(ARGS)
+
+lineage: setup  ## VERSION=1 make lineage
+	$(PY) -m pipelines.lineage --storage $(STORAGE) --version $(VERSION)
+
+clean:
+	rm -rf $(STORAGE) .pytest_cache
