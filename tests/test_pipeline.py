@@ -1,0 +1,138 @@
+"""Wiring: the compiled YAML parses strictly, every task is placed on the cluster, and the
+whole pipeline runs locally from the compiled spec (both local runners)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import names
+from pipelines.kubetfx_pipeline import STAGE_RESOURCES, ClusterOptions, compile_pipeline
+from pipelines.local_runner import load_pipeline_spec
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = [
+    names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_SCHEMA, names.STAGE_VALIDATE,
+    names.STAGE_TRANSFORM, names.STAGE_TUNE, names.STAGE_TRAIN, names.STAGE_RESOLVE,
+    names.STAGE_EVALUATE, names.STAGE_PUSH,
+]
+# Small settings so the end-to-end tier takes a minute, not the workload's full budget.
+FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_steps": "10"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    path = tmp_path_factory.mktemp("yaml") / "p.yaml"
+    compile_pipeline(str(path), ClusterOptions(image="reg.example/kubetfx/runtime:9", pvc_name="pvc-x",
+                                               mount_path="/mnt/x"))
+    return path
+
+
+def test_compile_py_writes_the_upload_file(tmp_path):
+    out = tmp_path / "k.yaml"
+    proc = subprocess.run([sys.executable, "compile.py", "--output", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    spec = load_pipeline_spec(out)
+    assert len(spec.root.dag.tasks) == 10
+
+
+def test_yaml_parses_strictly_with_kfp_protos(compiled):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec = load_pipeline_spec(compiled)  # strict: an unknown field raises
+    docs = list(yaml.safe_load_all(compiled.read_text()))
+    assert len(docs) == 2, "the Kubernetes platform spec is the second document"
+    platform = pipeline_spec_pb2.PlatformSpec()
+    json_format.ParseDict(docs[1], platform)
+    assert {t.component_ref.name.removeprefix("comp-") for t in spec.root.dag.tasks.values()} == {
+        s.replace("_", "-") for s in STAGES
+    }
+
+
+def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(compiled):
+    spec_doc, platform = list(yaml.safe_load_all(compiled.read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert len(executors) == 10
+    for name, cfg in executors.items():
+        assert cfg["pvcMount"] == [{"constant": "pvc-x", "mountPath": "/mnt/x", "pvcNameParameter": {
+            "runtimeValue": {"constant": "pvc-x"}}}] or (
+            cfg["pvcMount"][0]["mountPath"] == "/mnt/x"), name
+    for name, ex in spec_doc["deploymentSpec"]["executors"].items():
+        c = ex["container"]
+        assert c["image"] == "reg.example/kubetfx/runtime:9"
+        assert c["resources"]["resourceCpuRequest"] and c["resources"]["resourceMemoryLimit"], name
+        assert "pip install" not in " ".join(c["command"]), "nothing may be pip-installed at pod start"
+    tasks = spec_doc["root"]["dag"]["tasks"]
+    for task in tasks.values():
+        stage = task["taskInfo"]["name"]
+        assert stage in STAGE_RESOURCES
+        assert task.get("cachingOptions", {}).get("enableCache", False) is STAGE_RESOURCES[stage].cache
+    assert spec_doc["root"]["inputDefinitions"]["parameters"]["storage_root"]["defaultValue"] == "/mnt/x"
+
+
+def test_tune_and_train_get_more_than_validate_and_push():
+    def mem(s: str) -> float:
+        return float(s[:-2]) * (1024 if s.endswith("Gi") else 1)
+
+    for big in (names.STAGE_TUNE, names.STAGE_TRAIN):
+        for small in (names.STAGE_VALIDATE, names.STAGE_PUSH):
+            assert mem(STAGE_RESOURCES[big].memory_limit) > mem(STAGE_RESOURCES[small].memory_limit)
+            assert float(STAGE_RESOURCES[big].cpu_limit) > float(STAGE_RESOURCES[small].cpu_limit.rstrip("m")) / (
+                1000 if STAGE_RESOURCES[small].cpu_limit.endswith("m") else 1)
+
+
+def test_compiling_does_not_import_tensorflow():
+    code = ("import sys; from pipelines.kubetfx_pipeline import compile_pipeline; import tempfile, os;"
+            "compile_pipeline(os.path.join(tempfile.mkdtemp(), 'p.yaml'));"
+            "heavy = [m for m in ('tensorflow', 'tensorflow_data_validation', 'tensorflow_transform',"
+            " 'tensorflow_model_analysis', 'pandas', 'keras') if m in sys.modules]; print(heavy); assert not heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _submit(tmp_path, *extra, data=None):
+    cmd = [sys.executable, "submit.py", "--storage", str(tmp_path / "storage")]
+    if data:
+        cmd += ["--data", str(data)]
+    for k, v in FAST.items():
+        cmd += ["--param", f"{k}={v}"]
+    return subprocess.run(cmd + list(extra), cwd=REPO, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.mark.e2e
+def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
+    first = _submit(tmp_path)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    for stage in STAGES:
+        assert stage.replace("_", "-") in first.stdout
+    storage = tmp_path / "storage"
+    index = json.loads((storage / names.REGISTRY_INDEX).read_text())
+    versions = index["versions"] if isinstance(index, dict) else index
+    assert [v["version"] for v in versions] == [1]
+    assert (storage / names.SERVING_DIR / names.MODEL_NAME / "1" / "saved_model.pb").exists()
+
+    second = _submit(tmp_path)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    assert "version=1" in second.stdout  # the baseline resolved by the second run
+
+    lineage = subprocess.run([sys.executable, "-m", "pipelines.lineage", "--storage", str(storage),
+                              "--version", "1", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert lineage.returncode == 0, lineage.stderr
+    trace = json.loads(lineage.stdout)
+    assert trace["data"]["input_files"][0].endswith("insurance.csv")
+    assert trace["schema"] and trace["transform_graph"] and trace["hyperparameters"]
+
+
+@pytest.mark.e2e
+def test_subprocess_runner_fails_with_a_readable_stage_error(tmp_path, write_csv):
+    bad = write_csv("age,sex,bmi\n19,female,27.9\n", name="bad.csv")
+    proc = _submit(tmp_path, "--runner", "subprocess", data=bad)
+    assert proc.returncode == 1
+    assert "[example_gen]" in proc.stderr and "label column 'charges' is missing" in proc.stderr
