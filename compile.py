@@ -1,6 +1,6 @@
 """Compile the KubeTFX pipeline to pl_yaml_output/kubetfx_pipeline.yaml for the KFP UI.
 
-    python compile.py [--image-registry REGISTRY] [--pvc-name NAME] [--mount-path PATH]
+python compile.py [--image-registry REGISTRY] [--pvc-name NAME] [--mount-path PATH]
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE, ClusterOptions, compile_
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--output", default=DEFAULT_PACKAGE, help="where to write the YAML")
     parser.add_argument("--image-registry", default="", help="registry prefix for the runtime image")
-    parser.add_argument("--image", default="", help="the whole runtime image reference (overrides the prefix)")
-    parser.add_argument("--pvc-name", default=names.DEFAULT_PVC_NAME, help="PersistentVolumeClaim every task mounts")
+    parser.add_argument(
+        "--image", default="", help="the whole runtime image reference (overrides the prefix)"
+    )
+    parser.add_argument(
+        "--pvc-name", default=names.DEFAULT_PVC_NAME, help="PersistentVolumeClaim every task mounts"
+    )
     parser.add_argument("--mount-path", default=names.DEFAULT_MOUNT_PATH, help="where the volume is mounted")
     args = parser.parse_args(argv)
     opts = ClusterOptions(

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 
-
 def _params(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -43,8 +42,13 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
 
     try:
         result = run_locally(
-            storage, Path(args.data) if args.data else None, params, mode=args.runner,
-            log=print if args.verbose else _quiet, on_task_end=on_task_end, start=recorder.start_run,
+            storage,
+            Path(args.data) if args.data else None,
+            params,
+            mode=args.runner,
+            log=print if args.verbose else _quiet,
+            on_task_end=on_task_end,
+            start=recorder.start_run,
         )
     except (ValueError, FileNotFoundError) as e:
         print(str(e), file=sys.stderr)
@@ -73,8 +77,14 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
     package = compile_pipeline(args.package)
     try:
         result = submit_to_server(
-            args.host, package, pipeline_name=PIPELINE_NAME, experiment=args.experiment,
-            run_name=args.run_name, parameters=params, recurring_cron=args.cron, wait=args.wait,
+            args.host,
+            package,
+            pipeline_name=PIPELINE_NAME,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            parameters=params,
+            recurring_cron=args.cron,
+            wait=args.wait,
             timeout_s=args.timeout,
         )
     except SubmitError as e:
@@ -93,14 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE
     from pipelines.local import DEFAULT_STORAGE
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", help="Kubeflow Pipelines address; without it the run is local")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter"
+    )
     local = parser.add_argument_group("local run")
     local.add_argument("--data", help="CSV file or folder (default: generated insurance-like rows)")
     local.add_argument("--storage", default=DEFAULT_STORAGE, help="local storage root (plays the volume)")
-    local.add_argument("--runner", choices=("inprocess", "subprocess"), default="inprocess",
-                       help="inprocess: one warm process (fast); subprocess: a process per stage, as pods")
+    local.add_argument(
+        "--runner",
+        choices=("inprocess", "subprocess"),
+        default="inprocess",
+        help="inprocess: one warm process (fast); subprocess: a process per stage, as pods",
+    )
     local.add_argument("-v", "--verbose", action="store_true", help="show every stage's log")
     remote = parser.add_argument_group("server run")
     remote.add_argument("--package", default=DEFAULT_PACKAGE, help="where the compiled YAML is written")

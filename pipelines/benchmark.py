@@ -44,7 +44,8 @@ def _one_size(rows: int, source: Path | None, runner: str, workdir: Path) -> dic
     code = (
         "import json, sys, time; from pathlib import Path; t0 = time.perf_counter()\n"
         "from pipelines.local import run_locally\n"
-        f"res = run_locally(Path({str(storage)!r}), Path({str(csv)!r}), {{}}, mode={runner!r}, log=lambda s: None)\n"
+        f"res = run_locally(Path({str(storage)!r}), Path({str(csv)!r}), {{}},"
+        f" mode={runner!r}, log=lambda s: None)\n"
         "print('@@' + json.dumps({'ok': res.run.succeeded, 'pipeline_s': res.run.seconds,"
         " 'process_s': time.perf_counter() - t0,"
         " 'tasks': [dict(task=t.task, status=t.status, seconds=t.seconds, peak_rss_mb=t.peak_rss_mb,"
@@ -55,7 +56,9 @@ def _one_size(rows: int, source: Path | None, runner: str, workdir: Path) -> dic
     wall = time.perf_counter() - start
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@")), None)
     if line is None:
-        raise RuntimeError(f"benchmark run at {rows} rows failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"benchmark run at {rows} rows failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     out = json.loads(line[2:])
     out.update(rows=rows, process_wall_s=wall)
     return out
@@ -63,8 +66,11 @@ def _one_size(rows: int, source: Path | None, runner: str, workdir: Path) -> dic
 
 def table(result: dict) -> str:
     rows = result["rows"]
-    lines = [f"rows={rows:,}  process wall {result['process_wall_s']:.1f} s  pipeline {result['pipeline_s']:.1f} s",
-             f"  {'stage':<18}{'wall s':>8}{'peak MB':>9}{'rows/s':>12}"]
+    lines = [
+        f"rows={rows:,}  process wall {result['process_wall_s']:.1f} s"
+        f"  pipeline {result['pipeline_s']:.1f} s",
+        f"  {'stage':<18}{'wall s':>8}{'peak MB':>9}{'rows/s':>12}",
+    ]
     for t in result["tasks"]:
         rate = f"{rows / t['seconds']:,.0f}" if t["task"] in DATA_STAGES and t["seconds"] > 0 else ""
         lines.append(f"  {t['task']:<18}{t['seconds']:>8.1f}{t['peak_rss_mb']:>9.0f}{rate:>12}")
@@ -72,7 +78,9 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1338,100000,1000000")
     parser.add_argument("--runner", choices=("inprocess", "subprocess"), default="inprocess")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the real CSV")
@@ -87,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         if not res["ok"]:
             print(f"  FAILED: {[t['error'] for t in res['tasks'] if t['error']]}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"runner": args.runner, "label": names.LABEL, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"runner": args.runner, "label": names.LABEL, "results": results}, indent=2)
+        )
     print(json.dumps(results))
     return 0 if all(r["ok"] for r in results) else 1
 

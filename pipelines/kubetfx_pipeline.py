@@ -65,6 +65,9 @@ class ClusterOptions:
     mount_path: str = names.DEFAULT_MOUNT_PATH
 
 
+DEFAULT_OPTIONS = ClusterOptions()
+
+
 def _place(task: dsl.PipelineTask, stage: str, opts: ClusterOptions) -> dsl.PipelineTask:
     """Give a task its name, image, volume, resources, retries and caching policy."""
     r = STAGE_RESOURCES[stage]
@@ -79,7 +82,7 @@ def _place(task: dsl.PipelineTask, stage: str, opts: ClusterOptions) -> dsl.Pipe
     return task
 
 
-def create_pipeline(opts: ClusterOptions = ClusterOptions()):  # noqa: ANN201 (a kfp GraphComponent)
+def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a kfp GraphComponent)
     """Build the pipeline for one cluster setup; returns the compiled-ready pipeline function."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="TFX's ten stages as KFP v2 lightweight components.")
@@ -112,8 +115,12 @@ def create_pipeline(opts: ClusterOptions = ClusterOptions()):  # noqa: ANN201 (a
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
         gen = example_gen(
-            storage_root=storage_root, data=data, run_id=run_id, label=label,
-            split_buckets=split_buckets, schema_file=schema_file,
+            storage_root=storage_root,
+            data=data,
+            run_id=run_id,
+            label=label,
+            split_buckets=split_buckets,
+            schema_file=schema_file,
         )
         _place(gen, names.STAGE_EXAMPLE_GEN, opts)
 
@@ -121,36 +128,57 @@ def create_pipeline(opts: ClusterOptions = ClusterOptions()):  # noqa: ANN201 (a
         _place(stats, names.STAGE_STATISTICS, opts)
 
         sch = schema(
-            statistics=stats.outputs["statistics"], label=label, schema_file=schema_file,
+            statistics=stats.outputs["statistics"],
+            label=label,
+            schema_file=schema_file,
             storage_root=storage_root,
         )
         _place(sch, names.STAGE_SCHEMA, opts)
 
         val = validate(
-            statistics=stats.outputs["statistics"], schema=sch.outputs["schema"], label=label,
-            fail_on=fail_on, skew_threshold=skew_threshold, drift_threshold=drift_threshold,
+            statistics=stats.outputs["statistics"],
+            schema=sch.outputs["schema"],
+            label=label,
+            fail_on=fail_on,
+            skew_threshold=skew_threshold,
+            drift_threshold=drift_threshold,
         )
         _place(val, names.STAGE_VALIDATE, opts)
 
         tf_ = transform(
-            examples=gen.outputs["examples"], schema=sch.outputs["schema"], storage_root=storage_root,
-            run_id=run_id, module_file=module_file, beam_args=beam_args,
+            examples=gen.outputs["examples"],
+            schema=sch.outputs["schema"],
+            storage_root=storage_root,
+            run_id=run_id,
+            module_file=module_file,
+            beam_args=beam_args,
         ).after(val)  # never transform data that failed validation
         _place(tf_, names.STAGE_TRANSFORM, opts)
 
         tun = tune(
             transformed_examples=tf_.outputs["transformed_examples"],
-            transform_graph=tf_.outputs["transform_graph"], storage_root=storage_root, run_id=run_id,
-            module_file=module_file, tuner=tuner, trials=tuner_trials, steps=tuner_steps,
-            batch_size=batch_size, enabled=tune_enabled, hyperparameters=hyperparameters,
+            transform_graph=tf_.outputs["transform_graph"],
+            storage_root=storage_root,
+            run_id=run_id,
+            module_file=module_file,
+            tuner=tuner,
+            trials=tuner_trials,
+            steps=tuner_steps,
+            batch_size=batch_size,
+            enabled=tune_enabled,
+            hyperparameters=hyperparameters,
         )
         _place(tun, names.STAGE_TUNE, opts)
 
         trn = train(
             transformed_examples=tf_.outputs["transformed_examples"],
             transform_graph=tf_.outputs["transform_graph"],
-            best_hyperparameters=tun.outputs["best_hyperparameters"], storage_root=storage_root,
-            run_id=run_id, module_file=module_file, train_steps=train_steps, eval_steps=eval_steps,
+            best_hyperparameters=tun.outputs["best_hyperparameters"],
+            storage_root=storage_root,
+            run_id=run_id,
+            module_file=module_file,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
             batch_size=batch_size,
         )
         _place(trn, names.STAGE_TRAIN, opts)
@@ -159,16 +187,27 @@ def create_pipeline(opts: ClusterOptions = ClusterOptions()):  # noqa: ANN201 (a
         _place(base, names.STAGE_RESOLVE, opts)
 
         ev = evaluate(
-            examples=gen.outputs["examples"], model=trn.outputs["model"], baseline=base.outputs["baseline"],
-            storage_root=storage_root, label=label, slice_feature=slice_feature,
-            mae_threshold=mae_threshold, max_relative_degradation=max_relative_degradation,
-            thresholds_file=thresholds_file, beam_args=beam_args,
+            examples=gen.outputs["examples"],
+            model=trn.outputs["model"],
+            baseline=base.outputs["baseline"],
+            storage_root=storage_root,
+            label=label,
+            slice_feature=slice_feature,
+            mae_threshold=mae_threshold,
+            max_relative_degradation=max_relative_degradation,
+            thresholds_file=thresholds_file,
+            beam_args=beam_args,
         )
         _place(ev, names.STAGE_EVALUATE, opts)
 
         psh = push(
-            model=trn.outputs["model"], blessing=ev.outputs["blessing"], examples=gen.outputs["examples"],
-            storage_root=storage_root, run_id=run_id, model_name=model_name, serving_root=serving_root,
+            model=trn.outputs["model"],
+            blessing=ev.outputs["blessing"],
+            examples=gen.outputs["examples"],
+            storage_root=storage_root,
+            run_id=run_id,
+            model_name=model_name,
+            serving_root=serving_root,
         )
         _place(psh, names.STAGE_PUSH, opts)
 
@@ -178,7 +217,7 @@ def create_pipeline(opts: ClusterOptions = ClusterOptions()):  # noqa: ANN201 (a
 DEFAULT_PACKAGE = "pl_yaml_output/kubetfx_pipeline.yaml"
 
 
-def compile_pipeline(output: str = DEFAULT_PACKAGE, opts: ClusterOptions = ClusterOptions()) -> str:
+def compile_pipeline(output: str = DEFAULT_PACKAGE, opts: ClusterOptions = DEFAULT_OPTIONS) -> str:
     """Write the pipeline YAML (IR + Kubernetes platform spec) that the KFP UI accepts."""
     import os
 

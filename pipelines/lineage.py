@@ -123,15 +123,24 @@ class LineageRecorder:
         inputs = record.executor_input.get("inputs", {})
         for k, v in inputs.get("parameterValues", {}).items():
             execution.custom_properties[f"input:{k}"].CopyFrom(_to_value(v))
-        for k, v in {"task": record.task, "seconds": round(record.seconds, 3),
-                     "peak_rss_mb": round(record.peak_rss_mb, 1), "error": record.error}.items():
+        for k, v in {
+            "task": record.task,
+            "seconds": round(record.seconds, 3),
+            "peak_rss_mb": round(record.peak_rss_mb, 1),
+            "error": record.error,
+        }.items():
             execution.custom_properties[k].CopyFrom(_to_value(v))
 
         pairs = []
         for key, arts in inputs.get("artifacts", {}).items():
             for a in arts.get("artifacts", []):
-                aid = self._artifact_id(a["uri"], a["type"]["schemaTitle"], a.get("name", key),
-                                        a.get("metadata", {}), pb.Artifact.LIVE)
+                aid = self._artifact_id(
+                    a["uri"],
+                    a["type"]["schemaTitle"],
+                    a.get("name", key),
+                    a.get("metadata", {}),
+                    pb.Artifact.LIVE,
+                )
                 pairs.append((aid, pb.Event.INPUT, key))
         for key, art in record.outputs.items():
             if hasattr(art, "uri"):
@@ -150,7 +159,8 @@ class LineageRecorder:
             self.store.put_events(events)
         if contexts and pairs:
             self.store.put_attributions_and_associations(
-                [pb.Attribution(artifact_id=aid, context_id=c.id) for aid, _, _ in pairs for c in contexts], []
+                [pb.Attribution(artifact_id=aid, context_id=c.id) for aid, _, _ in pairs for c in contexts],
+                [],
             )
 
     def end_run(self, run: Any) -> None:
@@ -171,8 +181,10 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
     rec = LineageRecorder(db_path)
     store, pb = rec.store, rec._pb
     pushed = [
-        a for a in store.get_artifacts()
-        if _props(a).get("version") == version and _props(a).get("pushed") in (1, True)
+        a
+        for a in store.get_artifacts()
+        if _props(a).get("version") == version
+        and _props(a).get("pushed") in (1, True)
         and _props(a).get("model_name", model_name) == model_name
     ]
     if not pushed:
@@ -197,8 +209,7 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
                 if inp.type == pb.Event.INPUT:
                     frontier.append(inp.artifact_id)
             seen[aid]["produced_by"] = ex.name
-    runs = {c.name for e in executions for c in store.get_contexts_by_execution(e)
-            if c.type == RUN_CONTEXT}
+    runs = {c.name for e in executions for c in store.get_contexts_by_execution(e) if c.type == RUN_CONTEXT}
     by_name = {v.get("display_name"): v for v in seen.values()}
     return {
         "model": model_name,
@@ -216,7 +227,9 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--storage", default="kubetfx_storage")
     parser.add_argument("--model", default=names.MODEL_NAME)
     parser.add_argument("--version", type=int, required=True)
@@ -236,13 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"model {trace['model']} version {trace['version']}")
     print(f"  run(s):          {', '.join(trace['runs'])}")
-    for label, key in (("data", "data"), ("schema", "schema"), ("transform graph", "transform_graph"),
-                       ("hyperparameters", "hyperparameters"), ("trained model", "model_trained")):
+    for label, key in (
+        ("data", "data"),
+        ("schema", "schema"),
+        ("transform graph", "transform_graph"),
+        ("hyperparameters", "hyperparameters"),
+        ("trained model", "model_trained"),
+    ):
         art = trace.get(key) or {}
         where = art.get(names.META_STORAGE_PATH) or art.get("uri", "?")
         extra = ""
         if key == "data":
-            extra = f"  files={art.get('input_files')} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
+            extra = (
+                f"  files={art.get('input_files')} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
+            )
         print(f"  {label + ':':<17}{where}{extra}")
     return 0
 

@@ -61,7 +61,7 @@ def stage_data(storage: Path, data: Path | None, log: Callable[[str], None] = pr
 
 
 def new_run_id() -> str:
-    return f"local-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"local-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclasses.dataclass
@@ -145,8 +145,20 @@ def _short(value: Any) -> str:
 
 
 KEY_FIGURES = (
-    names.META_ROWS, "features", "verdict", "anomalies", "best_val_loss", "eval_mae", "mae", "rmse", "r2",
-    "found", "version", "blessed", "pushed", "reason",
+    names.META_ROWS,
+    "features",
+    "verdict",
+    "anomalies",
+    "best_val_loss",
+    "eval_mae",
+    "mae",
+    "rmse",
+    "r2",
+    "found",
+    "version",
+    "blessed",
+    "pushed",
+    "reason",
 )
 
 

@@ -201,7 +201,9 @@ def run_pipeline_spec(
             f"valid: {sorted(root_spec.input_definitions.parameters)}"
         )
     io_store = io.IOStore()
-    for k, v in dag_orchestrator.join_user_inputs_and_defaults(arguments, root_spec.input_definitions).items():
+    for k, v in dag_orchestrator.join_user_inputs_and_defaults(
+        arguments, root_spec.input_definitions
+    ).items():
         io_store.put_parent_input(k, v)
 
     pipeline_resource_name = f"{pipeline_name}-{run_id}"
@@ -219,7 +221,10 @@ def run_pipeline_spec(
         task_root = str(Path(pipeline_root) / run_id / task_name)
         arguments_ = dag_orchestrator.make_task_arguments(task_spec.inputs, io_store)
         executor_input = executor_input_utils.construct_executor_input(
-            component_spec=component_spec, arguments=arguments_, task_root=task_root, block_input_artifact=False
+            component_spec=component_spec,
+            arguments=arguments_,
+            task_root=task_root,
+            block_input_artifact=False,
         )
         executor_input_dict = executor_input_utils.executor_input_to_dict(executor_input, component_spec)
         container = executor_spec["container"]
@@ -240,7 +245,7 @@ def run_pipeline_spec(
                     _execute_in_process(full_command, task_root)
             else:
                 child: dict[str, int] = {}
-                with _PeakRss(lambda: child.get("pid")) as rss:
+                with _PeakRss(lambda c=child: c.get("pid")) as rss:
                     # The sampler follows the child once it exists.
                     code = _execute_subprocess_tracked(full_command, log, child)
                 if code != 0:
@@ -272,7 +277,9 @@ def run_pipeline_spec(
     )
 
 
-def _execute_subprocess_tracked(full_command: list[str], log: Callable[[str], None], child: dict[str, int]) -> int:
+def _execute_subprocess_tracked(
+    full_command: list[str], log: Callable[[str], None], child: dict[str, int]
+) -> int:
     command = [part.replace("python3 -m", f"{sys.executable} -m") for part in full_command]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -53,8 +53,13 @@ def test_writes_tfx_layout_readable_by_tensorflow(tmp_path, write_csv):
     result = run_example_gen(csv, tmp_path / "out", label=names.LABEL)
     assert sum(result.rows.values()) == 60
     assert result.column_types == {
-        "age": "INT", "sex": "BYTES", "bmi": "FLOAT", "children": "INT",
-        "smoker": "BYTES", "region": "BYTES", "charges": "FLOAT",
+        "age": "INT",
+        "sex": "BYTES",
+        "bmi": "FLOAT",
+        "children": "INT",
+        "smoker": "BYTES",
+        "region": "BYTES",
+        "charges": "FLOAT",
     }
     files = list((tmp_path / "out" / "Split-eval").glob("data_tfrecord-*.gz"))
     assert len(files) == 1
@@ -123,11 +128,14 @@ def test_column_types_from_given_schema(tmp_path, write_csv):
     schema.write_text(
         "".join(
             f'feature {{ name: "{c}" type: {t} }}\n'
-            for c, t in zip(names.COLUMNS, ["FLOAT", "BYTES", "FLOAT", "INT", "BYTES", "BYTES", "FLOAT"])
+            for c, t in zip(
+                names.COLUMNS, ["FLOAT", "BYTES", "FLOAT", "INT", "BYTES", "BYTES", "FLOAT"], strict=False
+            )
         )
     )
-    r = run_example_gen(write_csv("\n".join([HEADER, *ROWS * 3])), tmp_path / "o", label=names.LABEL,
-                        schema_path=schema)
+    r = run_example_gen(
+        write_csv("\n".join([HEADER, *ROWS * 3])), tmp_path / "o", label=names.LABEL, schema_path=schema
+    )
     assert r.column_types["age"] == "FLOAT"
 
 
@@ -136,10 +144,16 @@ BAD_INPUTS = [
     ("empty", "", "file is empty"),
     ("header only", HEADER + "\n", "header only"),
     ("no label", "age,sex,bmi\n19,female,27.9\n", "label column 'charges' is missing"),
-    ("non-numeric", "\n".join([HEADER, *ROWS[:5], "19,female,abc,0,yes,southwest,16884.9", *ROWS[5:]]),
-     r"line 7: column 'bmi' is numeric .* non-numeric value 'abc'"),
-    ("empty label", "\n".join([HEADER, *ROWS[:3], "19,female,27.9,0,yes,southwest,", *ROWS[3:]]),
-     "label column 'charges' is empty in 1 row"),
+    (
+        "non-numeric",
+        "\n".join([HEADER, *ROWS[:5], "19,female,abc,0,yes,southwest,16884.9", *ROWS[5:]]),
+        r"line 7: column 'bmi' is numeric .* non-numeric value 'abc'",
+    ),
+    (
+        "empty label",
+        "\n".join([HEADER, *ROWS[:3], "19,female,27.9,0,yes,southwest,", *ROWS[3:]]),
+        "label column 'charges' is empty in 1 row",
+    ),
 ]
 
 
@@ -150,8 +164,13 @@ def test_bad_input_names_stage_file_problem_and_leaves_nothing(case, content, me
     examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
     with pytest.raises(StageError, match=message) as err:
         example_gen.python_func(
-            storage_root=str(storage), data=str(csv), run_id="r", label=names.LABEL,
-            split_buckets="train:2,eval:1", schema_file="", examples=examples,
+            storage_root=str(storage),
+            data=str(csv),
+            run_id="r",
+            label=names.LABEL,
+            split_buckets="train:2,eval:1",
+            schema_file="",
+            examples=examples,
         )
     assert str(err.value).startswith(f"[{names.STAGE_EXAMPLE_GEN}] {csv}")
     stage_parent = storage / names.ARTIFACTS_DIR / "r"
@@ -171,8 +190,13 @@ def test_headers_must_agree_across_folder(tmp_path):
 def test_component_points_at_examples_on_the_volume(tmp_path, synthetic_csv):
     examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
     example_gen.python_func(
-        storage_root=str(tmp_path), data=str(synthetic_csv), run_id="run-1", label=names.LABEL,
-        split_buckets="train:2,eval:1", schema_file="", examples=examples,
+        storage_root=str(tmp_path),
+        data=str(synthetic_csv),
+        run_id="run-1",
+        label=names.LABEL,
+        split_buckets="train:2,eval:1",
+        schema_file="",
+        examples=examples,
     )
     where = Path(examples.metadata[names.META_STORAGE_PATH])
     assert where == tmp_path / names.ARTIFACTS_DIR / "run-1" / names.STAGE_EXAMPLE_GEN

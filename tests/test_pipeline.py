@@ -17,9 +17,16 @@ from pipelines.local_runner import load_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = [
-    names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_SCHEMA, names.STAGE_VALIDATE,
-    names.STAGE_TRANSFORM, names.STAGE_TUNE, names.STAGE_TRAIN, names.STAGE_RESOLVE,
-    names.STAGE_EVALUATE, names.STAGE_PUSH,
+    names.STAGE_EXAMPLE_GEN,
+    names.STAGE_STATISTICS,
+    names.STAGE_SCHEMA,
+    names.STAGE_VALIDATE,
+    names.STAGE_TRANSFORM,
+    names.STAGE_TUNE,
+    names.STAGE_TRAIN,
+    names.STAGE_RESOLVE,
+    names.STAGE_EVALUATE,
+    names.STAGE_PUSH,
 ]
 # Small settings so the end-to-end tier takes a minute, not the workload's full budget.
 FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_steps": "10"}
@@ -28,15 +35,22 @@ FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_ste
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     path = tmp_path_factory.mktemp("yaml") / "p.yaml"
-    compile_pipeline(str(path), ClusterOptions(image="reg.example/kubetfx/runtime:9", pvc_name="pvc-x",
-                                               mount_path="/mnt/x"))
+    compile_pipeline(
+        str(path),
+        ClusterOptions(image="reg.example/kubetfx/runtime:9", pvc_name="pvc-x", mount_path="/mnt/x"),
+    )
     return path
 
 
 def test_compile_py_writes_the_upload_file(tmp_path):
     out = tmp_path / "k.yaml"
-    proc = subprocess.run([sys.executable, "compile.py", "--output", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "compile.py", "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     spec = load_pipeline_spec(out)
     assert len(spec.root.dag.tasks) == 10
@@ -61,9 +75,13 @@ def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(comp
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert len(executors) == 10
     for name, cfg in executors.items():
-        assert cfg["pvcMount"] == [{"constant": "pvc-x", "mountPath": "/mnt/x", "pvcNameParameter": {
-            "runtimeValue": {"constant": "pvc-x"}}}] or (
-            cfg["pvcMount"][0]["mountPath"] == "/mnt/x"), name
+        assert cfg["pvcMount"] == [
+            {
+                "constant": "pvc-x",
+                "mountPath": "/mnt/x",
+                "pvcNameParameter": {"runtimeValue": {"constant": "pvc-x"}},
+            }
+        ] or (cfg["pvcMount"][0]["mountPath"] == "/mnt/x"), name
     for name, ex in spec_doc["deploymentSpec"]["executors"].items():
         c = ex["container"]
         assert c["image"] == "reg.example/kubetfx/runtime:9"
@@ -84,15 +102,19 @@ def test_tune_and_train_get_more_than_validate_and_push():
     for big in (names.STAGE_TUNE, names.STAGE_TRAIN):
         for small in (names.STAGE_VALIDATE, names.STAGE_PUSH):
             assert mem(STAGE_RESOURCES[big].memory_limit) > mem(STAGE_RESOURCES[small].memory_limit)
-            assert float(STAGE_RESOURCES[big].cpu_limit) > float(STAGE_RESOURCES[small].cpu_limit.rstrip("m")) / (
-                1000 if STAGE_RESOURCES[small].cpu_limit.endswith("m") else 1)
+            assert float(STAGE_RESOURCES[big].cpu_limit) > float(
+                STAGE_RESOURCES[small].cpu_limit.rstrip("m")
+            ) / (1000 if STAGE_RESOURCES[small].cpu_limit.endswith("m") else 1)
 
 
 def test_compiling_does_not_import_tensorflow():
-    code = ("import sys; from pipelines.kubetfx_pipeline import compile_pipeline; import tempfile, os;"
-            "compile_pipeline(os.path.join(tempfile.mkdtemp(), 'p.yaml'));"
-            "heavy = [m for m in ('tensorflow', 'tensorflow_data_validation', 'tensorflow_transform',"
-            " 'tensorflow_model_analysis', 'pandas', 'keras') if m in sys.modules]; print(heavy); assert not heavy")
+    code = (
+        "import sys; from pipelines.kubetfx_pipeline import compile_pipeline; import tempfile, os;"
+        "compile_pipeline(os.path.join(tempfile.mkdtemp(), 'p.yaml'));"
+        "heavy = [m for m in ('tensorflow', 'tensorflow_data_validation', 'tensorflow_transform',"
+        " 'tensorflow_model_analysis', 'pandas', 'keras') if m in sys.modules];"
+        " print(heavy); assert not heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -122,8 +144,13 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     assert "version=1" in second.stdout  # the baseline resolved by the second run
 
-    lineage = subprocess.run([sys.executable, "-m", "pipelines.lineage", "--storage", str(storage),
-                              "--version", "1", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    lineage = subprocess.run(
+        [sys.executable, "-m", "pipelines.lineage", "--storage", str(storage), "--version", "1", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert lineage.returncode == 0, lineage.stderr
     trace = json.loads(lineage.stdout)
     assert trace["data"]["input_files"][0].endswith("insurance.csv")

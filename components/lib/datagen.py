@@ -38,8 +38,15 @@ def _synthetic_chunk(rng, n: int):  # type: ignore[no-untyped-def]
     charges += rng.gamma(1.2, 1800.0, n)  # right-skewed extra cost, as in the real data
     charges = np.round(np.clip(charges, 1100.0, None), 4)
     return pd.DataFrame(
-        {"age": age, "sex": sex, "bmi": bmi, "children": children, "smoker": smoker, "region": region,
-         names.LABEL: charges}
+        {
+            "age": age,
+            "sex": sex,
+            "bmi": bmi,
+            "children": children,
+            "smoker": smoker,
+            "region": region,
+            names.LABEL: charges,
+        }
     )[list(names.COLUMNS)]
 
 
@@ -74,7 +81,9 @@ def generate_csv(out: Path, rows: int, seed: int = 42, source: Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1338)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=42)

@@ -106,19 +106,21 @@ def _string_batches(path: Path, columns: list[str]) -> Iterator[Any]:
     import pyarrow as pa
     from pyarrow import csv
 
-    convert = csv.ConvertOptions(
-        column_types={c: pa.string() for c in columns}, strings_can_be_null=True
-    )
+    convert = csv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=True)
     try:
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert)
+        reader = csv.open_csv(
+            path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
+        )
         yield from reader
     except pa.ArrowInvalid as e:
         raise StageError(STAGE, str(path), f"malformed CSV: {e}") from e
 
 
 def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str, str], dict[str, int]]:
-    """First pass: INT if every non-empty cell is an integer, FLOAT if every one is a number,
-    BYTES otherwise — except that a mostly numeric column with a few non-numbers is an error
+    """First pass over the input: each column's type and its count of empty cells.
+
+    INT if every non-empty cell is an integer, FLOAT if every one is a number, BYTES
+    otherwise — except that a mostly numeric column with a few non-numbers is an error
     naming the file, line and value (a typo in ``bmi`` must not turn it into a string feature).
     """
     import pyarrow.compute as pc
@@ -263,7 +265,9 @@ def run_example_gen(
     for name, _ in buckets:
         d = output_dir / names.split_dir(name)
         d.mkdir(parents=True)
-        writers[name] = gzip.open(d / f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00001.gz", "wb", compresslevel=6)
+        writers[name] = gzip.open(
+            d / f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00001.gz", "wb", compresslevel=6
+        )
     try:
         for path in files:
             with open(path, "rb") as fh:
@@ -279,7 +283,9 @@ def run_example_gen(
                             empty[c] += batch.column(c).null_count
                         if empty[label]:
                             raise StageError(STAGE, str(path), f"label column {label!r} has empty cells")
-                    lists = pa.RecordBatch.from_arrays([_to_list_array(batch.column(c)) for c in columns], columns)
+                    lists = pa.RecordBatch.from_arrays(
+                        [_to_list_array(batch.column(c)) for c in columns], columns
+                    )
                     out: dict[str, list[bytes]] = {name: [] for name, _ in buckets}
                     for encoded in example_coder.RecordBatchToExamples(lists):
                         record = deterministic(encoded)
@@ -297,7 +303,9 @@ def run_example_gen(
         raise StageError(STAGE, str(input_path), "header only: the input has no data rows")
     for name, n in rows.items():
         if n == 0:
-            raise StageError(STAGE, str(input_path), f"split {name!r} received no rows; the input is too small")
+            raise StageError(
+                STAGE, str(input_path), f"split {name!r} received no rows; the input is too small"
+            )
     return ExampleGenResult(
         rows=rows,
         column_types=types,

@@ -17,7 +17,9 @@ def example_class() -> Any:
     """The ``tensorflow.Example`` message class, wire-compatible with TensorFlow's."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    f = descriptor_pb2.FileDescriptorProto(name="kubetfx/tf_example.proto", package="kubetfx.tf", syntax="proto3")
+    f = descriptor_pb2.FileDescriptorProto(
+        name="kubetfx/tf_example.proto", package="kubetfx.tf", syntax="proto3"
+    )
     T = descriptor_pb2.FieldDescriptorProto
 
     def msg(name: str, *fields: tuple[str, int, int, int, str]) -> descriptor_pb2.DescriptorProto:
