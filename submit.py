@@ -71,10 +71,11 @@ def _quiet(line: str) -> None:
 
 
 def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
-    from pipelines.kubetfx_pipeline import PIPELINE_NAME, compile_pipeline
+    from pipelines.kubetfx_pipeline import PIPELINE_NAME, cluster_options, compile_pipeline
     from pipelines.remote import SubmitError, submit_to_server
 
-    package = compile_pipeline(args.package)
+    # Compiled with the same cluster options compile.py takes, so the run uses the right image.
+    package = compile_pipeline(args.package, cluster_options(args))
     try:
         result = submit_to_server(
             args.host,
@@ -100,7 +101,7 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE
+    from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE, add_cluster_arguments
     from pipelines.local import DEFAULT_STORAGE
 
     parser = argparse.ArgumentParser(
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     remote.add_argument("--cron", help="also create a recurring run on this cron schedule")
     remote.add_argument("--wait", action="store_true", help="wait for the run and report its final state")
     remote.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait")
+    add_cluster_arguments(remote)
     args = parser.parse_args(argv)
     params = _params(args.param)
     if args.host:

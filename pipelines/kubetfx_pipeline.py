@@ -233,3 +233,22 @@ def image_for(registry: str = "", image: str = "") -> str:
     if image:
         return image
     return f"{registry.rstrip('/')}/{IMAGE}" if registry else IMAGE
+
+
+def add_cluster_arguments(parser) -> None:  # noqa: ANN001 (argparse parser or group)
+    """The compile options, shared by compile.py and ``submit.py --host``."""
+    parser.add_argument("--image-registry", default="", help="registry prefix for the runtime image")
+    parser.add_argument(
+        "--image", default="", help="the whole runtime image reference (overrides the prefix)"
+    )
+    parser.add_argument(
+        "--pvc-name", default=names.DEFAULT_PVC_NAME, help="PersistentVolumeClaim every task mounts"
+    )
+    parser.add_argument("--mount-path", default=names.DEFAULT_MOUNT_PATH, help="where the volume is mounted")
+
+
+def cluster_options(args) -> ClusterOptions:  # noqa: ANN001 (argparse namespace)
+    """ClusterOptions from the arguments ``add_cluster_arguments`` declared."""
+    return ClusterOptions(
+        image=image_for(args.image_registry, args.image), pvc_name=args.pvc_name, mount_path=args.mount_path
+    )
