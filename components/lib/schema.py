@@ -1,0 +1,137 @@
+"""Schema logic: infer a TFDV schema from the train statistics, or load the user's own.
+
+As TFX's SchemaGen does, the schema is inferred from the TRAIN split only (the eval split is
+what Validate checks against it) with feature shapes inferred, so Transform can parse
+always-present single-valued features as dense tensors. A user-given ``schema.pbtxt`` replaces
+inference entirely: a curated schema is the way to pin domains and presence rules.
+
+Either way the schema gets TFX's environment habit when it has none: default environments
+TRAINING and SERVING, with the label ``not_in_environment: SERVING``, so the serving signature
+and validation of serving data do not expect a label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+
+STAGE = names.STAGE_SCHEMA
+TRAINING = "TRAINING"
+SERVING = "SERVING"
+SOURCE_INFERRED = "inferred"
+
+# Output metadata keys (the local runner prints "features").
+META_FEATURES = "features"
+META_LABEL = "label"
+META_SOURCE = "source"
+
+
+@dataclasses.dataclass
+class SchemaResult:
+    """The schema written, where it came from, and its feature names."""
+
+    schema: Any
+    source: str
+    label: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.schema.feature]
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            META_FEATURES: len(self.schema.feature),
+            META_LABEL: self.label,
+            META_SOURCE: self.source,
+            "feature_names": self.feature_names,
+        }
+
+
+def load_schema_file(path: Path, stage: str = STAGE) -> Any:
+    """Read a text ``Schema`` proto (``schema.pbtxt``; a folder holding one also works).
+
+    An unreadable, unparsable or empty schema is a StageError naming the file.
+    """
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / names.SCHEMA_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StageError(stage, str(path), "schema file does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StageError(stage, str(path), f"cannot read schema file: {e}") from e
+    schema = schema_pb2.Schema()
+    try:
+        text_format.Parse(text, schema)
+    except text_format.ParseError as e:
+        raise StageError(stage, str(path), f"not a valid text Schema proto: {e}") from e
+    if not schema.feature:
+        raise StageError(stage, str(path), "schema has no features")
+    unnamed = [i for i, f in enumerate(schema.feature) if not f.name]
+    if unnamed:
+        raise StageError(stage, str(path), f"schema feature(s) at position {unnamed} have no name")
+    return schema
+
+
+def add_environments(schema: Any, label: str) -> None:
+    """TFX's habit, in place: environments TRAINING and SERVING; the label only in TRAINING.
+
+    A schema that already declares environments is left as its author wrote it.
+    """
+    if schema.default_environment:
+        return
+    schema.default_environment.extend([TRAINING, SERVING])
+    for feature in schema.feature:
+        if feature.name == label and SERVING not in feature.not_in_environment:
+            feature.not_in_environment.append(SERVING)
+
+
+def infer(train_stats: Any, label: str, stats_path: str) -> Any:
+    """``tfdv.infer_schema`` on the train statistics, feature shapes inferred."""
+    import tensorflow_data_validation as tfdv
+
+    present = [".".join(f.path.step) if f.path.step else f.name for f in train_stats.datasets[0].features]
+    if label not in present:
+        raise StageError(
+            STAGE, stats_path, f"label {label!r} is not in the train statistics; features are {present}"
+        )
+    return tfdv.infer_schema(train_stats, infer_feature_shape=True)
+
+
+def write_schema(schema: Any, path: Path) -> None:
+    """Write ``schema.pbtxt`` as text (``tfdv.load_schema_text`` reads it)."""
+    from google.protobuf import text_format
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text_format.MessageToString(schema), encoding="utf-8")
+
+
+def run_schema(
+    stats_dir: Path, output_dir: Path, *, label: str, schema_file: Path | None = None
+) -> SchemaResult:
+    """Infer from ``stats_dir``'s train split (or load ``schema_file``); write ``<out>/schema.pbtxt``."""
+    from components.lib.statistics import load_split_statistics
+
+    if not label:
+        raise StageError(STAGE, None, "the label name is empty")
+    if schema_file is not None:
+        schema = load_schema_file(schema_file)
+        if label not in {f.name for f in schema.feature}:
+            raise StageError(STAGE, str(schema_file), f"label {label!r} is not a feature of this schema")
+        source = str(schema_file)
+    else:
+        train = load_split_statistics(stats_dir, names.TRAIN, STAGE)
+        stats_path = str(Path(stats_dir) / names.split_dir(names.TRAIN) / names.STATS_FILE)
+        schema = infer(train, label, stats_path)
+        source = SOURCE_INFERRED
+    add_environments(schema, label)
+    write_schema(schema, Path(output_dir) / names.SCHEMA_FILE)
+    return SchemaResult(schema=schema, source=source, label=label)

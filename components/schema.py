@@ -1,0 +1,34 @@
+"""Schema stage: a TFDV schema inferred from the train statistics, or the user's own schema file."""
+
+from kfp.dsl import Artifact, Input, Output
+
+from components.runtime import component
+
+
+@component
+def schema(
+    statistics: Input[Artifact],
+    label: str,
+    schema_file: str,
+    storage_root: str,
+    schema: Output[Artifact],
+):
+    """Write ``<schema>/schema.pbtxt`` (TFX SchemaGen's file name).
+
+    An empty ``schema_file`` means infer from the train statistics; otherwise that file
+    (relative to ``storage_root``, or absolute) is used as the schema.
+    """
+    import os
+    from pathlib import Path
+
+    from components.lib import storage
+    from components.lib.schema import run_schema
+
+    os.makedirs(schema.path, exist_ok=True)
+    result = run_schema(
+        Path(statistics.path),
+        Path(schema.path),
+        label=label,
+        schema_file=storage.resolve(storage_root, schema_file) if schema_file else None,
+    )
+    schema.metadata.update(result.metadata())

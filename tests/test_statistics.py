@@ -1,0 +1,201 @@
+"""Statistics: TFDV stats per split in TFX's layout, a self-contained HTML report, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from components import names
+from components.errors import StageError
+from components.lib import html
+from components.lib.statistics import (
+    compute_statistics,
+    compute_statistics_beam,
+    feature_name,
+    read_tfrecords,
+    split_files,
+)
+from components.statistics import statistics
+
+
+def run_statistics_on(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.HTML]:
+    """statistics.python_func on an examples folder; returns its two output artifacts."""
+    ex = dsl.Dataset(
+        name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
+    )
+    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
+    report = dsl.HTML(name="report", uri=str(out / "report"), metadata={})
+    statistics.python_func(examples=ex, statistics=stats, report=report)
+    return stats, report
+
+
+@pytest.fixture(scope="module")
+def stats_run(examples, tmp_path_factory) -> tuple[dsl.Artifact, dsl.HTML]:
+    """The statistics stage on the session's ExampleGen output, run once for this module."""
+    out = tmp_path_factory.mktemp("statistics")
+    ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
+    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
+    report = dsl.HTML(name="report", uri=str(out / "report"), metadata={})
+    statistics.python_func(examples=ex, statistics=stats, report=report)
+    return stats, report
+
+
+def examples_dir_of(examples) -> Path:
+    return Path(examples.metadata[names.META_STORAGE_PATH])
+
+
+def decoded_split(examples, split: str) -> list[dict[str, object]]:
+    """The examples of one split as {feature: first value}, decoded without TFDV."""
+    from components.lib.tf_example import example_class
+
+    cls = example_class()
+    rows = []
+    for f in split_files(examples_dir_of(examples) / names.split_dir(split)):
+        for record in read_tfrecords(f):
+            ex = cls.FromString(record)
+            row = {}
+            for k, feat in ex.features.feature.items():
+                kind = feat.WhichOneof("kind")
+                row[k] = getattr(feat, kind).value[0]
+            rows.append(row)
+    return rows
+
+
+def test_stats_in_tfx_layout_with_right_rows_and_features(stats_run, examples):
+    import tensorflow_data_validation as tfdv
+
+    stats_art, _ = stats_run
+    for split in names.SPLITS:
+        path = Path(stats_art.path) / names.split_dir(split) / names.STATS_FILE
+        stats = tfdv.load_stats_binary(str(path))
+        (dataset,) = stats.datasets
+        assert dataset.num_examples == examples.metadata[names.META_ROWS][split]
+        assert {feature_name(f) for f in dataset.features} == set(names.COLUMNS)
+    assert stats_art.metadata[names.META_ROWS] == examples.metadata[names.META_ROWS]
+    assert stats_art.metadata["features"] == 7
+    assert sum(stats_art.metadata[names.META_ROWS].values()) == 300
+
+
+def test_stats_values_match_the_data(stats_run, examples):
+    """Mean/min/max and category counts agree with the records decoded independently."""
+    import tensorflow_data_validation as tfdv
+
+    stats_art, _ = stats_run
+    rows = decoded_split(examples, names.EVAL)
+    stats = tfdv.load_stats_binary(str(Path(stats_art.path) / names.split_dir(names.EVAL) / names.STATS_FILE))
+    by_name = {feature_name(f): f for f in stats.datasets[0].features}
+    bmi = [float(r["bmi"]) for r in rows]
+    assert by_name["bmi"].num_stats.mean == pytest.approx(sum(bmi) / len(bmi), rel=1e-5)
+    assert by_name["bmi"].num_stats.min == pytest.approx(min(bmi), rel=1e-6)
+    assert by_name["bmi"].num_stats.max == pytest.approx(max(bmi), rel=1e-6)
+    smokers = sum(r["smoker"] == b"yes" for r in rows)
+    top = {v.value: v.frequency for v in by_name["smoker"].string_stats.top_values}
+    assert top["yes"] == smokers
+    assert by_name["region"].string_stats.unique == len({r["region"] for r in rows})
+
+
+def test_in_process_statistics_equal_beam_statistics(examples):
+    """The fast path computes what TFX's Beam path computes (up to float rounding)."""
+    files = split_files(examples_dir_of(examples) / names.split_dir(names.TRAIN))
+    fast = compute_statistics(files).datasets[0]
+    beam = compute_statistics_beam(files, "--runner=DirectRunner").datasets[0]
+    assert fast.num_examples == beam.num_examples
+    fast_f = {feature_name(f): f for f in fast.features}
+    beam_f = {feature_name(f): f for f in beam.features}
+    assert set(fast_f) == set(beam_f) == set(names.COLUMNS)
+    for name in names.NUMERIC_FEATURES + (names.LABEL,):
+        a, b = fast_f[name].num_stats, beam_f[name].num_stats
+        for field in ("mean", "std_dev", "min", "max", "median", "num_zeros"):
+            assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-9), (name, field)
+    for name in names.CATEGORICAL_FEATURES:
+        a, b = fast_f[name].string_stats, beam_f[name].string_stats
+        assert a.unique == b.unique
+        assert {(v.value, v.frequency) for v in a.top_values} == {
+            (v.value, v.frequency) for v in b.top_values
+        }
+
+
+def test_batches_accumulate_to_the_same_statistics(examples):
+    """Streaming in small batches gives the statistics of one big batch (the accumulators merge)."""
+    files = split_files(examples_dir_of(examples) / names.split_dir(names.EVAL))
+    whole = compute_statistics(files).datasets[0]
+    pieces = compute_statistics(files, batch_size=7).datasets[0]
+    assert pieces.num_examples == whole.num_examples
+    a = {feature_name(f): f for f in whole.features}
+    b = {feature_name(f): f for f in pieces.features}
+    for name in names.NUMERIC_FEATURES:
+        assert b[name].num_stats.mean == pytest.approx(a[name].num_stats.mean, rel=1e-9)
+        assert b[name].num_stats.max == a[name].num_stats.max
+    assert b["region"].string_stats.top_values == a["region"].string_stats.top_values
+
+
+def test_report_is_self_contained_and_covers_every_feature(stats_run):
+    _, report = stats_run
+    doc = Path(report.path).read_text(encoding="utf-8")
+    assert doc.startswith("<!DOCTYPE html>")
+    lowered = doc.lower()
+    assert "<script" not in lowered
+    assert "http://" not in lowered and "https://" not in lowered
+    assert "<link" not in lowered and "@import" not in lowered and "url(" not in lowered
+    assert not re.search(r"\ssrc\s*=", lowered)
+    for feature in names.COLUMNS:
+        assert f'id="{html.anchor_id(feature)}"' in doc, feature
+        assert f"<h3>{feature} (" in doc, feature
+    # One histogram per numeric feature and split, one bar chart per categorical feature and split.
+    assert doc.count("<svg") == 2 * len(names.COLUMNS)
+    for split in names.SPLITS:
+        assert f"{split}: present" in doc
+
+
+def test_missing_eval_split_is_an_error(examples, tmp_path):
+    src = examples_dir_of(examples)
+    partial = tmp_path / "examples"
+    shutil.copytree(src / names.split_dir(names.TRAIN), partial / names.split_dir(names.TRAIN))
+    with pytest.raises(StageError, match=r"\[statistics\] .*examples: no Split-eval folder"):
+        run_statistics_on(partial, tmp_path / "out")
+
+
+def test_examples_missing_from_volume_is_an_error(tmp_path):
+    with pytest.raises(StageError, match=r"\[statistics\] .*gone: input data is missing"):
+        run_statistics_on(tmp_path / "gone", tmp_path / "out")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_records_are_an_error_naming_the_file(examples, tmp_path, damage):
+    src = examples_dir_of(examples)
+    bad = tmp_path / "examples"
+    shutil.copytree(src, bad)
+    target = split_files(bad / names.split_dir(names.EVAL))[0]
+    if damage == "garbage":
+        target.write_bytes(gzip.compress(b"this is not a TFRecord file at all"))
+        expected = "corrupt length"
+    else:
+        data = gzip.decompress(target.read_bytes())
+        target.write_bytes(gzip.compress(data[: len(data) // 2]))
+        expected = "truncated"
+    with pytest.raises(StageError, match=rf"\[statistics\] {re.escape(str(target))}: record \d+: {expected}"):
+        run_statistics_on(bad, tmp_path / "out")
+
+
+def test_html_helpers_escape_text_and_draw_charts():
+    doc = html.page(
+        "<Report & co>",
+        [
+            html.section("S", html.table(["a<b", "n"], [["<i>x</i>", 1234.5], [html.Raw("<b>ok</b>"), 3]])),
+            html.histogram([(0.0, 1.0, 3.0), (1.0, 2.0, 6.0)], title="h"),
+            html.bar_chart(["x&y", "z"], [1.0, 2.0], title="bars"),
+        ],
+    )
+    assert "<title>&lt;Report &amp; co&gt;</title>" in doc
+    assert "<th>a&lt;b</th>" in doc and "&lt;i&gt;x&lt;/i&gt;" in doc and "<b>ok</b>" in doc
+    assert '<td class="num">1,234</td>' in doc or '<td class="num">1,234.5</td>' in doc
+    assert doc.count("<rect") == 4 and "x&amp;y" in doc
+    assert "http" not in doc
+    # The taller bucket gets the taller bar.
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)" fill', doc)[:2]]
+    assert heights[1] == pytest.approx(2 * heights[0])

@@ -1,0 +1,258 @@
+"""Validate: eval stats against the schema, drift/skew, fail_on policies, files written before failing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+
+from components import defaults, names
+from components.errors import StageError
+from components.example_gen import example_gen
+from components.schema import schema
+from components.statistics import statistics
+from components.validate import validate
+
+
+def _stats_and_schema(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.Artifact]:
+    ex = dsl.Dataset(
+        name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
+    )
+    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
+    statistics.python_func(
+        examples=ex, statistics=stats, report=dsl.HTML(name="r", uri=str(out / "r"), metadata={})
+    )
+    sch = dsl.Artifact(name="schema", uri=str(out / "schema"), metadata={})
+    schema.python_func(statistics=stats, label=names.LABEL, schema_file="", storage_root=str(out), schema=sch)
+    return stats, sch
+
+
+@pytest.fixture(scope="module")
+def clean(examples, tmp_path_factory) -> tuple[dsl.Artifact, dsl.Artifact]:
+    """Statistics and inferred schema of the session's examples (train and eval from one CSV)."""
+    return _stats_and_schema(
+        Path(examples.metadata[names.META_STORAGE_PATH]), tmp_path_factory.mktemp("clean")
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic_rows(synthetic_csv) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(synthetic_csv.read_text())))
+
+
+@pytest.fixture
+def with_eval(examples, clean, write_csv, tmp_path):
+    """Factory: statistics whose train split is the session's and whose eval split comes from
+    ``rows`` (written with ``write_csv`` and run through ExampleGen), plus the clean schema.
+    """
+
+    def _make(
+        rows: list[dict[str, str]], columns: list[str] | None = None
+    ) -> tuple[dsl.Artifact, dsl.Artifact]:
+        columns = columns or list(names.COLUMNS)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        data = write_csv(buf.getvalue(), "eval_source.csv")
+        gen = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "eval_examples"), metadata={})
+        Path(gen.path).parent.mkdir(parents=True, exist_ok=True)
+        example_gen.python_func(
+            storage_root=str(tmp_path),
+            data=str(data),
+            run_id="eval-source",
+            label=names.LABEL if names.LABEL in columns else columns[0],
+            split_buckets=defaults.SPLIT_BUCKETS,
+            schema_file="",
+            examples=gen,
+        )
+        mixed = tmp_path / "mixed_examples"
+        train_dir = Path(examples.metadata[names.META_STORAGE_PATH]) / names.split_dir(names.TRAIN)
+        shutil.copytree(train_dir, mixed / names.split_dir(names.TRAIN))
+        eval_dir = Path(gen.metadata[names.META_STORAGE_PATH]) / names.split_dir(names.EVAL)
+        shutil.copytree(eval_dir, mixed / names.split_dir(names.EVAL))
+        stats, _ = _stats_and_schema(mixed, tmp_path / "mixed")
+        return stats, clean[1]
+
+    return _make
+
+
+def run_validate(
+    make_artifact,
+    stats,
+    sch,
+    *,
+    fail_on=defaults.FAIL_ON,
+    skew=defaults.SKEW_THRESHOLD,
+    drift=defaults.DRIFT_THRESHOLD,
+    label=names.LABEL,
+):
+    anomalies = make_artifact(dsl.Artifact, "anomalies")
+    report = make_artifact(dsl.Markdown, "report")
+    error = None
+    try:
+        validate.python_func(
+            statistics=stats,
+            schema=sch,
+            label=label,
+            fail_on=fail_on,
+            skew_threshold=skew,
+            drift_threshold=drift,
+            anomalies=anomalies,
+            report=report,
+        )
+    except StageError as e:
+        error = e
+    return anomalies, report, error
+
+
+def load_anomalies(art: dsl.Artifact):
+    # TFX's reader for SchemaDiff.pb (not re-exported at tfdv's top level in TFDV 1.16).
+    from tensorflow_data_validation.utils import anomalies_util
+
+    return anomalies_util.load_anomalies_binary(
+        str(Path(art.path) / names.split_dir(names.EVAL) / names.ANOMALIES_FILE)
+    )
+
+
+def reason_types(anomalies, feature: str) -> set[str]:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    return {anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in anomalies.anomaly_info[feature].reason}
+
+
+def test_clean_data_is_ok(make_artifact, clean):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies, report, error = run_validate(make_artifact, *clean)
+    assert error is None
+    assert anomalies.metadata["verdict"] == "ok" and anomalies.metadata["anomalies"] == 0
+    a = load_anomalies(anomalies)
+    assert not a.anomaly_info and not a.data_missing
+    # Drift and skew were measured for every feature, below the thresholds.
+    measured = {".".join(d.path.step) for d in a.drift_skew_info}
+    assert measured == set(names.COLUMNS)
+    assert all(0 <= v < defaults.DRIFT_THRESHOLD for v in anomalies.metadata["drift"].values())
+    text = (Path(anomalies.path) / names.split_dir(names.EVAL) / names.ANOMALIES_TEXT_FILE).read_text()
+    assert text_format.Parse(text, anomalies_pb2.Anomalies()) == a
+    md = Path(report.path).read_text()
+    assert md.startswith("# Data validation") and "**ok**" in md and "No anomalies." in md
+    assert report.metadata["verdict"] == "ok"
+
+
+def test_unseen_category_is_reported_not_failing(make_artifact, with_eval, synthetic_rows):
+    rows = [dict(r, region="atlantis") if i % 25 == 0 else r for i, r in enumerate(synthetic_rows)]
+    stats, sch = with_eval(rows)
+    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    assert error is None
+    assert anomalies.metadata["verdict"] == "anomalies"
+    assert anomalies.metadata["unseen_categories"] == {"region": ["atlantis"]}
+    assert anomalies.metadata["unsafe"] == 0
+    assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in reason_types(load_anomalies(anomalies), "region")
+    md = Path(report.path).read_text()
+    assert "## Categories not seen in train" in md
+    assert "| `region` | `atlantis` |" in md
+    # fail_on=any fails on the same data, after writing the files.
+    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="any")
+    assert error is not None and "region" in str(error)
+    assert anomalies.metadata["verdict"] == "failed"
+
+
+def test_eval_without_label_fails_and_still_writes_the_anomalies(make_artifact, with_eval, synthetic_rows):
+    stats, sch = with_eval(synthetic_rows, columns=list(names.FEATURES))
+    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    assert error is not None
+    anomalies_file = Path(anomalies.path) / names.split_dir(names.EVAL) / names.ANOMALIES_FILE
+    assert str(error).startswith(f"[validate] {anomalies_file}: 1 unsafe anomaly")
+    assert "charges: Column is completely missing" in str(error)
+    assert "SCHEMA_MISSING_COLUMN" in reason_types(load_anomalies(anomalies), names.LABEL)
+    assert anomalies.metadata["verdict"] == "failed"
+    assert anomalies.metadata["unsafe_features"] == [names.LABEL]
+    md = Path(report.path).read_text()
+    assert "**failed**" in md and "| `charges` | ERROR | **yes** | **yes** |" in md
+
+
+def test_mistyped_feature_fails(make_artifact, with_eval, synthetic_rows):
+    rows = [dict(r, bmi=f"x{r['bmi']}") for r in synthetic_rows]  # bmi becomes a string feature
+    stats, sch = with_eval(rows)
+    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    assert error is not None and "bmi: Expected data of type: FLOAT but got STRING" in str(error)
+    assert "UNEXPECTED_DATA_TYPE" in reason_types(load_anomalies(anomalies), "bmi")
+    assert anomalies.metadata["unsafe_features"] == ["bmi"]
+
+
+def test_partly_missing_feature_is_unsafe(make_artifact, with_eval, synthetic_rows):
+    rows = [dict(r, age="") if i % 5 == 0 else r for i, r in enumerate(synthetic_rows)]
+    stats, sch = with_eval(rows)
+    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    assert error is not None
+    assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in reason_types(load_anomalies(anomalies), "age")
+
+
+def test_fail_on_none_never_raises(make_artifact, with_eval, synthetic_rows):
+    rows = [dict(r, bmi=f"x{r['bmi']}", region="atlantis") for r in synthetic_rows]
+    stats, sch = with_eval(rows, columns=list(names.FEATURES))
+    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="none", drift=0.0)
+    assert error is None
+    assert anomalies.metadata["verdict"] == "anomalies"
+    assert set(anomalies.metadata["unsafe_features"]) == {"bmi", names.LABEL}
+    assert anomalies.metadata["unseen_categories"] == {"region": ["atlantis"]}
+    assert "**anomalies**" in Path(report.path).read_text()
+
+
+def test_low_drift_threshold_reports_drift(make_artifact, clean):
+    anomalies, report, error = run_validate(make_artifact, *clean, drift=1e-6)
+    assert error is None  # drift alone does not make training unsafe
+    assert anomalies.metadata["verdict"] == "anomalies"
+    a = load_anomalies(anomalies)
+    assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in reason_types(a, "bmi")
+    assert "COMPARATOR_L_INFTY_HIGH" in reason_types(a, "smoker")
+    drift = anomalies.metadata["drift"]
+    assert set(drift) == set(names.COLUMNS) and drift["bmi"] > 1e-6
+    md = Path(report.path).read_text()
+    assert "## Drift and skew" in md and "**over threshold**" in md
+    # The schema artifact itself is not modified by the comparators.
+    assert "comparator" not in (Path(clean[1].path) / names.SCHEMA_FILE).read_text()
+
+
+def test_low_skew_threshold_reports_skew(make_artifact, clean):
+    anomalies, _, error = run_validate(make_artifact, *clean, skew=1e-6)
+    assert error is None
+    a = load_anomalies(anomalies)
+    descriptions = " ".join(info.description for info in a.anomaly_info.values())
+    assert "training and serving" in descriptions
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"fail_on": "sometimes"}, "fail_on must be one of"),
+        ({"drift": -0.1}, "drift_threshold must be a number >= 0"),
+        ({"skew": float("nan")}, "skew_threshold must be a number >= 0"),
+    ],
+)
+def test_bad_parameters_are_errors(make_artifact, clean, kwargs, problem):
+    _, _, error = run_validate(make_artifact, *clean, **kwargs)
+    assert error is not None and str(error).startswith("[validate]") and problem in str(error)
+
+
+def test_label_not_in_schema_is_an_error(make_artifact, clean):
+    _, _, error = run_validate(make_artifact, *clean, label="price")
+    assert error is not None
+    schema_file = Path(clean[1].path) / names.SCHEMA_FILE
+    assert str(error) == f"[validate] {schema_file}: label 'price' is not a feature of the schema"
+
+
+def test_missing_eval_statistics_is_an_error(make_artifact, clean, tmp_path):
+    stats_dir = tmp_path / "stats"
+    shutil.copytree(
+        Path(clean[0].path) / names.split_dir(names.TRAIN), stats_dir / names.split_dir(names.TRAIN)
+    )
+    stats = dsl.Artifact(name="statistics", uri=str(stats_dir), metadata={})
+    _, _, error = run_validate(make_artifact, stats, clean[1])
+    assert error is not None and "Split-eval/FeatureStats.pb: cannot read statistics" in str(error)
