@@ -87,3 +87,12 @@ BLESSED = "BLESSED"
 NOT_BLESSED = "NOT_BLESSED"
 REGISTRY_INDEX = "registry/index.json"
 NO_BASELINE = "no baseline"
+
+# --- Metadata keys shared by several stages and the run summary. ---------------------------
+META_FEATURES = "features"  # number of features (statistics, schema)
+META_VERDICT = "verdict"  # validate's verdict; evaluate's blessing verdict
+META_ANOMALIES = "anomalies"  # number of anomalies (validate)
+
+# --- TFDV schema environments (the label is absent from SERVING). --------------------------
+ENV_TRAINING = "TRAINING"
+ENV_SERVING = "SERVING"

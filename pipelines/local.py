@@ -146,9 +146,9 @@ def _short(value: Any) -> str:
 
 KEY_FIGURES = (
     names.META_ROWS,
-    "features",
-    "verdict",
-    "anomalies",
+    names.META_FEATURES,
+    names.META_VERDICT,
+    names.META_ANOMALIES,
     "best_val_loss",
     "eval_mae",
     "mae",

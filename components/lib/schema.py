@@ -20,12 +20,12 @@ from components import names
 from components.errors import StageError
 
 STAGE = names.STAGE_SCHEMA
-TRAINING = "TRAINING"
-SERVING = "SERVING"
+TRAINING = names.ENV_TRAINING
+SERVING = names.ENV_SERVING
 SOURCE_INFERRED = "inferred"
 
 # Output metadata keys (the local runner prints "features").
-META_FEATURES = "features"
+META_FEATURES = names.META_FEATURES
 META_LABEL = "label"
 META_SOURCE = "source"
 

@@ -31,7 +31,7 @@ BATCH_SIZE = 8192  # examples decoded per record batch
 READ_CHUNK = 4 << 20  # bytes of decompressed TFRecord data read at a time
 
 # Output metadata keys (the local runner prints "features"; rows/splits come from names).
-META_FEATURES = "features"
+META_FEATURES = names.META_FEATURES
 META_FEATURES_PER_SPLIT = "features_per_split"
 
 TOP_VALUES_SHOWN = 10  # categories per chart / table in the HTML report

@@ -29,7 +29,7 @@ from components import names
 from components.errors import StageError
 
 STAGE = names.STAGE_VALIDATE
-TRAINING = "TRAINING"
+TRAINING = names.ENV_TRAINING
 
 FAIL_UNSAFE, FAIL_ANY, FAIL_NONE = "unsafe", "any", "none"
 FAIL_MODES = (FAIL_UNSAFE, FAIL_ANY, FAIL_NONE)
@@ -37,8 +37,8 @@ FAIL_MODES = (FAIL_UNSAFE, FAIL_ANY, FAIL_NONE)
 VERDICT_OK, VERDICT_ANOMALIES, VERDICT_FAILED = "ok", "anomalies", "failed"
 
 # Output metadata keys ("verdict" and "anomalies" are printed by the local runner).
-META_VERDICT = "verdict"
-META_ANOMALIES = "anomalies"
+META_VERDICT = names.META_VERDICT
+META_ANOMALIES = names.META_ANOMALIES
 META_UNSAFE = "unsafe"
 META_ANOMALOUS_FEATURES = "anomalous_features"
 META_UNSAFE_FEATURES = "unsafe_features"
