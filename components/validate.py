@@ -13,6 +13,8 @@ def validate(
     fail_on: str,
     skew_threshold: float,
     drift_threshold: float,
+    storage_root: str,
+    run_id: str,
     anomalies: Output[Artifact],
     report: Output[Markdown],
 ):
@@ -21,13 +23,16 @@ def validate(
     ``fail_on``: "unsafe" fails the run only on anomalies that make training unsafe (missing
     label or feature, type or shape mismatch), "any" on every anomaly, "none" never. The
     anomalies, the report and the verdict metadata are written before the stage fails, and the
-    report is printed to the log.
+    report is printed to the log. A copy also goes to the volume
+    (``artifacts/<run id>/validate/``): KFP does not upload a failed task's outputs, and the
+    report of a failed validation is the one a user most needs.
     """
     import os
     import shutil
     from pathlib import Path
 
     from components import names
+    from components.lib import storage
     from components.lib.validate import META_ANOMALIES, META_VERDICT, run_validate
 
     os.makedirs(anomalies.path, exist_ok=True)
@@ -46,6 +51,10 @@ def validate(
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(anomalies.path) / names.REPORT_MD_FILE, report.path)
     print(Path(report.path).read_text(encoding="utf-8"), flush=True)
+    kept = storage.stage_dir(storage_root, run_id, names.STAGE_VALIDATE)
+    with storage.atomic_dir(kept, names.STAGE_VALIDATE) as scratch:
+        shutil.copytree(anomalies.path, scratch, dirs_exist_ok=True)
+    anomalies.metadata[names.META_STORAGE_PATH] = str(kept)
     error = result.error()
     if error is not None:
         raise error

@@ -142,6 +142,8 @@ def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a 
             fail_on=fail_on,
             skew_threshold=skew_threshold,
             drift_threshold=drift_threshold,
+            storage_root=storage_root,
+            run_id=run_id,
         )
         _place(val, names.STAGE_VALIDATE, opts)
 

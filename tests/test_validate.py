@@ -102,6 +102,8 @@ def run_validate(
             fail_on=fail_on,
             skew_threshold=skew,
             drift_threshold=drift,
+            storage_root=str(Path(anomalies.path).parent.parent / "volume"),
+            run_id="run-v",
             anomalies=anomalies,
             report=report,
         )
@@ -175,6 +177,11 @@ def test_eval_without_label_fails_and_still_writes_the_anomalies(make_artifact, 
     assert anomalies.metadata["unsafe_features"] == [names.LABEL]
     md = Path(report.path).read_text()
     assert "**failed**" in md and "| `charges` | ERROR | **yes** | **yes** |" in md
+    # KFP does not upload a failed task's outputs: the report is kept on the volume too.
+    kept = Path(anomalies.metadata[names.META_STORAGE_PATH])
+    assert kept.parts[-3:] == (names.ARTIFACTS_DIR, "run-v", names.STAGE_VALIDATE)
+    assert (kept / names.REPORT_MD_FILE).read_text() == md
+    assert (kept / names.split_dir(names.EVAL) / names.ANOMALIES_FILE).exists()
 
 
 def test_mistyped_feature_fails(make_artifact, with_eval, synthetic_rows):
