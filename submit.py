@@ -13,6 +13,7 @@ Parameters are the pipeline's (see README); values are checked against the compi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     recorder = LineageRecorder.for_storage(storage.resolve())
 
     def on_task_end(record):  # noqa: ANN001, ANN202
-        recorder.record_task(record)
+        try:
+            recorder.record_task(record)
+        except Exception as e:  # noqa: BLE001 (lineage must not fail a run that succeeded)
+            print(f"warning: [lineage] {recorder.db_path}: could not record {record.task}: {e}", file=sys.stderr)
         if record.status == "SUCCESS":
             print(f"✔ {record.task} ({record.seconds:.1f} s)")
             print("\n".join(describe_task(record)))
@@ -139,4 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Skip interpreter teardown: TensorFlow's function objects raise noisy, harmless errors in
+    # __del__ when the interpreter shuts down. Everything is written and flushed by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

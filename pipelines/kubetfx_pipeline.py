@@ -4,9 +4,10 @@
 pipeline parameter (defaults: the reference workload, ../shared/WORKLOAD.md); everything
 about the cluster (image, volume) is an argument here, given by ``compile.py``. Nothing is
 read from the environment, so the YAML does not depend on who compiled it.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: KFP reads the pipeline function's
+annotations as types.
+"""
 
 import dataclasses
 

@@ -69,6 +69,7 @@ class LineageRecorder:
         self.store = metadata_store.MetadataStore(config)
         self._pb = metadata_store_pb2
         self._run_context_id: int | None = None
+        self._run_id = ""
         self._pipeline_context_id: int | None = None
 
     @classmethod
@@ -95,6 +96,7 @@ class LineageRecorder:
         return self.store.put_contexts([ctx])[0]
 
     def start_run(self, run_id: str, pipeline_name: str, parameters: dict[str, Any]) -> None:
+        self._run_id = run_id
         self._pipeline_context_id = self._context(PIPELINE_CONTEXT, pipeline_name, {})
         self._run_context_id = self._context(
             RUN_CONTEXT, run_id, {"pipeline": pipeline_name, "parameters": parameters, "status": "RUNNING"}
@@ -117,7 +119,7 @@ class LineageRecorder:
         pb = self._pb
         execution = pb.Execution(
             type_id=self._type_id("execution", f"kubetfx.{record.component}"),
-            name=f"{record.task}",
+            name=f"{self._run_id}/{record.task}",  # unique per type across runs
             last_known_state=pb.Execution.COMPLETE if record.status == "SUCCESS" else pb.Execution.FAILED,
         )
         inputs = record.executor_input.get("inputs", {})
@@ -204,11 +206,11 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
             if ev.type != pb.Event.OUTPUT or ev.execution_id in executions:
                 continue
             ex = store.get_executions_by_id([ev.execution_id])[0]
-            executions[ex.id] = {"task": ex.name, **_props(ex)}
+            executions[ex.id] = {"execution": ex.name, **_props(ex)}
             for inp in store.get_events_by_execution_ids([ex.id]):
                 if inp.type == pb.Event.INPUT:
                     frontier.append(inp.artifact_id)
-            seen[aid]["produced_by"] = ex.name
+            seen[aid]["produced_by"] = _props(ex).get("task", ex.name)
     runs = {c.name for e in executions for c in store.get_contexts_by_execution(e) if c.type == RUN_CONTEXT}
     by_name = {v.get("display_name"): v for v in seen.values()}
     return {

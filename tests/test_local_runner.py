@@ -100,7 +100,7 @@ def test_lineage_records_executions_artifacts_events_and_run_context(spec, tmp_p
     store = recorder.store
     assert Path(tmp_path / names.METADATA_DB).exists()
     executions = store.get_executions()
-    assert [e.name for e in executions] == ["example-gen", "count-rows"]
+    assert [e.name for e in executions] == ["run-L/example-gen", "run-L/count-rows"]
     artifacts = {a.type: a for a in store.get_artifacts()}
     assert set(artifacts) == {"system.Dataset", "system.Metrics"}
     ds = artifacts["system.Dataset"]
@@ -108,7 +108,7 @@ def test_lineage_records_executions_artifacts_events_and_run_context(spec, tmp_p
     # The dataset is the OUTPUT of example-gen and the INPUT of count-rows: one artifact, two events.
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    by_exec = {e.id: e.name for e in executions}
+    by_exec = {e.id: e.custom_properties["task"].string_value for e in executions}
     events = {(by_exec[e.execution_id], e.type) for e in store.get_events_by_artifact_ids([ds.id])}
     assert events == {("example-gen", pb.Event.OUTPUT), ("count-rows", pb.Event.INPUT)}
     ctx = store.get_context_by_type_and_name("system.PipelineRun", "run-L")
