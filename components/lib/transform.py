@@ -1,0 +1,289 @@
+"""Transform logic: TFT on Beam, analyzers fit on train, the same graph applied to every split.
+
+Reads ExampleGen's ``Split-<split>/`` gzipped TFRecords through tfx-bsl's TFXIO with the
+schema, runs the user module's ``preprocessing_fn`` with ``tft_beam.AnalyzeAndTransformDataset``
+on train and ``TransformDataset`` on eval, and writes the TFT layout (``transform_graph/``,
+which ``tft.TFTransformOutput`` opens) and ``transformed_examples/Split-<split>/`` gzipped
+TFRecords. The Beam options string is handed to ``PipelineOptions`` unchanged, so a
+Dataflow/Flink/Spark runner gets exactly what the user typed.
+
+Every raw feature except the label is read as optional (a VarLen feature, i.e. a
+SparseTensor in ``preprocessing_fn``), whatever shape the inferred schema gives it. The
+transform graph is also the served model's first layer: a serving request that omits a
+value (no ``bmi``) must still get a prediction, and whether a training row may lack a value
+is the validate stage's call, not the transform graph's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+from components.lib import user_module
+
+STAGE = names.STAGE_TRANSFORM
+METRICS_NAMESPACE = "kubetfx_transform"
+
+
+@dataclasses.dataclass
+class TransformResult:
+    """What the transform stage wrote: rows per split, transformed features, timings."""
+
+    rows: dict[str, int]
+    transformed_features: dict[str, str]
+    module: str
+    seconds: float
+    beam_seconds: float
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            names.META_ROWS: self.rows,
+            "transformed_features": self.transformed_features,
+            "module": self.module,
+            "beam_seconds": round(self.beam_seconds, 3),
+        }
+
+
+def schema_file_of(schema_path: Path) -> Path:
+    """The schema file of a schema artifact: the path itself, or ``<dir>/schema.pbtxt``."""
+    if schema_path.is_dir():
+        candidate = schema_path / names.SCHEMA_FILE
+        if not candidate.is_file():
+            raise StageError(STAGE, str(schema_path), f"schema artifact has no {names.SCHEMA_FILE}")
+        return candidate
+    if not schema_path.is_file():
+        raise StageError(STAGE, str(schema_path), "schema file does not exist")
+    return schema_path
+
+
+def load_schema(schema_path: Path) -> Any:
+    """Read a TFDV schema (text ``schema.pbtxt``, or a binary proto) from a file or artifact dir."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    path = schema_file_of(schema_path)
+    data = path.read_bytes()
+    schema = schema_pb2.Schema()
+    try:
+        text_format.Parse(data.decode("utf-8"), schema)
+    except (UnicodeDecodeError, text_format.ParseError) as text_error:
+        try:
+            schema.ParseFromString(data)
+        except Exception:
+            raise StageError(STAGE, str(path), f"not a schema proto: {text_error}") from None
+    if not schema.feature:
+        raise StageError(STAGE, str(path), "schema has no features")
+    if names.LABEL not in {f.name for f in schema.feature}:
+        raise StageError(STAGE, str(path), f"schema has no label feature {names.LABEL!r}")
+    return schema
+
+
+def input_schema(schema: Any) -> Any:
+    """The schema TFT reads with: every feature but the label optional (VarLen).
+
+    Dropping ``shape`` makes tfx-bsl represent a feature as a VarLenSparseTensor; the label
+    keeps its shape (a training row without a label is an error, not a default).
+    """
+    out = type(schema)()
+    out.CopyFrom(schema)
+    for feature in out.feature:
+        if feature.name == names.LABEL:
+            continue
+        feature.ClearField("shape")
+        if feature.HasField("presence"):
+            feature.presence.min_fraction = 0.0
+    # Environments (e.g. a SERVING env without the label) do not change how TFT reads training data.
+    del out.default_environment[:]
+    for feature in out.feature:
+        del feature.in_environment[:]
+        del feature.not_in_environment[:]
+    return out
+
+
+def _split_pattern(examples_dir: Path, split: str) -> str:
+    d = examples_dir / names.split_dir(split)
+    if not d.is_dir():
+        raise StageError(STAGE, str(d), f"examples have no {split!r} split")
+    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise StageError(STAGE, str(d), f"split {split!r} has no files")
+    return str(d / "*")
+
+
+def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
+    """``fn`` with its exceptions turned into a StageError naming the user module file."""
+
+    def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            out = fn(inputs)
+        except StageError:
+            raise
+        except Exception as e:
+            raise StageError(
+                STAGE, location, f"{user_module.PREPROCESSING_FN} failed: {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(out, dict) or not out:
+            raise StageError(
+                STAGE, location, f"{user_module.PREPROCESSING_FN} must return a non-empty dict of tensors"
+            )
+        if names.LABEL not in out:
+            raise StageError(
+                STAGE,
+                location,
+                f"{user_module.PREPROCESSING_FN} must pass the label {names.LABEL!r} through to its outputs",
+            )
+        return out
+
+    return preprocessing_fn
+
+
+def pipeline_options(beam_args: str) -> Any:
+    """``PipelineOptions`` from the user's space-separated Beam options string, as typed."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    try:
+        return PipelineOptions(shlex.split(beam_args))
+    except ValueError as e:
+        raise StageError(STAGE, None, f"beam_args {beam_args!r} cannot be parsed: {e}") from e
+
+
+def run_transform(
+    examples_dir: Path,
+    schema_path: Path,
+    output_dir: Path,
+    *,
+    module_file: str,
+    storage_root: str,
+    beam_args: str,
+) -> TransformResult:
+    """Analyze train, transform train and eval; write ``output_dir/{transform_graph,transformed_examples}``.
+
+    ``output_dir`` must be a fresh directory (the caller writes atomically).
+    """
+    start = time.perf_counter()
+    module = user_module.load_user_module(module_file, storage_root, STAGE)
+    location = user_module.module_location(module)
+    preprocessing_fn = _wrap_preprocessing_fn(
+        user_module.require(module, user_module.PREPROCESSING_FN, STAGE), location
+    )
+    schema = input_schema(load_schema(schema_path))
+    patterns = {split: _split_pattern(examples_dir, split) for split in names.SPLITS}
+    options = pipeline_options(beam_args)
+
+    import apache_beam as beam
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tfx_bsl.coders import example_coder
+    from tfx_bsl.public import tfxio
+
+    graph_dir = output_dir / names.TRANSFORM_GRAPH_DIR
+    transformed_dir = output_dir / names.TRANSFORMED_EXAMPLES_DIR
+    tmp_dir = output_dir / ".tft_tmp"
+
+    class EncodeExamples(beam.DoFn):
+        """Transformed Arrow record batches -> serialized tf.Examples, counting rows per split."""
+
+        def __init__(self, split: str) -> None:
+            self._split = split
+            self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{split}")
+
+        def process(self, batch_and_passthrough):  # type: ignore[no-untyped-def]
+            record_batch, _ = batch_and_passthrough
+            self._rows.inc(record_batch.num_rows)
+            yield from example_coder.RecordBatchToExamples(record_batch)
+
+    def write(pcoll: Any, split: str) -> None:
+        out = transformed_dir / names.split_dir(split)
+        out.mkdir(parents=True, exist_ok=True)
+        _ = (
+            pcoll
+            | f"Encode{split}" >> beam.ParDo(EncodeExamples(split))
+            | f"Write{split}"
+            >> beam.io.WriteToTFRecord(
+                str(out / names.TRANSFORMED_FILE_PREFIX),
+                file_name_suffix=".gz",
+                compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+            )
+        )
+
+    beam_start = time.perf_counter()
+    try:
+        pipeline = beam.Pipeline(options=options)
+    except Exception as e:  # e.g. an unknown --runner
+        raise StageError(STAGE, None, f"beam_args {beam_args!r}: {e}") from e
+    io = {
+        split: tfxio.TFExampleRecord(
+            file_pattern=patterns[split], schema=schema, telemetry_descriptors=["kubetfx", STAGE]
+        )
+        for split in names.SPLITS
+    }
+    with tft_beam.Context(temp_dir=str(tmp_dir)):
+        raw = {split: pipeline | f"Read{split}" >> io[split].BeamSource() for split in names.SPLITS}
+        (train_data, _), transform_fn = (
+            raw[names.TRAIN],
+            io[names.TRAIN].TensorAdapterConfig(),
+        ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=True
+        )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(graph_dir))
+        eval_data, _ = (
+            (raw[names.EVAL], io[names.EVAL].TensorAdapterConfig()),
+            transform_fn,
+        ) | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True)
+        write(train_data, names.TRAIN)
+        write(eval_data, names.EVAL)
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except StageError:
+            raise
+        except Exception as e:
+            raise StageError(
+                STAGE, str(examples_dir), f"transform pipeline failed: {type(e).__name__}: {e}"
+            ) from e
+    beam_seconds = time.perf_counter() - beam_start
+
+    rows = _row_counts(result)
+    import shutil
+
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    # The raw schema TFT read with, where TFTransformOutput.raw_feature_spec() finds it: the
+    # trainer parses serving requests with it (TFX's Transform writes the same directory).
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(schema), str(graph_dir / tft.TFTransformOutput.RAW_METADATA_DIR)
+    )
+    tft_output = tft.TFTransformOutput(str(graph_dir))
+    features = {
+        name: type(spec).__name__ + ":" + spec.dtype.name
+        for name, spec in sorted(tft_output.transformed_feature_spec().items())
+    }
+    return TransformResult(
+        rows=rows,
+        transformed_features=features,
+        module=location,
+        seconds=time.perf_counter() - start,
+        beam_seconds=beam_seconds,
+    )
+
+
+def _row_counts(result: Any) -> dict[str, int]:
+    """Rows written per split, from the Beam counters (committed where the runner has them)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counts: dict[str, int] = {}
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except Exception:  # a runner without metrics support
+        return counts
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        split = counter.key.metric.name.removeprefix("rows_")
+        counts[split] = counts.get(split, 0) + int(value or 0)
+    return counts

@@ -1,0 +1,106 @@
+"""Loading the user module (TFX's ``module_file``) that transform, tune and train call into.
+
+The pipeline parameter ``module_file`` is either empty (the built-in module,
+``names.DEFAULT_MODULE``), a dotted module name importable in the image, or a path to a ``.py``
+file — absolute, or relative to the storage root, where users put their modules next to the
+data. Every way it can go wrong (no such file, a syntax error or an exception at import, a
+missing function) is a ``StageError`` naming the file and the function, because the user
+sees only the stage's log and has to know which of their files to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from components import names
+from components.errors import StageError
+
+# The functions a user module defines, and which stage needs which.
+PREPROCESSING_FN = "preprocessing_fn"
+HYPERPARAMETER_SPACE = "hyperparameter_space"
+DEFAULT_HYPERPARAMETERS = "default_hyperparameters"
+BUILD_MODEL = "build_model"
+LABEL_TRANSFORM = "label_transform"  # optional: what the model learns instead of the raw label
+LABEL_INVERSE_TRANSFORM = "label_inverse_transform"  # optional: back to label units
+
+
+def _is_file_reference(module_file: str) -> bool:
+    """A path (``x.py`` or anything with a slash) rather than a dotted module name."""
+    return module_file.endswith(".py") or "/" in module_file or "\\" in module_file
+
+
+def module_location(module: ModuleType) -> str:
+    """What to name in an error about ``module``: its file, else its dotted name."""
+    return getattr(module, "__file__", None) or module.__name__
+
+
+def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleType:
+    """Import the user module that ``module_file`` names (empty: the built-in one).
+
+    A file is imported under a name derived from its absolute path and content hash, so two
+    different files never shadow each other in one process (the local runner runs every
+    stage in one interpreter) and an edited file is imported afresh.
+    """
+    if not module_file.strip():
+        module_file = names.DEFAULT_MODULE
+    module_file = module_file.strip()
+    if not _is_file_reference(module_file):
+        try:
+            return importlib.import_module(module_file)
+        except ModuleNotFoundError as e:
+            if e.name and module_file.startswith(e.name):
+                raise StageError(stage, module_file, f"user module not found: {e}") from e
+            raise StageError(stage, module_file, f"user module failed to import: {e!r}") from e
+        except Exception as e:  # the user's code raised at import time
+            raise StageError(stage, module_file, f"user module failed to import: {e!r}") from e
+
+    path = Path(module_file)
+    if not path.is_absolute():
+        path = Path(storage_root) / path
+    if not path.is_file():
+        raise StageError(stage, str(path), "user module file does not exist")
+    try:
+        source = path.read_bytes()
+    except OSError as e:
+        raise StageError(stage, str(path), f"cannot read user module file: {e}") from e
+    digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + source).hexdigest()[:16]
+    mod_name = f"kubetfx_user_module_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise StageError(stage, str(path), "not an importable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        del sys.modules[mod_name]
+        raise StageError(stage, str(path), f"syntax error in user module at line {e.lineno}: {e.msg}") from e
+    except BaseException as e:
+        del sys.modules[mod_name]
+        raise StageError(stage, str(path), f"user module failed to import: {e!r}") from e
+    return module
+
+
+def require(module: ModuleType, function: str, stage: str) -> Any:
+    """The callable ``function`` of the user module, or a StageError naming file and function."""
+    fn = getattr(module, function, None)
+    if fn is None:
+        raise StageError(stage, module_location(module), f"user module defines no function {function!r}")
+    if not callable(fn):
+        raise StageError(stage, module_location(module), f"{function!r} in the user module is not a function")
+    return fn
+
+
+def optional(module: ModuleType, function: str, stage: str) -> Any | None:
+    """The callable ``function`` if the module defines it, else None (an optional hook)."""
+    if getattr(module, function, None) is None:
+        return None
+    return require(module, function, stage)

@@ -1,0 +1,58 @@
+"""Push stage: a blessed model to ``<serving root>/<model name>/<version>/`` (TF Serving), registered."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.runtime import component
+
+
+@component
+def push(
+    model: Input[Model],
+    blessing: Input[Artifact],
+    examples: Input[Dataset],
+    storage_root: str,
+    run_id: str,
+    model_name: str,
+    serving_root: str,
+    pushed_model: Output[Model],
+):
+    """Push ``model`` only if ``blessing`` says BLESSED (checked here: kfp.local has no dsl.If).
+
+    Not blessed -> success with ``pushed=0`` and the reason. Blessed -> the next integer version,
+    made visible atomically and recorded in the registry with the data fingerprint of
+    ``examples`` and the blessing's metrics. ``serving_root`` is relative to ``storage_root``
+    or absolute. Output metadata: ``pushed``, ``version``, ``serving_path``, ``reason``.
+    """
+    import json
+    from pathlib import Path
+
+    from components import names
+    from components.lib import storage
+    from components.lib.push import STAGE, push_model, read_blessing
+    from components.lib.resolve_baseline import META_MODEL_PATH
+
+    doc = read_blessing(Path(blessing.path))
+    model_location = storage.storage_path_of(model.metadata, model.path, STAGE)
+    saved_model = Path(model.metadata.get(META_MODEL_PATH) or model_location / names.MODEL_SERVING_DIR)
+    fingerprint = examples.metadata.get(names.META_FINGERPRINT)
+    if fingerprint is None:
+        try:
+            fingerprint = json.loads(Path(examples.path).read_text()).get(names.META_FINGERPRINT, "")
+        except (OSError, ValueError):
+            fingerprint = ""
+    result = push_model(
+        saved_model,
+        storage_root=storage_root,
+        serving_root=serving_root,
+        model_name=model_name,
+        run_id=run_id,
+        model_location=str(model_location),
+        blessing=doc,
+        fingerprint=str(fingerprint),
+    )
+    meta = result.metadata()
+    pushed_model.metadata.update(meta)
+    Path(pushed_model.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(pushed_model.path).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    print(f"[{STAGE}] " + (f"pushed {model_name} version {result.version} to {result.serving_path}"
+                           if result.pushed else f"nothing pushed: {result.reason}"))

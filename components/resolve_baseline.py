@@ -1,0 +1,27 @@
+"""Resolve-baseline stage: the latest blessed model of earlier runs, from the registry on the volume."""
+
+from kfp.dsl import Model, Output
+
+from components.runtime import component
+
+
+@component
+def resolve_baseline(storage_root: str, model_name: str, baseline: Output[Model]):
+    """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
+
+    Found: metadata ``found=True``, ``version``, ``model_path`` (the SavedModel directory),
+    ``metrics``, ``run_id``. None (first run): ``found=False``, ``reason="no baseline"``. The
+    artifact file holds the same as JSON plus a sentence, so the outcome is visible in the UI.
+    No metadata service is needed; a damaged index stops the run (StageError).
+    """
+    import json
+    from pathlib import Path
+
+    from components.lib.resolve_baseline import resolve
+
+    result = resolve(storage_root, model_name)
+    meta = result.metadata()
+    baseline.metadata.update(meta)
+    Path(baseline.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(baseline.path).write_text(json.dumps({"note": result.note(), **meta}, indent=2, sort_keys=True))
+    print(result.note())

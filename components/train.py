@@ -1,0 +1,63 @@
+"""Train stage: Keras model on transformed examples, exported with the transform graph inside."""
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.runtime import component
+
+
+@component
+def train(
+    transformed_examples: Input[Dataset],
+    transform_graph: Input[Artifact],
+    best_hyperparameters: Input[Artifact],
+    storage_root: str,
+    run_id: str,
+    module_file: str,
+    train_steps: int,
+    eval_steps: int,
+    batch_size: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
+):
+    """Train ``train_steps`` steps; export ``Format-Serving/`` (raw tf.Example in, charges out).
+
+    The model artifact points at the stage directory (the SavedModel is its ``Format-Serving``
+    subdirectory, as TFX's Trainer lays it out); the tensorboard artifact at its ``logs/``.
+    Metrics: train/eval loss, train MAE and eval MAE, RMSE, R² in label units.
+    """
+    import math
+    from pathlib import Path
+
+    from components import names
+    from components.lib import storage
+    from components.lib.train import run_train, transform_paths
+
+    stage = names.STAGE_TRAIN
+    examples_dir, graph_dir = transform_paths(
+        storage.storage_path_of(transformed_examples.metadata, transformed_examples.path, stage),
+        storage.storage_path_of(transform_graph.metadata, transform_graph.path, stage),
+    )
+    out = storage.stage_dir(storage_root, run_id, stage)
+    with storage.atomic_dir(out, stage) as scratch:
+        result = run_train(
+            examples_dir,
+            graph_dir,
+            Path(best_hyperparameters.path),
+            scratch,
+            module_file=module_file,
+            storage_root=storage_root,
+            train_steps=train_steps,
+            eval_steps=eval_steps,
+            batch_size=batch_size,
+        )
+    meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(out / names.MODEL_SERVING_DIR)}
+    meta.update(result.metadata())
+    model.metadata.update(meta)
+    storage.write_manifest(model.path, out, meta)
+    logs = out / names.TENSORBOARD_DIR
+    tensorboard.metadata.update({names.META_STORAGE_PATH: str(logs)})
+    storage.write_manifest(tensorboard.path, logs, {})
+    for key, value in result.metrics.items():
+        if math.isfinite(value):  # e.g. R² of a one-row eval split is undefined; JSON has no NaN
+            metrics.log_metric(key, value)

@@ -1,0 +1,49 @@
+"""Transform stage: TFT on Beam; the transform graph and the transformed examples, on the volume."""
+
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from components.runtime import component
+
+
+@component
+def transform(
+    examples: Input[Dataset],
+    schema: Input[Artifact],
+    storage_root: str,
+    run_id: str,
+    module_file: str,
+    beam_args: str,
+    transform_graph: Output[Artifact],
+    transformed_examples: Output[Dataset],
+):
+    """Fit the user module's ``preprocessing_fn`` on train, apply it to every split.
+
+    Writes ``transform_graph/`` and ``transformed_examples/Split-*/`` under the stage
+    directory; both artifacts point at it. ``module_file`` empty = the built-in module;
+    ``beam_args`` go to Beam's PipelineOptions unchanged.
+    """
+    from pathlib import Path
+
+    from components import names
+    from components.lib import storage
+    from components.lib.transform import run_transform
+
+    examples_dir = storage.storage_path_of(examples.metadata, examples.path, names.STAGE_TRANSFORM)
+    out = storage.stage_dir(storage_root, run_id, names.STAGE_TRANSFORM)
+    with storage.atomic_dir(out, names.STAGE_TRANSFORM) as scratch:
+        result = run_transform(
+            examples_dir,
+            Path(schema.path),
+            scratch,
+            module_file=module_file,
+            storage_root=storage_root,
+            beam_args=beam_args,
+        )
+    meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
+    for artifact, subdir in (
+        (transform_graph, names.TRANSFORM_GRAPH_DIR),
+        (transformed_examples, names.TRANSFORMED_EXAMPLES_DIR),
+    ):
+        artifact_meta = {**meta, "path": str(out / subdir)}
+        artifact.metadata.update(artifact_meta)
+        storage.write_manifest(artifact.path, out, artifact_meta)

@@ -1,0 +1,266 @@
+"""Push: only blessed models, atomic version directories, the registry record, interruptions, races."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+from model_factory import model_artifact, push_worker, trained_models
+
+from components import names
+from components.errors import StageError
+from components.lib import registry
+from components.lib.push import TEMP_PREFIX, push_model
+from components.push import push
+
+MODEL = names.MODEL_NAME
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    return trained_models(tmp_path_factory)
+
+
+def blessing_artifact(tmp_path: Path, verdict: str = names.BLESSED, name: str = "blessing") -> dsl.Artifact:
+    art = dsl.Artifact(name=name, uri=str(tmp_path / "kfp" / name), metadata={})
+    os.makedirs(art.path, exist_ok=True)
+    doc = {"verdict": verdict, "reasons": ["test"], "baseline": None,
+           "metrics": {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6}}
+    Path(art.path, names.BLESSING_FILE).write_text(json.dumps(doc))
+    return art
+
+
+def examples_artifact(tmp_path: Path, fingerprint: str = "f" * 64) -> dsl.Dataset:
+    art = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"),
+                      metadata={names.META_FINGERPRINT: fingerprint})
+    return art
+
+
+def run_push(tmp_path: Path, train_dir: Path, storage: Path, *, verdict: str = names.BLESSED,
+             serving_root: str = names.SERVING_DIR, run_id: str = "run-1", tag: str = "") -> dsl.Model:
+    out = dsl.Model(name=f"pushed{tag}", uri=str(tmp_path / "kfp" / f"pushed{tag}"), metadata={})
+    push.python_func(
+        model=model_artifact(train_dir, tmp_path / "kfp", name=f"model{tag}"),
+        blessing=blessing_artifact(tmp_path, verdict, name=f"blessing{tag}"),
+        examples=examples_artifact(tmp_path),
+        storage_root=str(storage), run_id=run_id, model_name=MODEL, serving_root=serving_root,
+        pushed_model=out,
+    )
+    return out
+
+
+def visible(model_dir: Path) -> list[str]:
+    """What TF Serving would consider: all-digit directories."""
+    return sorted(p.name for p in model_dir.iterdir() if p.name.isdigit()) if model_dir.exists() else []
+
+
+def files_of(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
+    storage = tmp_path / "storage"
+    out = run_push(tmp_path, trained["good"], storage)
+    model_dir = storage / names.SERVING_DIR / MODEL
+    v1 = model_dir / "1"
+    assert out.metadata["pushed"] == 1 and out.metadata["version"] == 1
+    assert out.metadata["serving_path"] == str(v1) and out.metadata["model_path"] == str(v1)
+    assert files_of(v1) == files_of(trained["good"] / names.MODEL_SERVING_DIR)
+    assert json.loads(Path(out.path).read_text())["version"] == 1
+
+    [e] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
+    assert e["version"] == 1 and e["model_name"] == MODEL and e["serving_path"] == str(v1)
+    assert e["model_location"] == str(trained["good"]) and e["run_id"] == "run-1"
+    assert e["fingerprint"] == "f" * 64 and e["metrics"]["mae"] == 1234.5
+    assert e["blessing"]["verdict"] == names.BLESSED and e["time"]
+
+    out2 = run_push(tmp_path, trained["good"], storage, run_id="run-2", tag="2")
+    assert out2.metadata["version"] == 2
+    assert visible(model_dir) == ["1", "2"] and not [p for p in model_dir.iterdir() if p.name.startswith(".")]
+    runs = [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]]
+    assert runs == ["run-1", "run-2"]
+
+
+def test_pushed_copy_is_a_loadable_saved_model(tmp_path, trained):
+    import tensorflow as tf
+
+    storage = tmp_path / "storage"
+    out = run_push(tmp_path, trained["good"], storage)
+    loaded = tf.saved_model.load(out.metadata["model_path"])
+    assert names.SERVING_SIGNATURE in loaded.signatures
+
+
+def test_not_blessed_pushes_nothing_and_succeeds(tmp_path, trained):
+    storage = tmp_path / "storage"
+    out = run_push(tmp_path, trained["zero"], storage, verdict=names.NOT_BLESSED)
+    assert out.metadata["pushed"] == 0 and out.metadata["version"] == -1
+    assert out.metadata["reason"] == "not blessed: test"
+    assert not (storage / names.SERVING_DIR).exists() and not (storage / names.REGISTRY_DIR).exists()
+    assert json.loads(Path(out.path).read_text())["pushed"] == 0
+
+
+def test_absolute_serving_root(tmp_path, trained):
+    storage, serving = tmp_path / "storage", tmp_path / "elsewhere" / "models"
+    out = run_push(tmp_path, trained["good"], storage, serving_root=str(serving))
+    assert out.metadata["serving_path"] == str(serving / MODEL / "1")
+    [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
+    assert entry["serving_path"] == str(serving / MODEL / "1")
+
+
+def test_unwritable_serving_root_is_a_stage_error_and_registry_is_unchanged(tmp_path, trained):
+    storage = tmp_path / "storage"
+    run_push(tmp_path, trained["good"], storage)
+    index = registry.index_path(storage)
+    before = index.read_bytes()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")  # works as root too, unlike chmod
+    with pytest.raises(StageError) as err:
+        run_push(tmp_path, trained["good"], storage, serving_root=str(blocker / "x"), tag="2")
+    assert str(err.value).startswith(f"[{names.STAGE_PUSH}]") and "not writable" in str(err.value)
+    assert str(blocker / "x" / MODEL) in str(err.value)
+    assert index.read_bytes() == before
+
+
+def test_retried_push_of_the_same_run_reports_the_same_version(tmp_path, trained):
+    storage = tmp_path / "storage"
+    first = run_push(tmp_path, trained["good"], storage, run_id="run-1")
+    again = run_push(tmp_path, trained["good"], storage, run_id="run-1", tag="again")
+    assert again.metadata["pushed"] == 1 and again.metadata["version"] == first.metadata["version"] == 1
+    assert again.metadata["reason"] == "already pushed by this run"
+    assert visible(storage / names.SERVING_DIR / MODEL) == ["1"]
+    assert len(registry.read_index(storage, names.STAGE_PUSH)["versions"]) == 1
+
+
+def test_version_follows_existing_numeric_dirs(tmp_path, trained):
+    storage = tmp_path / "storage"
+    (storage / names.SERVING_DIR / MODEL / "7").mkdir(parents=True)  # copied by hand, not registered
+    out = run_push(tmp_path, trained["good"], storage)
+    assert out.metadata["version"] == 8
+
+
+def test_damaged_registry_stops_push_before_anything_is_visible(tmp_path, trained):
+    storage = tmp_path / "storage"
+    index = registry.index_path(storage)
+    index.parent.mkdir(parents=True)
+    index.write_text('{"format": 1, "versions": [')
+    with pytest.raises(StageError, match="damaged"):
+        run_push(tmp_path, trained["good"], storage)
+    assert index.read_text() == '{"format": 1, "versions": ['
+    model_dir = storage / names.SERVING_DIR / MODEL
+    assert visible(model_dir) == [] and list(model_dir.iterdir()) == []
+
+
+def test_blessing_of_another_model_is_refused(tmp_path, trained):
+    storage = tmp_path / "storage"
+    with pytest.raises(StageError, match="another model"):
+        push_model(
+            trained["good"] / names.MODEL_SERVING_DIR, storage_root=str(storage), serving_root="serving",
+            model_name=MODEL, run_id="r", model_location="", fingerprint="",
+            blessing={"verdict": names.BLESSED,
+                      "model_path": str(trained["worse"] / names.MODEL_SERVING_DIR)},
+        )
+
+
+@pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden"])
+def test_bad_model_name_is_refused(tmp_path, trained, bad):
+    with pytest.raises(StageError, match="plain directory name"):
+        push_model(trained["good"] / names.MODEL_SERVING_DIR, storage_root=str(tmp_path), serving_root="s",
+                   model_name=bad, run_id="r", model_location="", fingerprint="",
+                   blessing={"verdict": names.BLESSED})
+
+
+def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
+    empty_blessing = dsl.Artifact(name="b", uri=str(tmp_path / "kfp" / "b"), metadata={})
+    os.makedirs(empty_blessing.path)
+    with pytest.raises(StageError, match="blessing file is missing"):
+        push.python_func(
+            model=model_artifact(trained["good"], tmp_path / "kfp"), blessing=empty_blessing,
+            examples=examples_artifact(tmp_path), storage_root=str(tmp_path), run_id="r", model_name=MODEL,
+            serving_root="serving", pushed_model=dsl.Model(name="p", uri=str(tmp_path / "p"), metadata={}),
+        )
+    not_a_model = tmp_path / "train"
+    (not_a_model / names.MODEL_SERVING_DIR).mkdir(parents=True)
+    with pytest.raises(StageError, match="saved_model.pb is missing"):
+        run_push(tmp_path, not_a_model, tmp_path / "storage")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def copy_half_then_fail(src: Path, dst: Path) -> None:
+    """A copy that dies midway: some files are there, then the 'pod' goes away."""
+    dst.mkdir()
+    shutil.copy2(src / "saved_model.pb", dst / "saved_model.pb")
+    raise Interrupted("killed during copy")
+
+
+def test_interrupted_copy_leaves_nothing_visible_and_next_push_is_consistent(tmp_path, trained):
+    storage = tmp_path / "storage"
+    src = trained["good"] / names.MODEL_SERVING_DIR
+    kwargs = dict(storage_root=str(storage), serving_root=names.SERVING_DIR, model_name=MODEL, run_id="r",
+                  model_location=str(trained["good"]), fingerprint="", blessing={"verdict": names.BLESSED})
+    with pytest.raises(Interrupted):
+        push_model(src, copy_tree=copy_half_then_fail, **kwargs)
+    model_dir = storage / names.SERVING_DIR / MODEL
+    assert list(model_dir.iterdir()) == []  # neither a version nor the temp dir
+    assert registry.read_index(storage, names.STAGE_PUSH)["versions"] == []
+    result = push_model(src, **kwargs)
+    assert result.version == 1 and visible(model_dir) == ["1"]
+    assert files_of(model_dir / "1") == files_of(src)
+
+
+def test_push_killed_midway_leaves_no_version_and_the_next_push_cleans_up(tmp_path, trained):
+    storage = tmp_path / "storage"
+    src = str(trained["good"] / names.MODEL_SERVING_DIR)
+    ctx = multiprocessing.get_context("spawn")
+    copying = ctx.Event()
+    proc = ctx.Process(target=push_worker, args=(src, str(storage), "killed", copying, "hang"))
+    proc.start()
+    try:
+        assert copying.wait(60), "the push never started copying"
+        model_dir = storage / names.SERVING_DIR / MODEL
+        [leftover] = [p for p in model_dir.iterdir()]
+        assert leftover.name.startswith(TEMP_PREFIX) and not leftover.name.isdigit()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: like a node dying
+        proc.join(30)
+    assert visible(model_dir) == [] and leftover.exists()
+    result = push_model(Path(src), storage_root=str(storage), serving_root=names.SERVING_DIR,
+                        model_name=MODEL, run_id="next", model_location=src, fingerprint="",
+                        blessing={"verdict": names.BLESSED})
+    assert result.version == 1  # the dead push's lock was released by the kernel
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # leftover removed
+    assert [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]] == ["next"]
+
+
+def test_concurrent_pushes_get_distinct_complete_versions(tmp_path, trained):
+    storage = tmp_path / "storage"
+    src = trained["good"] / names.MODEL_SERVING_DIR
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=push_worker, args=(str(src), str(storage), f"run-{i}", start))
+             for i in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)  # let every process import and wait at the start line
+    start.set()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    model_dir = storage / names.SERVING_DIR / MODEL
+    assert visible(model_dir) == ["1", "2", "3", "4"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "3", "4"]
+    for v in "1234":
+        assert files_of(model_dir / v) == files_of(src)
+    doc = registry.read_index(storage, names.STAGE_PUSH)
+    assert sorted(e["version"] for e in doc["versions"]) == [1, 2, 3, 4]
+    assert sorted(e["run_id"] for e in doc["versions"]) == [f"run-{i}" for i in range(4)]
+    assert {e["serving_path"] for e in doc["versions"]} == {str(model_dir / v) for v in "1234"}

@@ -1,0 +1,213 @@
+"""Train: a Keras 3 model on transformed examples, metrics in charges, a raw-example SavedModel.
+
+``trained_model`` is a cached helper (not a fixture) so test_serving reuses the session's one
+training run. The full reference workload on the real CSV is the slow tier.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kfp import dsl
+from test_transform import infer_schema_file, run_transform_component, transform_outputs
+
+from components import names
+from components.errors import StageError
+from components.modules import insurance
+
+RUN_ID = "train-session"
+HPARAMS = {"learning_rate": 0.01, "units": 16, "num_layers": 1}
+_CACHE: dict[str, tuple] = {}
+
+
+def hyperparameters_artifact(directory: Path, values: dict) -> dsl.Artifact:
+    """A tune-stage-like output: a directory holding best_hyperparameters.txt."""
+    art = dsl.Artifact(name="best_hyperparameters", uri=str(directory), metadata={})
+    Path(art.path).mkdir(parents=True, exist_ok=True)
+    (Path(art.path) / names.HYPERPARAMETERS_FILE).write_text(json.dumps(values))
+    return art
+
+
+def run_train_component(
+    storage_root: Path, transformed: tuple, hparams: dsl.Artifact, run_id: str, **overrides
+) -> tuple[dsl.Model, dsl.Metrics, dsl.Artifact]:
+    from components.train import train
+
+    kfp_dir = storage_root / "kfp" / run_id
+    model = dsl.Model(name="model", uri=str(kfp_dir / "model"), metadata={})
+    metrics = dsl.Metrics(name="metrics", uri=str(kfp_dir / "metrics"), metadata={})
+    tensorboard = dsl.Artifact(name="tensorboard", uri=str(kfp_dir / "tensorboard"), metadata={})
+    kwargs = dict(
+        storage_root=str(storage_root),
+        run_id=run_id,
+        module_file="",
+        train_steps=100,
+        eval_steps=5,
+        batch_size=32,
+    )
+    kwargs.update(overrides)
+    graph, examples = transformed
+    train.python_func(
+        transformed_examples=examples,
+        transform_graph=graph,
+        best_hyperparameters=hparams,
+        model=model,
+        metrics=metrics,
+        tensorboard=tensorboard,
+        **kwargs,
+    )
+    return model, metrics, tensorboard
+
+
+def trained_model(storage_root: Path, examples: dsl.Dataset, csv: Path) -> tuple:
+    """The session's one short training run on the synthetic data: (model, metrics, tensorboard)."""
+    key = str(storage_root)
+    if key not in _CACHE:
+        transformed = transform_outputs(storage_root, examples, csv)
+        hp = hyperparameters_artifact(storage_root / "kfp" / RUN_ID / "best_hyperparameters", HPARAMS)
+        _CACHE[key] = run_train_component(storage_root, transformed, hp, RUN_ID)
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="module")
+def trained(storage_root, examples, synthetic_csv):
+    return trained_model(storage_root, examples, synthetic_csv)
+
+
+def test_exports_the_model_logs_and_predictions_on_the_volume(trained, storage_root, examples):
+    model, metrics, tensorboard = trained
+    stage = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN
+    assert model.metadata[names.META_STORAGE_PATH] == str(stage)
+    assert json.loads(Path(model.path).read_text())[names.META_STORAGE_PATH] == str(stage)
+    assert (stage / names.MODEL_SERVING_DIR / "saved_model.pb").is_file()
+    assert model.metadata["hyperparameters"] == {**insurance.default_hyperparameters(), **HPARAMS}
+    logs = stage / names.TENSORBOARD_DIR
+    assert tensorboard.metadata[names.META_STORAGE_PATH] == str(logs)
+    for sub in ("train", "validation"):
+        assert list((logs / sub).glob("events.out.tfevents.*")), f"no TensorBoard events in {logs / sub}"
+    assert not [p for p in stage.parent.iterdir() if p.name.startswith(".")]  # written atomically
+
+
+def test_metrics_are_in_charges_on_the_full_eval_split(trained, storage_root, examples):
+    import pandas as pd
+
+    from components.lib.train import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN
+
+    _, metrics, _ = trained
+    m = metrics.metadata
+    assert set(m) >= {"train_loss", "eval_loss", "train_mae", "eval_mae", "eval_rmse", "eval_r2"}
+    table = pd.read_csv(
+        storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN / EVAL_PREDICTIONS_FILE
+    )
+    assert len(table) == examples.metadata[names.META_ROWS][names.EVAL] == m["eval_examples"]
+    err = table[PREDICTION_COLUMN] - table[names.LABEL]
+    assert m["eval_mae"] == pytest.approx(err.abs().mean(), rel=1e-6)
+    assert m["eval_rmse"] == pytest.approx(np.sqrt((err**2).mean()), rel=1e-6)
+    ss_tot = ((table[names.LABEL] - table[names.LABEL].mean()) ** 2).sum()
+    assert m["eval_r2"] == pytest.approx(1 - (err**2).sum() / ss_tot, rel=1e-6)
+    # Charges units, not log units: even a 100-step model is far better than predicting 0.
+    assert 100 < m["eval_mae"] < table[names.LABEL].mean()
+    assert m["eval_loss"] < 2 and m["train_loss"] < 2  # the loss is |log error|
+
+
+def test_bad_hyperparameters_and_steps_are_stage_errors(storage_root, examples, synthetic_csv, tmp_path):
+    transformed = transform_outputs(storage_root, examples, synthetic_csv)
+    hp = hyperparameters_artifact(tmp_path / "hp", HPARAMS)
+    (Path(hp.path) / names.HYPERPARAMETERS_FILE).write_text("{units: 3")
+    with pytest.raises(StageError) as err:
+        run_train_component(storage_root, transformed, hp, "train-bad")
+    assert str(err.value).startswith(
+        f"[train] {Path(hp.path) / names.HYPERPARAMETERS_FILE}: hyperparameters are not valid JSON"
+    )
+    hp = hyperparameters_artifact(tmp_path / "hp2", HPARAMS)
+    with pytest.raises(StageError, match=r"^\[train\] train_steps must be positive, got 0$"):
+        run_train_component(storage_root, transformed, hp, "train-bad", train_steps=0)
+
+
+def test_half_a_label_transform_is_refused(storage_root, examples, synthetic_csv, tmp_path):
+    transformed = transform_outputs(storage_root, examples, synthetic_csv)
+    module = tmp_path / "half.py"
+    module.write_text(
+        "from components.modules.insurance import preprocessing_fn, build_model, label_transform  # noqa\n"
+    )
+    hp = hyperparameters_artifact(tmp_path / "hp", HPARAMS)
+    with pytest.raises(StageError) as err:
+        run_train_component(storage_root, transformed, hp, "train-half", module_file=str(module))
+    assert str(err.value) == (
+        f"[train] {module}: define both 'label_transform' and 'label_inverse_transform', or neither"
+    )
+
+
+@pytest.mark.slow
+def test_reference_workload_reaches_the_quality_target(insurance_csv, tmp_path):
+    """The workload's settings on the real CSV: 4 trials x 300 steps, then 1,000 steps; MAE <= 3,000."""
+    from components import defaults
+    from components.example_gen import example_gen
+    from components.tune import tune
+
+    root = tmp_path / "storage"
+    times = {}
+    t = time.perf_counter()
+    examples = dsl.Dataset(name="examples", uri=str(root / "kfp" / "examples"), metadata={})
+    Path(examples.path).parent.mkdir(parents=True)
+    example_gen.python_func(
+        storage_root=str(root),
+        data=str(insurance_csv),
+        run_id="workload",
+        label=names.LABEL,
+        split_buckets=defaults.SPLIT_BUCKETS,
+        schema_file="",
+        examples=examples,
+    )
+    schema_dir = infer_schema_file(insurance_csv, tmp_path / "schema")
+    times["example_gen+schema"] = time.perf_counter() - t
+    t = time.perf_counter()
+    transformed = run_transform_component(root, examples, schema_dir, "workload")
+    times["transform"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    best = dsl.Artifact(name="best_hyperparameters", uri=str(root / "kfp" / "best_hyperparameters"))
+    summary = dsl.Metrics(name="summary", uri=str(root / "kfp" / "summary"))
+    Path(best.path).parent.mkdir(parents=True, exist_ok=True)
+    tune.python_func(
+        transformed_examples=transformed[1],
+        transform_graph=transformed[0],
+        storage_root=str(root),
+        run_id="workload",
+        module_file="",
+        tuner=defaults.TUNER,
+        trials=defaults.TUNER_TRIALS,
+        steps=defaults.TUNER_STEPS,
+        batch_size=defaults.BATCH_SIZE,
+        enabled=True,
+        hyperparameters="",
+        best_hyperparameters=best,
+        summary=summary,
+    )
+    times["tune"] = time.perf_counter() - t
+    assert summary.metadata["trials"] == defaults.TUNER_TRIALS
+
+    t = time.perf_counter()
+    _, metrics, _ = run_train_component(
+        root,
+        transformed,
+        best,
+        "workload",
+        train_steps=defaults.TRAIN_STEPS,
+        eval_steps=defaults.EVAL_STEPS,
+        batch_size=defaults.BATCH_SIZE,
+    )
+    times["train"] = time.perf_counter() - t
+    m = metrics.metadata
+    print(
+        f"\nreference workload: best {best.metadata['hyperparameters']} "
+        f"eval MAE {m['eval_mae']:.0f} RMSE {m['eval_rmse']:.0f} R2 {m['eval_r2']:.3f}; "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
+    )
+    assert m["eval_examples"] == examples.metadata[names.META_ROWS][names.EVAL]
+    assert m["eval_mae"] <= 3000
+    assert m["eval_r2"] >= 0.8

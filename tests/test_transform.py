@@ -1,0 +1,290 @@
+"""Transform: TFT on Beam over ExampleGen's output, analyzers fit on train only.
+
+``transform_outputs`` is a cached helper (not a fixture) so test_tune, test_train and
+test_serving reuse the one transform run of the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kfp import dsl
+
+from components import defaults, names
+from components.errors import StageError
+
+RUN_ID = "model-stages"
+_CACHE: dict[str, tuple] = {}
+
+
+def infer_schema_file(csv: Path, out: Path) -> Path:
+    """A TFDV schema inferred (feature shapes too, as the schema stage does) from a CSV's stats."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    stats = tfdv.generate_statistics_from_dataframe(pd.read_csv(csv))
+    schema = tfdv.infer_schema(stats, infer_feature_shape=True)
+    out.mkdir(parents=True, exist_ok=True)
+    tfdv.write_schema_text(schema, str(out / names.SCHEMA_FILE))
+    return out
+
+
+def run_transform_component(
+    storage_root: Path, examples: dsl.Dataset, schema_dir: Path, run_id: str, module_file: str = ""
+) -> tuple[dsl.Artifact, dsl.Dataset]:
+    from components.transform import transform
+
+    kfp_dir = storage_root / "kfp" / run_id
+    graph = dsl.Artifact(name="transform_graph", uri=str(kfp_dir / "transform_graph"), metadata={})
+    transformed = dsl.Dataset(
+        name="transformed_examples", uri=str(kfp_dir / "transformed_examples"), metadata={}
+    )
+    schema = dsl.Artifact(name="schema", uri=str(schema_dir), metadata={})
+    transform.python_func(
+        examples=examples,
+        schema=schema,
+        storage_root=str(storage_root),
+        run_id=run_id,
+        module_file=module_file,
+        beam_args=defaults.BEAM_ARGS,
+        transform_graph=graph,
+        transformed_examples=transformed,
+    )
+    return graph, transformed
+
+
+def transform_outputs(
+    storage_root: Path, examples: dsl.Dataset, csv: Path
+) -> tuple[dsl.Artifact, dsl.Dataset]:
+    """The session's one transform run on the synthetic examples: (transform_graph, transformed_examples)."""
+    key = str(storage_root)
+    if key not in _CACHE:
+        schema_dir = infer_schema_file(csv, storage_root / "kfp" / RUN_ID / "schema")
+        _CACHE[key] = run_transform_component(storage_root, examples, schema_dir, RUN_ID)
+    return _CACHE[key]
+
+
+def read_split(directory: Path, split: str, spec: dict) -> dict[str, np.ndarray]:
+    """Every example of one split (gz TFRecords) parsed with ``spec``, as numpy columns."""
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in (directory / names.split_dir(split)).glob("*.gz"))
+    assert files, f"no files in {directory / names.split_dir(split)}"
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(10_000)
+    cols: dict[str, list] = {}
+    for batch in ds:
+        parsed = tf.io.parse_example(batch, spec)
+        for k, v in parsed.items():
+            if isinstance(v, tf.SparseTensor):
+                v = tf.sparse.to_dense(v)
+            cols.setdefault(k, []).append(v.numpy().reshape(len(batch), -1)[:, 0])
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+RAW_SPEC_TYPES = {
+    "age": "int64",
+    "bmi": "float32",
+    "children": "int64",
+    "sex": "string",
+    "smoker": "string",
+    "region": "string",
+    "charges": "float32",
+}
+
+
+def raw_spec() -> dict:
+    import tensorflow as tf
+
+    return {k: tf.io.FixedLenFeature([], getattr(tf, t)) for k, t in RAW_SPEC_TYPES.items()}
+
+
+@pytest.fixture(scope="module")
+def outputs(storage_root, examples, synthetic_csv):
+    return transform_outputs(storage_root, examples, synthetic_csv)
+
+
+def test_writes_the_tft_layout_on_the_volume(outputs, examples, storage_root):
+    import tensorflow_transform as tft
+
+    graph, transformed = outputs
+    stage = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRANSFORM
+    for art in (graph, transformed):
+        assert art.metadata[names.META_STORAGE_PATH] == str(stage)
+        assert str(stage) in Path(art.path).read_text()  # the manifest points there too
+    assert graph.metadata["path"] == str(stage / names.TRANSFORM_GRAPH_DIR)
+    assert transformed.metadata[names.META_ROWS] == examples.metadata[names.META_ROWS]
+    assert (stage / names.TRANSFORM_GRAPH_DIR / "transform_fn" / "saved_model.pb").is_file()
+    for split in names.SPLITS:
+        files = list((stage / names.TRANSFORMED_EXAMPLES_DIR / names.split_dir(split)).glob("*.gz"))
+        assert files and all(f.name.startswith(names.TRANSFORMED_FILE_PREFIX) for f in files)
+    assert not [p for p in stage.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+
+    tft_output = tft.TFTransformOutput(str(stage / names.TRANSFORM_GRAPH_DIR))
+    spec = tft_output.transformed_feature_spec()
+    assert set(spec) == set(names.FEATURES) | {names.LABEL}
+    for key in names.NUMERIC_FEATURES:
+        assert spec[key].dtype.name == "float32"
+    for key in names.CATEGORICAL_FEATURES:
+        assert spec[key].dtype.name == "int64"
+    # Raw features are read as optional (VarLen), the label as required.
+    raw = tft_output.raw_feature_spec()
+    assert type(raw["bmi"]).__name__ == "VarLenFeature"
+    assert type(raw[names.LABEL]).__name__ == "FixedLenFeature"
+    assert set(tft_output.vocabulary_by_name("region")) == {
+        b"southwest",
+        b"southeast",
+        b"northwest",
+        b"northeast",
+    }
+    assert set(tft_output.vocabulary_by_name("smoker")) == {b"yes", b"no"}
+
+
+def test_analyzers_fit_on_train_only_and_label_passes_through(outputs, examples, storage_root):
+    import tensorflow_transform as tft
+
+    stage = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRANSFORM
+    tft_output = tft.TFTransformOutput(str(stage / names.TRANSFORM_GRAPH_DIR))
+    raw_dir = Path(examples.metadata[names.META_STORAGE_PATH])
+    raw = {s: read_split(raw_dir, s, raw_spec()) for s in names.SPLITS}
+    out = {
+        s: read_split(stage / names.TRANSFORMED_EXAMPLES_DIR, s, tft_output.transformed_feature_spec())
+        for s in names.SPLITS
+    }
+    for s in names.SPLITS:
+        assert len(out[s][names.LABEL]) == len(raw[s][names.LABEL])
+        np.testing.assert_array_equal(np.sort(out[s][names.LABEL]), np.sort(raw[s][names.LABEL]))
+    for key in names.NUMERIC_FEATURES:
+        train = raw[names.TRAIN][key].astype(np.float64)
+        mean, std = train.mean(), train.std()
+        assert abs(out[names.TRAIN][key].mean()) < 1e-4 and abs(out[names.TRAIN][key].std() - 1) < 1e-3
+        expected_eval = (raw[names.EVAL][key] - mean) / std  # train statistics applied to eval
+        np.testing.assert_allclose(
+            np.sort(out[names.EVAL][key]), np.sort(expected_eval), rtol=1e-4, atol=1e-4
+        )
+    for key in names.CATEGORICAL_FEATURES:
+        size = tft_output.vocabulary_size_by_name(key)
+        vocab = [v.decode() for v in tft_output.vocabulary_by_name(key)]
+        for s in names.SPLITS:
+            idx = out[s][key]
+            assert idx.min() >= 0 and idx.max() < size  # every category seen: none in the OOV bucket
+            np.testing.assert_array_equal(np.sort(np.array(vocab)[idx]), np.sort(raw[s][key].astype(str)))
+
+
+def test_missing_values_in_training_data_are_imputed(tmp_path, write_csv):
+    """An empty bmi cell (an example without bmi) becomes the train mean (0 after scaling)."""
+    import tensorflow_transform as tft
+
+    from components.example_gen import example_gen
+
+    rows = ["age,sex,bmi,children,smoker,region,charges"]
+    for i in range(60):
+        bmi = "" if i == 5 else f"{20 + i % 17}.5"
+        rows.append(
+            f"{18 + i % 40},{'male' if i % 2 else 'female'},{bmi},{i % 3},{'yes' if i % 5 == 0 else 'no'},"
+            f"{['southwest', 'northeast'][i % 2]},{1000 + 97 * i}.25"
+        )
+    csv = write_csv("\n".join(rows) + "\n")
+    root = tmp_path / "storage"
+    examples = dsl.Dataset(name="examples", uri=str(root / "kfp" / "examples"), metadata={})
+    Path(examples.path).parent.mkdir(parents=True)
+    example_gen.python_func(
+        storage_root=str(root),
+        data=str(csv),
+        run_id="missing",
+        label=names.LABEL,
+        split_buckets="train:2,eval:1",
+        schema_file="",
+        examples=examples,
+    )
+    schema_dir = infer_schema_file(csv, tmp_path / "schema")
+    graph, _ = run_transform_component(root, examples, schema_dir, "missing")
+    stage = Path(graph.metadata[names.META_STORAGE_PATH])
+    tft_output = tft.TFTransformOutput(str(stage / names.TRANSFORM_GRAPH_DIR))
+    spec = tft_output.transformed_feature_spec()
+    cols = {s: read_split(stage / names.TRANSFORMED_EXAMPLES_DIR, s, spec) for s in names.SPLITS}
+    label = np.concatenate([cols[s][names.LABEL] for s in names.SPLITS])
+    bmi = np.concatenate([cols[s]["bmi"] for s in names.SPLITS])
+    assert np.isfinite(bmi).all()
+    assert bmi[label == np.float32(1000 + 97 * 5 + 0.25)].tolist() == [0.0]
+
+
+def test_schema_artifact_as_file_or_directory(tmp_path, synthetic_csv):
+    from components.lib.transform import load_schema, schema_file_of
+
+    schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
+    assert schema_file_of(schema_dir) == schema_dir / names.SCHEMA_FILE
+    assert load_schema(schema_dir / names.SCHEMA_FILE) == load_schema(schema_dir)
+    with pytest.raises(StageError, match=f"schema artifact has no {names.SCHEMA_FILE}"):
+        load_schema(tmp_path)
+
+
+def test_schema_without_the_label_is_refused(tmp_path, write_csv):
+    from components.lib.transform import load_schema
+
+    csv = write_csv("age,sex\n19,female\n20,male\n")
+    schema_dir = infer_schema_file(csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        load_schema(schema_dir)
+    assert str(err.value) == (
+        f"[transform] {schema_dir / names.SCHEMA_FILE}: schema has no label feature {names.LABEL!r}"
+    )
+    (schema_dir / names.SCHEMA_FILE).write_text("feature { nme: 'x' }")
+    with pytest.raises(StageError, match="not a schema proto"):
+        load_schema(schema_dir)
+
+
+def test_preprocessing_fn_errors_name_the_module_file(storage_root, examples, synthetic_csv, tmp_path):
+    schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
+    module = tmp_path / "bad_preprocessing.py"
+    module.write_text("def preprocessing_fn(inputs):\n    return {'x': inputs['no_such_feature']}\n")
+    with pytest.raises(StageError) as err:
+        run_transform_component(storage_root, examples, schema_dir, "bad-module", module_file=str(module))
+    msg = str(err.value)
+    assert msg.startswith(f"[transform] {module}: preprocessing_fn failed: KeyError")
+    assert "no_such_feature" in msg
+
+    module.write_text("def preprocessing_fn(inputs):\n    return {'age': inputs['age']}\n")
+    with pytest.raises(StageError, match="must pass the label 'charges' through"):
+        run_transform_component(storage_root, examples, schema_dir, "bad-module", module_file=str(module))
+    assert not (storage_root / names.ARTIFACTS_DIR / "bad-module" / names.STAGE_TRANSFORM).exists()
+
+
+def test_beam_args_reach_beam_unchanged(storage_root, examples, tmp_path, synthetic_csv):
+    from components.transform import transform
+
+    schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        transform.python_func(
+            examples=examples,
+            schema=dsl.Artifact(name="schema", uri=str(schema_dir), metadata={}),
+            storage_root=str(storage_root),
+            run_id="bad-runner",
+            module_file="",
+            beam_args="--runner=NoSuchRunnerKubetfx",
+            transform_graph=dsl.Artifact(name="g", uri=str(tmp_path / "g"), metadata={}),
+            transformed_examples=dsl.Dataset(name="t", uri=str(tmp_path / "t"), metadata={}),
+        )
+    assert str(err.value).startswith("[transform] beam_args '--runner=NoSuchRunnerKubetfx'")
+    assert "NoSuchRunnerKubetfx" in str(err.value)
+
+
+def test_missing_split_is_refused(tmp_path, synthetic_csv):
+    from components.lib.transform import run_transform
+
+    (tmp_path / "examples" / names.split_dir(names.TRAIN)).mkdir(parents=True)
+    schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        run_transform(
+            tmp_path / "examples",
+            schema_dir,
+            tmp_path / "out",
+            module_file="",
+            storage_root=str(tmp_path),
+            beam_args=defaults.BEAM_ARGS,
+        )
+    assert (
+        str(err.value)
+        == f"[transform] {tmp_path / 'examples' / names.split_dir(names.TRAIN)}: split 'train' has no files"
+    )
