@@ -251,6 +251,22 @@ def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trai
     assert outs["evaluation"].metadata["tfma_seconds"] < 60
 
 
+def test_the_train_stages_model_gets_the_trainers_own_eval_mae(tmp_path, storage_root, examples,
+                                                               synthetic_csv):
+    """The real contract: the train stage's Keras SavedModel (transform inside), evaluated by TFMA,
+    has the MAE the trainer measured on the same eval split. The training run is shared with
+    test_train and test_serving (~20 s when this test runs alone)."""
+    from test_train import trained_model  # the session's one short training run, shared with test_train
+
+    model, train_metrics, _ = trained_model(storage_root, examples, synthetic_csv)
+    outs = run_evaluate(tmp_path, examples, model, mae_threshold=-1.0)
+    b = blessing_of(outs)
+    assert b["metrics"]["example_count"] == train_metrics.metadata["eval_examples"]
+    assert b["metrics"]["mae"] == pytest.approx(train_metrics.metadata["eval_mae"], rel=1e-5)
+    assert b["verdict"] == names.BLESSED  # only the change threshold is set, and there is no baseline
+    assert f"{NO_THRESHOLDS} that apply: the change threshold needs a baseline" in b["reasons"]
+
+
 # --- Configuration and bad input: no TFMA run needed -------------------------------------------
 
 

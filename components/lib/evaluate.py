@@ -363,7 +363,10 @@ def judge(
         reasons.append(f"{names.NO_BASELINE}: the candidate is judged by the absolute threshold only")
     change_applies = thresholds.max_relative_degradation is not None and has_baseline
     if thresholds.mae_threshold is None and not change_applies:
-        reasons.append(NO_THRESHOLDS)
+        if thresholds.max_relative_degradation is None:
+            reasons.append(NO_THRESHOLDS)
+        else:
+            reasons.append(f"{NO_THRESHOLDS} that apply: the change threshold needs a baseline")
     if has_baseline and thresholds.max_relative_degradation is None:
         reasons.append(
             f"no change threshold configured: baseline version {baseline_version} is for comparison only"
