@@ -245,11 +245,15 @@ def run_pipeline_spec(
                     _execute_in_process(full_command, task_root)
             else:
                 child: dict[str, int] = {}
+                tail: list[str] = []
                 with _PeakRss(lambda c=child: c.get("pid")) as rss:
                     # The sampler follows the child once it exists.
-                    code = _execute_subprocess_tracked(full_command, log, child)
+                    code = _execute_subprocess_tracked(full_command, log, child, tail)
                 if code != 0:
-                    raise RuntimeError(f"task process exited with status {code}")
+                    stage_error = _stage_error_line(tail)
+                    if stage_error:
+                        raise StageError(*_parse_stage_error(stage_error))
+                    raise RuntimeError(f"task process exited with status {code}: {' | '.join(tail[-3:])}")
             record.status = "SUCCESS"
         except StageError as e:
             record.status, record.error = "FAILURE", str(e)
@@ -277,8 +281,26 @@ def run_pipeline_spec(
     )
 
 
+_STAGE_ERROR_PREFIX = "components.errors.StageError: "
+
+
+def _stage_error_line(lines: list[str]) -> str | None:
+    """The message of the StageError a child process died of (its traceback's last line)."""
+    for line in reversed(lines):
+        if line.startswith(_STAGE_ERROR_PREFIX):
+            return line[len(_STAGE_ERROR_PREFIX) :]
+    return None
+
+
+def _parse_stage_error(message: str) -> tuple[str, str | None, str]:
+    """``"[stage] path: problem"`` -> (stage, path, problem), as StageError takes them."""
+    stage, _, rest = message.partition("] ")
+    path, sep, problem = rest.partition(": ")
+    return (stage.lstrip("["), path, problem) if sep else (stage.lstrip("["), None, rest)
+
+
 def _execute_subprocess_tracked(
-    full_command: list[str], log: Callable[[str], None], child: dict[str, int]
+    full_command: list[str], log: Callable[[str], None], child: dict[str, int], tail: list[str]
 ) -> int:
     command = [part.replace("python3 -m", f"{sys.executable} -m") for part in full_command]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -286,5 +308,8 @@ def _execute_subprocess_tracked(
     child["pid"] = proc.pid
     assert proc.stdout is not None
     for line in proc.stdout:
-        log("    " + line.rstrip("\n"))
+        line = line.rstrip("\n")
+        log("    " + line)
+        tail.append(line)
+        del tail[:-50]
     return proc.wait()

@@ -114,3 +114,16 @@ def test_lineage_records_executions_artifacts_events_and_run_context(spec, tmp_p
     ctx = store.get_context_by_type_and_name("system.PipelineRun", "run-L")
     assert ctx.custom_properties["status"].string_value == "SUCCEEDED"
     assert len(store.get_executions_by_context(ctx.id)) == 2
+
+
+def test_subprocess_failure_reports_the_stage_error_of_the_child(spec, tmp_path, write_csv):
+    bad = write_csv("age,sex\n1,m\n")
+    run = run_pipeline_spec(
+        spec,
+        {"storage_root": str(tmp_path), "data": str(bad)},
+        tmp_path / "kfp",
+        run_id="r",
+        mode="subprocess",
+        log=lambda s: None,
+    )
+    assert run.failed_task.error == f"[example_gen] {bad}: label column 'charges' is missing; columns are ['age', 'sex']"
