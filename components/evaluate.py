@@ -40,13 +40,9 @@ def evaluate(
     from components.errors import StageError
     from components.lib import storage
     from components.lib.evaluate import CANDIDATE, STAGE, evaluate_models, load_thresholds, render_report
-    from components.lib.resolve_baseline import META_MODEL_PATH
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
-    candidate_dir = Path(
-        model.metadata.get(META_MODEL_PATH)
-        or storage.storage_path_of(model.metadata, model.path, STAGE) / names.MODEL_SERVING_DIR
-    )
+    candidate_dir = storage.saved_model_dir(model.metadata, model.path, STAGE)
     base_meta = dict(baseline.metadata)
     if "found" not in base_meta:  # metadata lost on the way: the artifact file has the same content
         try:
@@ -55,18 +51,25 @@ def evaluate(
             base_meta = {"found": False}
     baseline_dir = baseline_version = None
     if base_meta.get("found"):
-        if not base_meta.get(META_MODEL_PATH) or base_meta.get("version") is None:
+        if not base_meta.get(names.META_MODEL_PATH) or base_meta.get("version") is None:
             raise StageError(
-                STAGE, baseline.path, f"baseline is marked found but has no {META_MODEL_PATH}/version"
+                STAGE, baseline.path, f"baseline is marked found but has no {names.META_MODEL_PATH}/version"
             )
-        baseline_dir = Path(base_meta[META_MODEL_PATH])
+        baseline_dir = Path(base_meta[names.META_MODEL_PATH])
         baseline_version = int(base_meta["version"])
 
     thresholds = load_thresholds(mae_threshold, max_relative_degradation, thresholds_file, storage_root)
     os.makedirs(evaluation.path, exist_ok=True)
     result = evaluate_models(
-        examples_dir, candidate_dir, baseline_dir, baseline_version, Path(evaluation.path),
-        label=label, slice_feature=slice_feature, thresholds=thresholds, beam_args=beam_args,
+        examples_dir,
+        candidate_dir,
+        baseline_dir,
+        baseline_version,
+        Path(evaluation.path),
+        label=label,
+        slice_feature=slice_feature,
+        thresholds=thresholds,
+        beam_args=beam_args,
     )
 
     def finite(x: float) -> float | None:  # NaN/inf are not JSON: a diverged model must not break the run
@@ -76,17 +79,27 @@ def evaluate(
     os.makedirs(blessing.path, exist_ok=True)
     Path(blessing.path, names.BLESSING_FILE).write_text(json.dumps(b, indent=2, sort_keys=True))
     mae, rmse = finite(result.candidate["mae"]), finite(result.candidate["rmse"])
-    blessing.metadata.update({
-        "blessed": int(result.blessed), "verdict": b["verdict"], "reasons": b["reasons"],
-        "baseline": b["baseline"] if b["baseline"] is not None else -1, "mae": mae,
-    })
-    evaluation.metadata.update({
-        "eval_result": str(result.eval_result_dir), "verdict": b["verdict"], "mae": mae, "rmse": rmse,
-        "tfma_seconds": round(result.seconds, 3),
-        # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
-        # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
-        "tfma_candidate_model_name": CANDIDATE if result.baseline else "",
-    })
+    blessing.metadata.update(
+        {
+            "blessed": int(result.blessed),
+            "verdict": b["verdict"],
+            "reasons": b["reasons"],
+            "baseline": b["baseline"] if b["baseline"] is not None else -1,
+            "mae": mae,
+        }
+    )
+    evaluation.metadata.update(
+        {
+            "eval_result": str(result.eval_result_dir),
+            "verdict": b["verdict"],
+            "mae": mae,
+            "rmse": rmse,
+            "tfma_seconds": round(result.seconds, 3),
+            # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
+            # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
+            "tfma_candidate_model_name": CANDIDATE if result.baseline else "",
+        }
+    )
     logged = {k: result.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
     if result.baseline:
         logged.update(baseline_mae=result.baseline["mae"], baseline_mse=result.baseline["mse"])

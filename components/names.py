@@ -54,6 +54,7 @@ META_ROWS = "rows"
 META_COLUMNS = "columns"
 META_SPLITS = "splits"
 META_FINGERPRINT = "fingerprint"
+META_MODEL_PATH = "model_path"  # the exact SavedModel directory (candidate and baseline alike)
 
 # --- Stage names: task names in the pipeline, directory names on the volume. ---------------
 STAGE_EXAMPLE_GEN = "example_gen"

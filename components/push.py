@@ -29,11 +29,10 @@ def push(
     from components import names
     from components.lib import storage
     from components.lib.push import STAGE, push_model, read_blessing
-    from components.lib.resolve_baseline import META_MODEL_PATH
 
     doc = read_blessing(Path(blessing.path))
     model_location = storage.storage_path_of(model.metadata, model.path, STAGE)
-    saved_model = Path(model.metadata.get(META_MODEL_PATH) or model_location / names.MODEL_SERVING_DIR)
+    saved_model = storage.saved_model_dir(model.metadata, model.path, STAGE)
     fingerprint = examples.metadata.get(names.META_FINGERPRINT)
     if fingerprint is None:
         try:
@@ -54,5 +53,11 @@ def push(
     pushed_model.metadata.update(meta)
     Path(pushed_model.path).parent.mkdir(parents=True, exist_ok=True)
     Path(pushed_model.path).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    print(f"[{STAGE}] " + (f"pushed {model_name} version {result.version} to {result.serving_path}"
-                           if result.pushed else f"nothing pushed: {result.reason}"))
+    print(
+        f"[{STAGE}] "
+        + (
+            f"pushed {model_name} version {result.version} to {result.serving_path}"
+            if result.pushed
+            else f"nothing pushed: {result.reason}"
+        )
+    )

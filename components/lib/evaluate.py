@@ -90,7 +90,8 @@ def load_thresholds(
 ) -> Thresholds:
     """The thresholds from the parameters, overridden key by key by ``thresholds_file`` if given."""
     values: dict[str, Any] = {
-        "mae_threshold": mae_threshold, "max_relative_degradation": max_relative_degradation,
+        "mae_threshold": mae_threshold,
+        "max_relative_degradation": max_relative_degradation,
     }
     source = "parameters"
     if thresholds_file:
@@ -145,13 +146,15 @@ def check_serving_model(model_dir: Path, role: str) -> Path:
     inp = sig.inputs.get(names.EXAMPLES_INPUT_KEY)
     if len(sig.inputs) != 1 or inp is None or inp.dtype != types_pb2.DT_STRING:
         raise StageError(
-            STAGE, str(model_dir),
+            STAGE,
+            str(model_dir),
             f"{role} model's {names.SERVING_SIGNATURE!r} must take one string input "
             f"{names.EXAMPLES_INPUT_KEY!r} (serialized tf.Example); it takes {sorted(sig.inputs)}",
         )
     if names.PREDICTIONS_KEY not in sig.outputs:
         raise StageError(
-            STAGE, str(model_dir),
+            STAGE,
+            str(model_dir),
             f"{role} model's {names.SERVING_SIGNATURE!r} has no output {names.PREDICTIONS_KEY!r}: "
             f"{sorted(sig.outputs)}",
         )
@@ -189,7 +192,8 @@ def check_eval_data(files: list[Path], label: str, slice_feature: str) -> None:
         )
     if slice_feature and slice_feature not in features:
         raise StageError(
-            STAGE, str(files[0]),
+            STAGE,
+            str(files[0]),
             f"slice feature {slice_feature!r} is not in the eval examples: {sorted(features)}",
         )
 
@@ -203,26 +207,39 @@ def eval_config(label: str, slice_feature: str, thresholds: Thresholds, with_bas
 
     def spec(name: str, is_baseline: bool = False) -> Any:
         return tfma.ModelSpec(
-            name=name, label_key=label, prediction_key=names.PREDICTIONS_KEY,
-            signature_name=names.SERVING_SIGNATURE, is_baseline=is_baseline,
+            name=name,
+            label_key=label,
+            prediction_key=names.PREDICTIONS_KEY,
+            signature_name=names.SERVING_SIGNATURE,
+            is_baseline=is_baseline,
         )
 
     models = [spec(CANDIDATE)] + ([spec(BASELINE, True)] if with_baseline else [])
     overall = [tfma.SlicingSpec()]
     gates = []
     if thresholds.mae_threshold is not None:
-        gates.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=overall,
-            threshold=tfma.MetricThreshold(
-                value_threshold=tfma.GenericValueThreshold(upper_bound={"value": thresholds.mae_threshold})),
-        ))
+        gates.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=overall,
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(
+                        upper_bound={"value": thresholds.mae_threshold}
+                    )
+                ),
+            )
+        )
     if thresholds.max_relative_degradation is not None and with_baseline:
-        gates.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=overall,
-            threshold=tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                relative={"value": thresholds.max_relative_degradation})),
-        ))
+        gates.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=overall,
+                threshold=tfma.MetricThreshold(
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                        relative={"value": thresholds.max_relative_degradation},
+                    )
+                ),
+            )
+        )
     metrics = [tfma.MetricConfig(class_name=m) for m in METRICS[:-1]]
     metrics.append(tfma.MetricConfig(class_name=METRICS[-1], per_slice_thresholds=gates))
     slices = overall + ([tfma.SlicingSpec(feature_keys=[slice_feature])] if slice_feature else [])
@@ -272,11 +289,17 @@ def run_tfma(
     from tfx_bsl.public import tfxio
 
     options = pipeline_options(beam_args)
-    shared = [tfma.default_eval_shared_model(
-        eval_saved_model_path=str(candidate_dir), model_name=CANDIDATE, eval_config=config)]
+    shared = [
+        tfma.default_eval_shared_model(
+            eval_saved_model_path=str(candidate_dir), model_name=CANDIDATE, eval_config=config
+        )
+    ]
     if baseline_dir is not None:
-        shared.append(tfma.default_eval_shared_model(
-            eval_saved_model_path=str(baseline_dir), model_name=BASELINE, eval_config=config))
+        shared.append(
+            tfma.default_eval_shared_model(
+                eval_saved_model_path=str(baseline_dir), model_name=BASELINE, eval_config=config
+            )
+        )
     source = tfxio.TFExampleRecord(
         file_pattern=[str(f) for f in files], raw_record_column_name=tfma.ARROW_INPUT_COLUMN
     )
@@ -284,7 +307,8 @@ def run_tfma(
         _ = (
             p
             | "ReadEvalExamples" >> source.BeamSource(batch_size=BATCH_SIZE)
-            | "EvaluateAndWrite" >> tfma.ExtractEvaluateAndWriteResults(
+            | "EvaluateAndWrite"
+            >> tfma.ExtractEvaluateAndWriteResults(
                 eval_config=config,
                 eval_shared_model=shared if len(shared) > 1 else shared[0],
                 output_path=str(output_dir),
@@ -330,8 +354,11 @@ def overall(metrics: dict[str, dict[str, dict[str, float]]], model: str) -> dict
     m = metrics.get("Overall", {}).get(model, {})
     if not m:
         return {}
-    out = {"example_count": m.get(COUNT, float("nan")), "mse": m.get(MSE, float("nan")),
-           "mae": m.get(MAE, float("nan"))}
+    out = {
+        "example_count": m.get(COUNT, float("nan")),
+        "mse": m.get(MSE, float("nan")),
+        "mae": m.get(MAE, float("nan")),
+    }
     out["rmse"] = math.sqrt(out["mse"]) if out["mse"] >= 0 else float("nan")
     return out
 
@@ -382,14 +409,16 @@ def judge(
             value_failed = True
             failed.append(
                 f"overall {f.metric_key.name} {_n(value)} is above the upper bound "
-                f"{_n(t.value_threshold.upper_bound.value)}")
+                f"{_n(t.value_threshold.upper_bound.value)}"
+            )
         elif t.HasField("change_threshold"):
             change_failed = True
             rel = value / base_mae if base_mae else float("nan")
             failed.append(
                 f"{f.metric_key.name} is {rel:+.1%} against baseline version {baseline_version} "
                 f"({_n(base_mae or float('nan'))} -> {_n(mae)}); at most "
-                f"{t.change_threshold.relative.value:+.1%} is allowed")
+                f"{t.change_threshold.relative.value:+.1%} is allowed"
+            )
         else:
             failed.append(f"TFMA threshold failed: {f.metric_key.name} = {value}: {f.message.strip()}")
     if not validation.validation_ok and not failures:
@@ -400,7 +429,8 @@ def judge(
     if change_applies and base_mae and not change_failed:
         passed.append(
             f"MAE {(mae - base_mae) / base_mae:+.1%} against baseline version {baseline_version} "
-            f"({_n(base_mae)} -> {_n(mae)}); at most {thresholds.max_relative_degradation:+.1%} allowed")
+            f"({_n(base_mae)} -> {_n(mae)}); at most {thresholds.max_relative_degradation:+.1%} allowed"
+        )
     if thresholds.mae_threshold is None and not change_applies:
         # Nothing was handed to TFMA, so its result says validation_ok=False, missing_thresholds
         # (TFX's Evaluator would not bless). Our rule: no gates configured = meant to push.
@@ -477,8 +507,13 @@ def evaluate_models(
         "eval_result": str(result_dir),
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
-    summary = {"blessing": blessing, "slices": metrics, "tfma_seconds": round(seconds, 3),
-               "label": label, "slice_feature": slice_feature}
+    summary = {
+        "blessing": blessing,
+        "slices": metrics,
+        "tfma_seconds": round(seconds, 3),
+        "label": label,
+        "slice_feature": slice_feature,
+    }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return EvaluateResult(blessing, metrics, cand, base, result_dir, seconds)
 
@@ -499,21 +534,38 @@ def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> 
             "Verdict",
             h.badge(b["verdict"], "ok" if ok else "bad"),
             "<ul>" + "".join(f"<li>{h.esc(r)}</li>" for r in b["reasons"]) + "</ul>",
-            h.kv_table([
-                ("MAE upper bound", "not configured" if t["mae_threshold"] is None else t["mae_threshold"]),
-                ("max relative degradation", "not configured" if t["max_relative_degradation"] is None
-                 else h.fmt_pct(t["max_relative_degradation"])),
-                ("thresholds from", t["source"]),
-                ("baseline", f"version {b['baseline']}" if b["baseline"] is not None else names.NO_BASELINE),
-                ("candidate model", b["model_path"]),
-                ("baseline model", b["baseline_model_path"] or ""),
-            ], caption="Configuration"),
+            h.kv_table(
+                [
+                    (
+                        "MAE upper bound",
+                        "not configured" if t["mae_threshold"] is None else t["mae_threshold"],
+                    ),
+                    (
+                        "max relative degradation",
+                        "not configured"
+                        if t["max_relative_degradation"] is None
+                        else h.fmt_pct(t["max_relative_degradation"]),
+                    ),
+                    ("thresholds from", t["source"]),
+                    (
+                        "baseline",
+                        f"version {b['baseline']}" if b["baseline"] is not None else names.NO_BASELINE,
+                    ),
+                    ("candidate model", b["model_path"]),
+                    ("baseline model", b["baseline_model_path"] or ""),
+                ],
+                caption="Configuration",
+            ),
         )
     ]
     cand, base = result.candidate, result.baseline
     rows = []
-    for key, title in (("example_count", "examples"), ("mae", "mean absolute error"),
-                       ("mse", "mean squared error"), ("rmse", "root mean squared error")):
+    for key, title in (
+        ("example_count", "examples"),
+        ("mae", "mean absolute error"),
+        ("mse", "mean squared error"),
+        ("rmse", "root mean squared error"),
+    ):
         row: list[Any] = [title, cand.get(key)]
         if has_base:
             bv, cv = base.get(key), cand.get(key)
@@ -537,11 +589,19 @@ def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> 
         slice_rows.append(row)
     sh = ["slice", "examples", "MAE", "MSE"] + (["baseline MAE", "baseline MSE"] if has_base else [])
     chart = h.bar_chart(labels, maes, title="MAE per slice", width=520)
-    parts.append(h.section(
-        f"Slices (overall and by {slice_feature!r})" if slice_feature else "Slices",
-        h.table(sh, slice_rows), chart))
-    parts.append(h.paragraph(
-        f"TFMA result: {result.eval_result_dir} (tfma.load_eval_result(path"
-        + (f", model_name='{CANDIDATE}'" if has_base else "")
-        + f"), tfma.load_validation_result(path)). TFMA wall time {result.seconds:.1f} s.", muted=True))
+    parts.append(
+        h.section(
+            f"Slices (overall and by {slice_feature!r})" if slice_feature else "Slices",
+            h.table(sh, slice_rows),
+            chart,
+        )
+    )
+    parts.append(
+        h.paragraph(
+            f"TFMA result: {result.eval_result_dir} (tfma.load_eval_result(path"
+            + (f", model_name='{CANDIDATE}'" if has_base else "")
+            + f"), tfma.load_validation_result(path)). TFMA wall time {result.seconds:.1f} s.",
+            muted=True,
+        )
+    )
     return h.page("Model evaluation", parts, subtitle=f"{b['verdict']} - {b['time']}")

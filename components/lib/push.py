@@ -181,8 +181,9 @@ def push_model(
         clean_leftovers(model_dir)
         done = already_pushed(doc, model_name, run_id, model_location)
         if done is not None:  # a retry of a push that completed: the same version, not a new one
-            return PushResult(True, "already pushed by this run", model_name, done["version"],
-                              done["serving_path"], done)
+            return PushResult(
+                True, "already pushed by this run", model_name, done["version"], done["serving_path"], done
+            )
         tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
         try:
             try:

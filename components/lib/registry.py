@@ -43,8 +43,17 @@ from components.errors import StageError
 
 FORMAT = 1
 LOCK_SUFFIX = ".lock"
-ENTRY_KEYS = ("version", "model_name", "model_location", "serving_path", "blessing", "metrics",
-              "fingerprint", "run_id", "time")
+ENTRY_KEYS = (
+    "version",
+    "model_name",
+    "model_location",
+    "serving_path",
+    "blessing",
+    "metrics",
+    "fingerprint",
+    "run_id",
+    "time",
+)
 _VERSION_DIR = re.compile(r"^[0-9]+$")  # TF Serving only loads all-digit version directories
 
 
@@ -62,7 +71,8 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
 
     def bad(problem: str) -> StageError:
         return StageError(
-            stage, str(path),
+            stage,
+            str(path),
             f"registry index is damaged ({problem}); it is never replaced automatically: "
             "restore it from a backup or move it away to start a new registry",
         )
@@ -100,7 +110,8 @@ def read_index(storage_root: str | Path, stage: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError as e:
         raise StageError(
-            stage, str(path),
+            stage,
+            str(path),
             f"registry index is damaged (not valid JSON: {e}); it is never replaced automatically: "
             "restore it from a backup or move it away to start a new registry",
         ) from e
@@ -212,7 +223,8 @@ def make_entry(
 def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
     """Blessed entries of a model, newest version first (the baseline candidates, in order)."""
     blessed = [
-        e for e in versions_of(doc, model_name)
+        e
+        for e in versions_of(doc, model_name)
         if isinstance(e.get("blessing"), dict) and e["blessing"].get("verdict") == names.BLESSED
     ]
     return blessed[::-1]

@@ -22,7 +22,7 @@ from components.lib import registry
 from components.lib.push import SAVED_MODEL_FILES
 
 STAGE = names.STAGE_RESOLVE
-META_MODEL_PATH = "model_path"  # the exact SavedModel directory (candidate and baseline alike)
+META_MODEL_PATH = names.META_MODEL_PATH
 
 
 @dataclasses.dataclass
@@ -41,28 +41,37 @@ class Baseline:
             meta["skipped_versions"] = self.skipped
         if self.entry is not None:
             e = self.entry
-            meta.update({
-                "version": e["version"],
-                META_MODEL_PATH: e["serving_path"],
-                names.META_STORAGE_PATH: e["serving_path"],
-                "metrics": e.get("metrics") or {},
-                "run_id": e.get("run_id", ""),
-                "model_location": e.get("model_location", ""),
-                names.META_FINGERPRINT: e.get("fingerprint", ""),
-                "pushed_at": e.get("time", ""),
-            })
+            meta.update(
+                {
+                    "version": e["version"],
+                    META_MODEL_PATH: e["serving_path"],
+                    names.META_STORAGE_PATH: e["serving_path"],
+                    "metrics": e.get("metrics") or {},
+                    "run_id": e.get("run_id", ""),
+                    "model_location": e.get("model_location", ""),
+                    names.META_FINGERPRINT: e.get("fingerprint", ""),
+                    "pushed_at": e.get("time", ""),
+                }
+            )
         return meta
 
     def note(self) -> str:
         """A human sentence for the artifact file and logs."""
         if not self.found:
-            gone = (f" (registered versions {self.skipped} are missing from the serving directory)"
-                    if self.skipped else "")
-            return (f"No baseline for model {self.model_name!r}: {self.reason}{gone}; "
-                    "the candidate is judged alone.")
+            gone = (
+                f" (registered versions {self.skipped} are missing from the serving directory)"
+                if self.skipped
+                else ""
+            )
+            return (
+                f"No baseline for model {self.model_name!r}: {self.reason}{gone}; "
+                "the candidate is judged alone."
+            )
         e = self.entry or {}
-        return (f"Baseline for model {self.model_name!r}: version {e.get('version')} "
-                f"(run {e.get('run_id')}, pushed {e.get('time')}) at {e.get('serving_path')}.")
+        return (
+            f"Baseline for model {self.model_name!r}: version {e.get('version')} "
+            f"(run {e.get('run_id')}, pushed {e.get('time')}) at {e.get('serving_path')}."
+        )
 
 
 def _is_saved_model(path: str) -> bool:
