@@ -39,24 +39,30 @@ def tune(
         storage.storage_path_of(transformed_examples.metadata, transformed_examples.path, stage),
         storage.storage_path_of(transform_graph.metadata, transform_graph.path, stage),
     )
-    kwargs = dict(
-        module_file=module_file,
-        storage_root=storage_root,
-        tuner=tuner,
-        trials=trials,
-        steps=steps,
-        batch_size=batch_size,
-        enabled=enabled,
-        hyperparameters=hyperparameters,
-    )
+
+    def search(work_dir):  # type: ignore[no-untyped-def]
+        return run_tune(
+            examples_dir,
+            graph_dir,
+            work_dir,
+            module_file=module_file,
+            storage_root=storage_root,
+            tuner=tuner,
+            trials=trials,
+            steps=steps,
+            batch_size=batch_size,
+            enabled=enabled,
+            hyperparameters=hyperparameters,
+        )
+
     meta = {}
     if enabled:
         out = storage.stage_dir(storage_root, run_id, stage)
         with storage.atomic_dir(out, stage) as scratch:
-            result = run_tune(examples_dir, graph_dir, scratch, **kwargs)
+            result = search(scratch)
         meta["tuner_dir"] = str(out)
     else:
-        result = run_tune(examples_dir, graph_dir, None, **kwargs)
+        result = search(None)
     write_hyperparameters(Path(best_hyperparameters.path), result.best, result.trials)
     meta.update(result.metadata())
     best_hyperparameters.metadata.update(meta)

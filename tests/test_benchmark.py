@@ -110,6 +110,9 @@ def test_ratio_is_ours_over_theirs_and_none_when_undefined():
     assert benchmark.ratio(1.0, 0.0) is None
     assert benchmark.fmt_ratio(None) == "—"
     assert benchmark.fmt_ratio(0.256) == "0.26"
+    assert benchmark.fmt_seconds(12.34) == "12.3"
+    assert benchmark.fmt_seconds(0.034) == "0.03"
+    assert benchmark.fmt_seconds(None) == "—"
 
 
 def test_comparison_gives_a_ratio_per_stage_and_for_the_totals():

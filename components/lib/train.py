@@ -1,10 +1,11 @@
 """Train logic: fit the user module's Keras model on transformed examples, export a raw-example server.
 
 The model trains on TFT's output (``transformed_examples/``) and learns what the user module's
-optional ``label_transform`` makes of the label (here log(charges)). The export is a plain
-``tf.Module`` holding the Keras 3 model and TFT's transform layer, saved with
-``tf.saved_model.save`` (Keras 3 has no ``model.save(format="tf")`` and TFT's layer is a
-tf-keras object, so neither Keras's own exporter nor tf-keras can save both):
+optional ``label_transform`` makes of the label (here log(charges)). Keras 3 no longer writes
+TF SavedModels with ``model.save``, and TFT's transform layer is a tf-keras (Keras 2) object
+that cannot join a Keras 3 model, so the export is a plain ``tf.Module`` holding the Keras 3
+model and the transform graph, with ``tf.function`` signatures, saved by
+``tf.saved_model.save`` — the format TF Serving, TFMA and ``saved_model_cli`` read:
 
 - ``serving_default``: ``examples`` (serialized raw ``tf.Example``s, no label needed) ->
   parse with the raw schema -> transform graph -> model -> ``label_inverse_transform`` ->
@@ -104,13 +105,14 @@ def make_dataset(
     input_names: list[str] | None = None,
     shuffle: bool = False,
     repeat: bool = False,
+    stage: str = STAGE,
 ) -> Any:
     """(features, label) batches of transformed examples; label as ``label_fn`` makes it, [batch, 1]."""
     import tensorflow as tf
 
     spec = tft_output.transformed_feature_spec()
     if names.LABEL not in spec:
-        raise StageError(STAGE, None, f"transformed examples have no label {names.LABEL!r}")
+        raise StageError(stage, None, f"transformed examples have no label {names.LABEL!r}")
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle:
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=SEED, reshuffle_each_iteration=True)
@@ -219,11 +221,13 @@ def predict_split(model: Any, ds: Any, inverse: Any) -> tuple[Any, Any, dict[str
     import numpy as np
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(features: Any) -> Any:
         return tf.reshape(inverse(tf.cast(model(features, training=False), tf.float32)), [-1])
 
-    preds, labels, feats = [], [], {}
+    preds: list[Any] = []
+    labels: list[Any] = []
+    feats: dict[str, list[Any]] = {}
     for features, label in ds:
         preds.append(predict(features).numpy())
         labels.append(tf.reshape(label, [-1]).numpy())
@@ -244,19 +248,27 @@ def export_serving_model(model: Any, tft_output: Any, inverse: Any, export_dir: 
 
     module = tf.Module()
     module.model = model
-    module.tft_layer = tft_output.transform_features_layer()
+    tft_layer = tft_output.transform_features_layer()
+    # What the saved functions need from the transform layer is its loaded transform graph
+    # (tables, vocabulary assets). Tracking that alone, rather than the tf-keras layer itself,
+    # spares tf.saved_model.save from tracing tf-keras's own serialization functions, ~10 s.
+    tracked = getattr(tft_layer, "_saved_model_loader_tracked_dict", None)
+    if tracked is not None:
+        module.transform_graph = tracked
+    else:  # another TFT version: track the layer whole (slower to save, same result)
+        module.tft_layer = tft_layer
     example_spec = tf.TensorSpec([None], tf.string, name=names.EXAMPLES_INPUT_KEY)
 
-    @tf.function(input_signature=[example_spec])
+    @tf.function(input_signature=[example_spec], autograph=False)
     def serve(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        transformed = module.tft_layer(tf.io.parse_example(examples, raw_spec))
+        transformed = tft_layer(tf.io.parse_example(examples, raw_spec))
         out = module.model({k: transformed[k] for k in input_names}, training=False)
         out = tf.reshape(tf.cast(inverse(tf.cast(out, tf.float32)), tf.float32), [-1, 1])
         return {names.PREDICTIONS_KEY: out}
 
-    @tf.function(input_signature=[example_spec])
+    @tf.function(input_signature=[example_spec], autograph=False)
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        return module.tft_layer(tf.io.parse_example(examples, raw_spec))
+        return tft_layer(tf.io.parse_example(examples, raw_spec))
 
     module.serve = serve
     module.transform_features = transform_features

@@ -183,7 +183,14 @@ def run_tune(
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
     inputs = train_lib.model_input_names(probe)
     train_ds = train_lib.make_dataset(
-        train_files, tft_output, batch_size, label_fn=forward, input_names=inputs, shuffle=True, repeat=True
+        train_files,
+        tft_output,
+        batch_size,
+        label_fn=forward,
+        input_names=inputs,
+        shuffle=True,
+        repeat=True,
+        stage=STAGE,
     )
     # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
     # of known length: Keras warns about a finite dataset of unknown cardinality running out.
@@ -192,7 +199,9 @@ def run_tune(
         raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
     validation_steps = math.ceil(eval_rows / batch_size)
     eval_ds = (
-        train_lib.make_dataset(eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs)
+        train_lib.make_dataset(
+            eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs, stage=STAGE
+        )
         .take(validation_steps)
         .repeat()
     )
