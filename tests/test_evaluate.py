@@ -29,17 +29,27 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     return trained_models(tmp_path_factory)
 
 
-def run_evaluate(kfp_dir: Path, examples: dsl.Dataset, model: dsl.Model, baseline: dsl.Model | None = None,
-                 **params) -> dict[str, dsl.Artifact]:
+def run_evaluate(
+    kfp_dir: Path, examples: dsl.Dataset, model: dsl.Model, baseline: dsl.Model | None = None, **params
+) -> dict[str, dsl.Artifact]:
     """Call the component as the pipeline does; returns its output artifacts."""
     kfp_dir.mkdir(parents=True, exist_ok=True)
     if baseline is None:  # what resolve-baseline outputs on a first run
-        baseline = dsl.Model(name="baseline", uri=str(kfp_dir / "baseline"),
-                             metadata={"found": False, "reason": names.NO_BASELINE})
+        baseline = dsl.Model(
+            name="baseline",
+            uri=str(kfp_dir / "baseline"),
+            metadata={"found": False, "reason": names.NO_BASELINE},
+        )
     outs = {k: cls(name=k, uri=str(kfp_dir / k), metadata={}) for k, cls in OUTPUTS.items()}
-    args = dict(storage_root=str(kfp_dir), label=names.LABEL, slice_feature=names.SLICE_FEATURE,
-                mae_threshold=defaults.MAE_UPPER_BOUND, thresholds_file="", beam_args=defaults.BEAM_ARGS,
-                max_relative_degradation=defaults.MAX_RELATIVE_DEGRADATION)
+    args = dict(
+        storage_root=str(kfp_dir),
+        label=names.LABEL,
+        slice_feature=names.SLICE_FEATURE,
+        mae_threshold=defaults.MAE_UPPER_BOUND,
+        thresholds_file="",
+        beam_args=defaults.BEAM_ARGS,
+        max_relative_degradation=defaults.MAX_RELATIVE_DEGRADATION,
+    )
     args.update(params)
     evaluate.python_func(examples=examples, model=model, baseline=baseline, **args, **outs)
     return outs
@@ -73,8 +83,9 @@ def reference_mae(examples: dsl.Dataset, train_dir: Path) -> tuple[float, int]:
     records = [r.numpy() for r in tf.data.TFRecordDataset([str(p) for p in split.glob("*.gz")], "GZIP")]
     serve = tf.saved_model.load(str(train_dir / names.MODEL_SERVING_DIR)).signatures[names.SERVING_SIGNATURE]
     pred = serve(examples=tf.constant(records))[names.PREDICTIONS_KEY].numpy().ravel()
-    label = np.array([tf.train.Example.FromString(r).features.feature[names.LABEL].float_list.value[0]
-                      for r in records])
+    label = np.array(
+        [tf.train.Example.FromString(r).features.feature[names.LABEL].float_list.value[0] for r in records]
+    )
     return float(np.mean(np.abs(pred - label))), len(records)
 
 
@@ -85,7 +96,10 @@ def test_first_run_is_blessed_by_the_absolute_threshold_alone(first_run, example
     assert b["reasons"][0].startswith("overall MAE") and "<= upper bound 8,000" in b["reasons"][0]
     assert any(r.startswith(names.NO_BASELINE) for r in b["reasons"])
     assert b["thresholds"] == {
-        "mae_threshold": 8000.0, "max_relative_degradation": 0.05, "source": "parameters"}
+        "mae_threshold": 8000.0,
+        "max_relative_degradation": 0.05,
+        "source": "parameters",
+    }
     assert b["model_path"] == str(trained["good"] / names.MODEL_SERVING_DIR)
     assert first_run["blessing"].metadata["blessed"] == 1
     assert first_run["blessing"].metadata["verdict"] == names.BLESSED
@@ -138,9 +152,16 @@ def second_run(work, examples, trained, first_run):
     """Push run 1's model, resolve it as the baseline, evaluate a worse candidate against it."""
     storage = work / "storage"
     pushed = dsl.Model(name="pushed", uri=str(work / "run1" / "pushed"), metadata={})
-    push.python_func(model=model_artifact(trained["good"], work / "run1"), blessing=first_run["blessing"],
-                     examples=examples, storage_root=str(storage), run_id="run-1",
-                     model_name=names.MODEL_NAME, serving_root=names.SERVING_DIR, pushed_model=pushed)
+    push.python_func(
+        model=model_artifact(trained["good"], work / "run1"),
+        blessing=first_run["blessing"],
+        examples=examples,
+        storage_root=str(storage),
+        run_id="run-1",
+        model_name=names.MODEL_NAME,
+        serving_root=names.SERVING_DIR,
+        pushed_model=pushed,
+    )
     assert pushed.metadata["pushed"] == 1
     baseline = dsl.Model(name="baseline", uri=str(work / "run2" / "baseline"), metadata={})
     resolve_baseline.python_func(storage_root=str(storage), model_name=names.MODEL_NAME, baseline=baseline)
@@ -190,9 +211,16 @@ def test_not_blessed_candidate_is_not_pushed(second_run, examples, work):
     storage = second_run["storage"]
     before = registry.index_path(storage).read_bytes()
     out = dsl.Model(name="pushed2", uri=str(work / "run2" / "pushed"), metadata={})
-    push.python_func(model=second_run["candidate"], blessing=second_run["outs"]["blessing"],
-                     examples=examples, storage_root=str(storage), run_id="run-2",
-                     model_name=names.MODEL_NAME, serving_root=names.SERVING_DIR, pushed_model=out)
+    push.python_func(
+        model=second_run["candidate"],
+        blessing=second_run["outs"]["blessing"],
+        examples=examples,
+        storage_root=str(storage),
+        run_id="run-2",
+        model_name=names.MODEL_NAME,
+        serving_root=names.SERVING_DIR,
+        pushed_model=out,
+    )
     assert out.metadata["pushed"] == 0
     assert out.metadata["reason"].startswith("not blessed: mean_absolute_error")
     assert registry.index_path(storage).read_bytes() == before
@@ -200,8 +228,13 @@ def test_not_blessed_candidate_is_not_pushed(second_run, examples, work):
 
 
 def test_no_thresholds_configured_blesses_with_an_explicit_reason(work, examples, trained):
-    outs = run_evaluate(work / "nothr", examples, model_artifact(trained["zero"], work / "nothr"),
-                        mae_threshold=-1.0, max_relative_degradation=-1.0)
+    outs = run_evaluate(
+        work / "nothr",
+        examples,
+        model_artifact(trained["zero"], work / "nothr"),
+        mae_threshold=-1.0,
+        max_relative_degradation=-1.0,
+    )
     b = blessing_of(outs)
     assert b["verdict"] == names.BLESSED and NO_THRESHOLDS in b["reasons"]
     assert b["thresholds"]["mae_threshold"] is None and b["thresholds"]["max_relative_degradation"] is None
@@ -225,12 +258,16 @@ def test_thresholds_file_overrides_the_parameters(work, examples, trained):
     storage = work / "thr"
     (storage / "config").mkdir(parents=True)
     (storage / "config" / "gates.yaml").write_text("mae_threshold: 20000\nmax_relative_degradation: null\n")
-    outs = run_evaluate(storage, examples, model_artifact(trained["zero"], storage),
-                        thresholds_file="config/gates.yaml")  # relative to the storage root
+    outs = run_evaluate(
+        storage, examples, model_artifact(trained["zero"], storage), thresholds_file="config/gates.yaml"
+    )  # relative to the storage root
     b = blessing_of(outs)
     assert b["verdict"] == names.BLESSED and b["reasons"][0].endswith("<= upper bound 20,000")
-    assert b["thresholds"] == {"mae_threshold": 20000.0, "max_relative_degradation": None,
-                               "source": str(storage / "config" / "gates.yaml")}
+    assert b["thresholds"] == {
+        "mae_threshold": 20000.0,
+        "max_relative_degradation": None,
+        "source": str(storage / "config" / "gates.yaml"),
+    }
 
 
 def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trained):
@@ -238,9 +275,15 @@ def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trai
     from components.example_gen import example_gen
 
     examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
-    example_gen.python_func(storage_root=str(tmp_path), data=str(insurance_csv), run_id="real",
-                            label=names.LABEL, split_buckets=defaults.SPLIT_BUCKETS, schema_file="",
-                            examples=examples)
+    example_gen.python_func(
+        storage_root=str(tmp_path),
+        data=str(insurance_csv),
+        run_id="real",
+        label=names.LABEL,
+        split_buckets=defaults.SPLIT_BUCKETS,
+        schema_file="",
+        examples=examples,
+    )
     outs = run_evaluate(tmp_path / "run", examples, model_artifact(trained["good"], tmp_path / "kfp"))
     b = blessing_of(outs)
     rows = examples.metadata[names.META_ROWS][names.EVAL]
@@ -251,8 +294,9 @@ def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trai
     assert outs["evaluation"].metadata["tfma_seconds"] < 60
 
 
-def test_the_train_stages_model_gets_the_trainers_own_eval_mae(tmp_path, storage_root, examples,
-                                                               synthetic_csv):
+def test_the_train_stages_model_gets_the_trainers_own_eval_mae(
+    tmp_path, storage_root, examples, synthetic_csv
+):
     """The real contract: the train stage's Keras SavedModel (transform inside), evaluated by TFMA,
     has the MAE the trainer measured on the same eval split. The training run is shared with
     test_train and test_serving (~20 s when this test runs alone)."""
@@ -333,24 +377,3 @@ def test_candidate_without_the_serving_contract_is_a_stage_error(tmp_path, examp
     save_wrong_contract_model(train_dir / names.MODEL_SERVING_DIR)
     with pytest.raises(StageError, match="must take one string input 'examples'"):
         run_evaluate(tmp_path / "b", examples, model_artifact(train_dir, tmp_path, name="m2"))
-
-
-@pytest.mark.parametrize(
-    "args, runner",
-    [
-        ("--runner=DirectRunner --direct_num_workers=1", "FnApiRunner"),
-        ("", "FnApiRunner"),
-        ("--runner=direct", "FnApiRunner"),
-        ("--runner=DataflowRunner --project=p", "DataflowRunner"),
-        ("--runner=PrismRunner", "PrismRunner"),
-    ],
-)
-def test_local_runner_skips_the_prism_download(args, runner):
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
-    from components.lib.evaluate import pipeline_options
-
-    options = pipeline_options(args)
-    assert options.view_as(StandardOptions).runner == runner
-    if "direct_num_workers" in args:
-        assert options.view_as(DirectOptions).direct_num_workers == 1

@@ -29,7 +29,7 @@ loading the models. Measured choices: the input batch size is fixed at ``BATCH_S
 than Beam's adaptive batching, which starts at one example per batch and was 30 % slower on
 33,000 eval rows (17 s vs 25 s); one worker in process is fastest (``multi_processing`` with two
 workers was 3.5x slower, pickling between processes; ``in_memory`` no faster); and the
-DirectRunner is run as the FnApiRunner (see ``pipeline_options``). Past that, TFMA's cost is
+DirectRunner is run as the FnApiRunner (see ``components.lib.beam``). Past that, TFMA's cost is
 per example x slice x model x metric in Python (``to_label_prediction_example_weight``).
 """
 
@@ -250,31 +250,6 @@ def eval_config(label: str, slice_feature: str, thresholds: Thresholds, with_bas
     )
 
 
-LOCAL_RUNNERS = ("direct", "switchingdirect")  # Beam's names for "pick a local runner"
-
-
-def pipeline_options(beam_args: str) -> Any:
-    """Beam options from ``beam_args``; the DirectRunner becomes the FnApiRunner it falls back to.
-
-    Beam 2.72's DirectRunner first tries the Prism runner, which downloads a binary from GitHub
-    (``urlopen`` without a timeout: on a cluster without egress that can hang the pod) and, when
-    the download fails, runs the FnApiRunner anyway. Naming the FnApiRunner directly skips the
-    download attempt (0.4-0.6 s of 2 s on 450 rows) and any network access. ``direct_num_workers``
-    and ``direct_running_mode`` apply to it unchanged; any other runner is left as given.
-    """
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    try:
-        options = PipelineOptions(shlex.split(beam_args or ""))
-    except ValueError as e:
-        raise StageError(STAGE, None, f"beam_args {beam_args!r} cannot be parsed: {e}") from e
-    std = options.view_as(StandardOptions)
-    name = (std.runner or "DirectRunner").rsplit(".", 1)[-1].lower()
-    if name.removesuffix("runner") in LOCAL_RUNNERS:
-        std.runner = "FnApiRunner"
-    return options
-
-
 def run_tfma(
     files: list[Path],
     candidate_dir: Path,
@@ -288,7 +263,7 @@ def run_tfma(
     import tensorflow_model_analysis as tfma
     from tfx_bsl.public import tfxio
 
-    options = pipeline_options(beam_args)
+    options = pipeline_options(beam_args, STAGE)
     shared = [
         tfma.default_eval_shared_model(
             eval_saved_model_path=str(candidate_dir), model_name=CANDIDATE, eval_config=config

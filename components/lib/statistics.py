@@ -195,13 +195,14 @@ def compute_statistics_beam(files: list[Path], beam_args: str) -> Any:
     import tempfile
 
     import tensorflow_data_validation as tfdv
-    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from components.lib.beam import pipeline_options
 
     with tempfile.TemporaryDirectory() as tmp:
         return tfdv.generate_statistics_from_tfrecord(
             [str(f) for f in files],  # type: ignore[arg-type]  # tfx-bsl's source takes a list of patterns
             output_path=str(Path(tmp) / "stats.tfrecord"),
-            pipeline_options=PipelineOptions(beam_args.split()),
+            pipeline_options=pipeline_options(beam_args, STAGE),
         )
 
 

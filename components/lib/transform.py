@@ -142,16 +142,6 @@ def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
     return preprocessing_fn
 
 
-def pipeline_options(beam_args: str) -> Any:
-    """``PipelineOptions`` from the user's space-separated Beam options string, as typed."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    try:
-        return PipelineOptions(shlex.split(beam_args))
-    except ValueError as e:
-        raise StageError(STAGE, None, f"beam_args {beam_args!r} cannot be parsed: {e}") from e
-
-
 def run_transform(
     examples_dir: Path,
     schema_path: Path,
@@ -173,7 +163,7 @@ def run_transform(
     )
     schema = input_schema(load_schema(schema_path))
     patterns = {split: _split_pattern(examples_dir, split) for split in names.SPLITS}
-    options = pipeline_options(beam_args)
+    options = pipeline_options(beam_args, STAGE)
 
     import apache_beam as beam
     import tensorflow_transform as tft
