@@ -128,6 +128,7 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
 
     copy_tree: Any = shutil.copytree
     if mode == "hang":
+
         def copy_tree(s: Path, d: Path) -> None:
             d.mkdir()
             shutil.copy2(s / "saved_model.pb", d / "saved_model.pb")
@@ -135,6 +136,14 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
             time.sleep(600)
     else:
         start.wait(60)
-    push_model(Path(src), storage_root=storage, serving_root=names.SERVING_DIR, model_name=names.MODEL_NAME,
-               run_id=run_id, model_location=src, fingerprint=run_id,
-               blessing={"verdict": names.BLESSED, "metrics": {}}, copy_tree=copy_tree)
+    push_model(
+        Path(src),
+        storage_root=storage,
+        serving_root=names.SERVING_DIR,
+        model_name=names.MODEL_NAME,
+        run_id=run_id,
+        model_location=src,
+        fingerprint=run_id,
+        blessing={"verdict": names.BLESSED, "metrics": {}},
+        copy_tree=copy_tree,
+    )

@@ -126,4 +126,5 @@ def test_subprocess_failure_reports_the_stage_error_of_the_child(spec, tmp_path,
         mode="subprocess",
         log=lambda s: None,
     )
-    assert run.failed_task.error == f"[example_gen] {bad}: label column 'charges' is missing; columns are ['age', 'sex']"
+    expected = f"[example_gen] {bad}: label column 'charges' is missing; columns are ['age', 'sex']"
+    assert run.failed_task.error == expected

@@ -31,26 +31,44 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 def blessing_artifact(tmp_path: Path, verdict: str = names.BLESSED, name: str = "blessing") -> dsl.Artifact:
     art = dsl.Artifact(name=name, uri=str(tmp_path / "kfp" / name), metadata={})
     os.makedirs(art.path, exist_ok=True)
-    doc = {"verdict": verdict, "reasons": ["test"], "baseline": None,
-           "metrics": {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6}}
+    doc = {
+        "verdict": verdict,
+        "reasons": ["test"],
+        "baseline": None,
+        "metrics": {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6},
+    }
     Path(art.path, names.BLESSING_FILE).write_text(json.dumps(doc))
     return art
 
 
 def examples_artifact(tmp_path: Path, fingerprint: str = "f" * 64) -> dsl.Dataset:
-    art = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"),
-                      metadata={names.META_FINGERPRINT: fingerprint})
+    art = dsl.Dataset(
+        name="examples",
+        uri=str(tmp_path / "kfp" / "examples"),
+        metadata={names.META_FINGERPRINT: fingerprint},
+    )
     return art
 
 
-def run_push(tmp_path: Path, train_dir: Path, storage: Path, *, verdict: str = names.BLESSED,
-             serving_root: str = names.SERVING_DIR, run_id: str = "run-1", tag: str = "") -> dsl.Model:
+def run_push(
+    tmp_path: Path,
+    train_dir: Path,
+    storage: Path,
+    *,
+    verdict: str = names.BLESSED,
+    serving_root: str = names.SERVING_DIR,
+    run_id: str = "run-1",
+    tag: str = "",
+) -> dsl.Model:
     out = dsl.Model(name=f"pushed{tag}", uri=str(tmp_path / "kfp" / f"pushed{tag}"), metadata={})
     push.python_func(
         model=model_artifact(train_dir, tmp_path / "kfp", name=f"model{tag}"),
         blessing=blessing_artifact(tmp_path, verdict, name=f"blessing{tag}"),
         examples=examples_artifact(tmp_path),
-        storage_root=str(storage), run_id=run_id, model_name=MODEL, serving_root=serving_root,
+        storage_root=str(storage),
+        run_id=run_id,
+        model_name=MODEL,
+        serving_root=serving_root,
         pushed_model=out,
     )
     return out
@@ -161,19 +179,33 @@ def test_blessing_of_another_model_is_refused(tmp_path, trained):
     storage = tmp_path / "storage"
     with pytest.raises(StageError, match="another model"):
         push_model(
-            trained["good"] / names.MODEL_SERVING_DIR, storage_root=str(storage), serving_root="serving",
-            model_name=MODEL, run_id="r", model_location="", fingerprint="",
-            blessing={"verdict": names.BLESSED,
-                      "model_path": str(trained["worse"] / names.MODEL_SERVING_DIR)},
+            trained["good"] / names.MODEL_SERVING_DIR,
+            storage_root=str(storage),
+            serving_root="serving",
+            model_name=MODEL,
+            run_id="r",
+            model_location="",
+            fingerprint="",
+            blessing={
+                "verdict": names.BLESSED,
+                "model_path": str(trained["worse"] / names.MODEL_SERVING_DIR),
+            },
         )
 
 
 @pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden"])
 def test_bad_model_name_is_refused(tmp_path, trained, bad):
     with pytest.raises(StageError, match="plain directory name"):
-        push_model(trained["good"] / names.MODEL_SERVING_DIR, storage_root=str(tmp_path), serving_root="s",
-                   model_name=bad, run_id="r", model_location="", fingerprint="",
-                   blessing={"verdict": names.BLESSED})
+        push_model(
+            trained["good"] / names.MODEL_SERVING_DIR,
+            storage_root=str(tmp_path),
+            serving_root="s",
+            model_name=bad,
+            run_id="r",
+            model_location="",
+            fingerprint="",
+            blessing={"verdict": names.BLESSED},
+        )
 
 
 def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
@@ -181,9 +213,14 @@ def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
     os.makedirs(empty_blessing.path)
     with pytest.raises(StageError, match="blessing file is missing"):
         push.python_func(
-            model=model_artifact(trained["good"], tmp_path / "kfp"), blessing=empty_blessing,
-            examples=examples_artifact(tmp_path), storage_root=str(tmp_path), run_id="r", model_name=MODEL,
-            serving_root="serving", pushed_model=dsl.Model(name="p", uri=str(tmp_path / "p"), metadata={}),
+            model=model_artifact(trained["good"], tmp_path / "kfp"),
+            blessing=empty_blessing,
+            examples=examples_artifact(tmp_path),
+            storage_root=str(tmp_path),
+            run_id="r",
+            model_name=MODEL,
+            serving_root="serving",
+            pushed_model=dsl.Model(name="p", uri=str(tmp_path / "p"), metadata={}),
         )
     not_a_model = tmp_path / "train"
     (not_a_model / names.MODEL_SERVING_DIR).mkdir(parents=True)
@@ -205,8 +242,15 @@ def copy_half_then_fail(src: Path, dst: Path) -> None:
 def test_interrupted_copy_leaves_nothing_visible_and_next_push_is_consistent(tmp_path, trained):
     storage = tmp_path / "storage"
     src = trained["good"] / names.MODEL_SERVING_DIR
-    kwargs = dict(storage_root=str(storage), serving_root=names.SERVING_DIR, model_name=MODEL, run_id="r",
-                  model_location=str(trained["good"]), fingerprint="", blessing={"verdict": names.BLESSED})
+    kwargs = dict(
+        storage_root=str(storage),
+        serving_root=names.SERVING_DIR,
+        model_name=MODEL,
+        run_id="r",
+        model_location=str(trained["good"]),
+        fingerprint="",
+        blessing={"verdict": names.BLESSED},
+    )
     with pytest.raises(Interrupted):
         push_model(src, copy_tree=copy_half_then_fail, **kwargs)
     model_dir = storage / names.SERVING_DIR / MODEL
@@ -233,9 +277,16 @@ def test_push_killed_midway_leaves_no_version_and_the_next_push_cleans_up(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: like a node dying
         proc.join(30)
     assert visible(model_dir) == [] and leftover.exists()
-    result = push_model(Path(src), storage_root=str(storage), serving_root=names.SERVING_DIR,
-                        model_name=MODEL, run_id="next", model_location=src, fingerprint="",
-                        blessing={"verdict": names.BLESSED})
+    result = push_model(
+        Path(src),
+        storage_root=str(storage),
+        serving_root=names.SERVING_DIR,
+        model_name=MODEL,
+        run_id="next",
+        model_location=src,
+        fingerprint="",
+        blessing={"verdict": names.BLESSED},
+    )
     assert result.version == 1  # the dead push's lock was released by the kernel
     assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # leftover removed
     assert [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]] == ["next"]
@@ -246,8 +297,9 @@ def test_concurrent_pushes_get_distinct_complete_versions(tmp_path, trained):
     src = trained["good"] / names.MODEL_SERVING_DIR
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
-    procs = [ctx.Process(target=push_worker, args=(str(src), str(storage), f"run-{i}", start))
-             for i in range(4)]
+    procs = [
+        ctx.Process(target=push_worker, args=(str(src), str(storage), f"run-{i}", start)) for i in range(4)
+    ]
     for p in procs:
         p.start()
     time.sleep(0.5)  # let every process import and wait at the start line

@@ -18,9 +18,14 @@ STAGE = names.STAGE_PUSH
 
 def entry(version: int, model: str = "insurance", verdict: str = names.BLESSED) -> dict:
     return registry.make_entry(
-        version=version, model_name=model, model_location=f"/models/{version}",
-        serving_path=f"/serving/{model}/{version}", blessing={"verdict": verdict, "reasons": []},
-        metrics={"mae": 1000.0 + version}, fingerprint="abc", run_id=f"run-{version}",
+        version=version,
+        model_name=model,
+        model_location=f"/models/{version}",
+        serving_path=f"/serving/{model}/{version}",
+        blessing={"verdict": verdict, "reasons": []},
+        metrics={"mae": 1000.0 + version},
+        fingerprint="abc",
+        run_id=f"run-{version}",
     )
 
 
@@ -51,11 +56,16 @@ def test_write_then_read_round_trips_and_leaves_no_temp_files(tmp_path: Path):
         ('{"format": 1, "versions": {}}', '"versions" list'),
         ('{"format": 99, "versions": []}', "unknown format"),
         ('{"format": 1, "versions": [{"model_name": "m", "serving_path": "/x"}]}', "no integer version"),
-        ('{"format": 1, "versions": [{"version": "1", "model_name": "m", "serving_path": "/x"}]}',
-         "no integer version"),
+        (
+            '{"format": 1, "versions": [{"version": "1", "model_name": "m", "serving_path": "/x"}]}',
+            "no integer version",
+        ),
         ('{"format": 1, "versions": [{"version": 1, "serving_path": "/x"}]}', "model_name"),
-        ('{"format": 1, "versions": [{"version": 1, "model_name": "m", "serving_path": "/x"},'
-         ' {"version": 1, "model_name": "m", "serving_path": "/y"}]}', "listed twice"),
+        (
+            '{"format": 1, "versions": [{"version": 1, "model_name": "m", "serving_path": "/x"},'
+            ' {"version": 1, "model_name": "m", "serving_path": "/y"}]}',
+            "listed twice",
+        ),
     ],
 )
 def test_damaged_index_is_a_stage_error_and_is_never_replaced(tmp_path: Path, content: str, problem: str):

@@ -28,8 +28,13 @@ def fake_saved_model(path: Path) -> Path:
 
 def push(storage: Path, src: Path, run_id: str, model: str = MODEL, mae: float = 1000.0) -> int:
     result = push_model(
-        src, storage_root=str(storage), serving_root=names.SERVING_DIR, model_name=model, run_id=run_id,
-        model_location=str(src.parent), fingerprint=f"fp-{run_id}",
+        src,
+        storage_root=str(storage),
+        serving_root=names.SERVING_DIR,
+        model_name=model,
+        run_id=run_id,
+        model_location=str(src.parent),
+        fingerprint=f"fp-{run_id}",
         blessing={"verdict": names.BLESSED, "reasons": ["ok"], "metrics": {"mae": mae}},
     )
     assert result.version is not None
@@ -76,9 +81,18 @@ def test_not_blessed_entries_are_never_a_baseline(tmp_path: Path):
     v2 = storage / names.SERVING_DIR / MODEL / "2"
     with registry.locked(storage, names.STAGE_PUSH) as doc:  # e.g. a version registered by another tool
         shutil.copytree(src, v2)
-        doc["versions"].append(registry.make_entry(
-            version=2, model_name=MODEL, model_location="", serving_path=str(v2),
-            blessing={"verdict": names.NOT_BLESSED}, metrics={}, fingerprint="", run_id="run-2"))
+        doc["versions"].append(
+            registry.make_entry(
+                version=2,
+                model_name=MODEL,
+                model_location="",
+                serving_path=str(v2),
+                blessing={"verdict": names.NOT_BLESSED},
+                metrics={},
+                fingerprint="",
+                run_id="run-2",
+            )
+        )
         registry.write_index(storage, doc, names.STAGE_PUSH)
     assert resolve(tmp_path, storage).metadata["version"] == 1
 

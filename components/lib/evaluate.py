@@ -39,12 +39,12 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib.beam import pipeline_options
 
 STAGE = names.STAGE_EVALUATE
 CANDIDATE = "candidate"

@@ -17,7 +17,6 @@ is the validate stage's call, not the transform graph's.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from components import names
 from components.errors import StageError
 from components.lib import user_module
+from components.lib.beam import pipeline_options
 
 STAGE = names.STAGE_TRANSFORM
 METRICS_NAMESPACE = "kubetfx_transform"
