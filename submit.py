@@ -39,7 +39,9 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
         try:
             recorder.record_task(record)
         except Exception as e:  # noqa: BLE001 (lineage must not fail a run that succeeded)
-            print(f"warning: [lineage] {recorder.db_path}: could not record {record.task}: {e}", file=sys.stderr)
+            print(
+                f"warning: [lineage] {recorder.db_path}: could not record {record.task}: {e}", file=sys.stderr
+            )
         if record.status == "SUCCESS":
             print(f"✔ {record.task} ({record.seconds:.1f} s)")
             print("\n".join(describe_task(record)))

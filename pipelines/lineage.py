@@ -44,9 +44,12 @@ def _to_value(value: Any):  # noqa: ANN202 (metadata_store_pb2.Value)
 
 
 def _from_value(v: Any) -> Any:
+    """A stored property back as Python; JSON written by ``_to_value`` comes back decoded."""
     kind = v.WhichOneof("value")
-    value = getattr(v, kind) if kind else None
-    if kind == "string_value" and value[:1] in "{[":
+    if kind is None:
+        return None
+    value = getattr(v, kind)
+    if kind == "string_value" and value[:1] in ("{", "["):
         try:
             return json.loads(value)
         except ValueError:

@@ -19,6 +19,7 @@ folder given by the caller.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -246,7 +247,7 @@ def run_pipeline_spec(
             else:
                 child: dict[str, int] = {}
                 tail: list[str] = []
-                with _PeakRss(lambda c=child: c.get("pid")) as rss:
+                with _PeakRss(functools.partial(child.get, "pid")) as rss:
                     # The sampler follows the child once it exists.
                     code = _execute_subprocess_tracked(full_command, log, child, tail)
                 if code != 0:

@@ -148,9 +148,18 @@ def test_comparison_table_lists_every_stage_with_its_tfx_component_and_ratio():
     assert "WARNING" not in text
 
 
-def test_comparison_table_warns_when_the_machine_was_busy():
-    text = benchmark.comparison_table(_ours(load_before=64.0), _tfx())
-    assert "WARNING" in text
+def test_comparison_table_warns_when_other_processes_kept_the_machine_busy():
+    assert "WARNING" in benchmark.comparison_table(_ours(other_cores=64.0), _tfx())
+    assert "WARNING" not in benchmark.comparison_table(_ours(other_cores=0.0), _tfx(other_cores=None))
+    assert "other processes used 64.0 of" in benchmark.table(_ours(other_cores=64.0))
+
+
+def test_other_cores_is_the_machines_busy_time_minus_the_childs_per_second():
+    assert benchmark.other_cores(30.0, 10.0, 20.0) == pytest.approx(1.0)
+    assert benchmark.other_cores(5.0, 10.0, 20.0) == 0.0  # clock skew never goes negative
+    assert benchmark.other_cores(None, 10.0, 20.0) is None
+    busy = benchmark.cpu_busy_seconds()
+    assert busy is None or busy > 0
 
 
 def test_rows_per_second_only_for_data_stages():
@@ -192,6 +201,7 @@ def test_run_measured_reports_this_childs_exit_code_and_output(tmp_path):
     m = benchmark.run_measured(
         [sys.executable, "-c", "import sys; print('{\"x\": 1}'); sys.exit(3)"], tmp_path, "child"
     )
+    assert m.other_cores is None or m.other_cores >= 0
     assert m.returncode == 3
     assert benchmark.last_json_line(m.stdout) == {"x": 1}
     assert m.peak_rss_mb > 0 and m.wall_s > 0

@@ -116,6 +116,16 @@ def _string_batches(path: Path, columns: list[str]) -> Iterator[Any]:
         raise StageError(STAGE, str(path), f"malformed CSV: {e}") from e
 
 
+@dataclasses.dataclass
+class _ColumnCounts:
+    """One column's counts during type inference, and its first non-numeric cell."""
+
+    nonnull: int = 0
+    ints: int = 0
+    floats: int = 0
+    first_bad: tuple[Path, int, Any] | None = None
+
+
 def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str, str], dict[str, int]]:
     """First pass over the input: each column's type and its count of empty cells.
 
@@ -125,7 +135,7 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
     """
     import pyarrow.compute as pc
 
-    stats = {c: {"nonnull": 0, "int": 0, "float": 0, "bad": None} for c in columns}
+    stats = {c: _ColumnCounts() for c in columns}
     rows = 0
     for path in files:
         line0 = 2  # line 1 is the header
@@ -134,18 +144,18 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
                 arr = batch.column(c)
                 s = stats[c]
                 valid = arr.drop_null()
-                s["nonnull"] += len(valid)
+                s.nonnull += len(valid)
                 if not len(valid):
                     continue
                 is_int = pc.match_substring_regex(arr, _INT_RE)
                 is_float = pc.match_substring_regex(arr, _FLOAT_RE)
-                s["int"] += pc.sum(is_int).as_py() or 0
+                s.ints += pc.sum(is_int).as_py() or 0
                 n_float = pc.sum(is_float).as_py() or 0
-                s["float"] += n_float
-                if s["bad"] is None and n_float < len(valid):
+                s.floats += n_float
+                if s.first_bad is None and n_float < len(valid):
                     bad_mask = pc.and_(pc.is_valid(arr), pc.invert(pc.fill_null(is_float, False)))
                     i = pc.index(bad_mask, True).as_py()
-                    s["bad"] = (path, line0 + i, arr[i].as_py())
+                    s.first_bad = (path, line0 + i, arr[i].as_py())
             line0 += batch.num_rows
             rows += batch.num_rows
         if line0 == 2:
@@ -153,19 +163,19 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
     types: dict[str, str] = {}
     empty: dict[str, int] = {}
     for c, s in stats.items():
-        empty[c] = rows - s["nonnull"]
-        if s["nonnull"] == 0:
+        empty[c] = rows - s.nonnull
+        if s.nonnull == 0:
             raise StageError(STAGE, str(files[0]), f"column {c!r} is empty in every row")
-        if s["int"] == s["nonnull"]:
+        if s.ints == s.nonnull:
             types[c] = INT
-        elif s["float"] == s["nonnull"]:
+        elif s.floats == s.nonnull:
             types[c] = FLOAT
-        elif s["float"] * 2 > s["nonnull"]:
-            path, line, value = s["bad"]
+        elif s.floats * 2 > s.nonnull and s.first_bad is not None:
+            path, line, value = s.first_bad
             raise StageError(
                 STAGE,
                 str(path),
-                f"line {line}: column {c!r} is numeric in {s['float']} of {s['nonnull']} rows "
+                f"line {line}: column {c!r} is numeric in {s.floats} of {s.nonnull} rows "
                 f"but has the non-numeric value {value!r}",
             )
         else:
