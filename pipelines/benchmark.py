@@ -26,8 +26,9 @@ What the figures mean:
   ``os.wait4`` on it (``ru_maxrss`` is the largest resident set of the process and the children
   it waited for — in ``subprocess`` runner mode that is the biggest stage process, not a sum).
 - per-stage peak MB (ours only): the process's resident set while that stage ran.
-Timings on a loaded machine are not comparable: the 1-minute load average before each run is
-printed next to the figures.
+- ``other processes used X of N cores``: the machine's busy CPU time during the run (``/proc/stat``)
+  minus the child's own, per second of wall time. Timings taken while other work competed for
+  the cores are not comparable; the comparison prints a WARNING when X exceeds a quarter of them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ STAGES = (
 )
 # Stages whose work grows with the rows: rows/s is printed for these.
 DATA_STAGES = (names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_TRANSFORM, names.STAGE_EVALUATE)
+BUSY_CORES_FRACTION = 0.25  # other processes using more than this share of the cores: warn
 MAE_KEYS = ("mean_absolute_error", "mae", "overall_mae", "MeanAbsoluteError")
 RESULT_PREFIX = "@@"
 
@@ -75,9 +77,34 @@ RESULT_PREFIX = "@@"
 # --- Child processes ------------------------------------------------------------------------
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (Linux ``/proc/stat``), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy.
+    values = [int(v) for v in fields[1:9]]
+    busy = sum(values) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def other_cores(busy_s: float | None, child_cpu_s: float, wall_s: float) -> float | None:
+    """Cores kept busy by OTHER processes during a run, on average: the contention it suffered."""
+    if busy_s is None or wall_s <= 0:
+        return None
+    return max(busy_s - child_cpu_s, 0.0) / wall_s
+
+
 @dataclasses.dataclass
 class Measured:
-    """A finished child process: exit code, its output files, wall time and rusage figures."""
+    """A finished child process: exit code, its output files, wall time and rusage figures.
+
+    ``other_cores``: how many cores other processes used on average meanwhile (None off Linux);
+    timings are only comparable when it is near zero.
+    """
 
     returncode: int
     stdout: str
@@ -85,6 +112,7 @@ class Measured:
     wall_s: float
     peak_rss_mb: float
     cpu_s: float
+    other_cores: float | None = None
 
     def stderr_tail(self, chars: int = 3000) -> str:
         try:
@@ -102,10 +130,12 @@ def run_measured(cmd: Sequence[str], logdir: Path, name: str, env: dict[str, str
     logdir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logdir / f"{name}.stdout", logdir / f"{name}.stderr"
     with out_path.open("w") as out, err_path.open("w") as err:
+        busy0 = cpu_busy_seconds()
         start = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=REPO_ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        busy1 = cpu_busy_seconds()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Measured(
         returncode=proc.returncode,
@@ -114,6 +144,9 @@ def run_measured(cmd: Sequence[str], logdir: Path, name: str, env: dict[str, str
         wall_s=wall,
         peak_rss_mb=usage.ru_maxrss / 1024,
         cpu_s=usage.ru_utime + usage.ru_stime,
+        other_cores=other_cores(
+            None if busy0 is None or busy1 is None else busy1 - busy0, usage.ru_utime + usage.ru_stime, wall
+        ),
     )
 
 
@@ -210,6 +243,7 @@ def run_ours(csv: Path, runner: str, workdir: Path, rows: int) -> dict[str, Any]
         "rows": rows,
         "ok": bool(raw["ok"]) and m.returncode == 0,
         "load_before": load,
+        "other_cores": m.other_cores,
         "import_s": raw["import_s"],
         "pipeline_s": raw["pipeline_s"],
         "process_wall_s": m.wall_s,
@@ -245,6 +279,7 @@ def run_tfx(csv: Path, tfx_python: Path, workdir: Path, rows: int) -> dict[str, 
         "rows": rows,
         "ok": bool(raw["ok"]) and m.returncode == 0,
         "load_before": load,
+        "other_cores": m.other_cores,
         "import_s": raw["import_s"],
         "pipeline_s": raw["pipeline_s"],
         "process_wall_s": m.wall_s,
@@ -265,6 +300,7 @@ def _failed(system: str, m: Measured, rows: int, load: float) -> dict[str, Any]:
         "rows": rows,
         "ok": False,
         "load_before": load,
+        "other_cores": m.other_cores,
         "process_wall_s": m.wall_s,
         "peak_rss_mb": m.peak_rss_mb,
         "cpu_s": m.cpu_s,
@@ -300,7 +336,10 @@ def fmt_ratio(value: float | None) -> str:
 
 
 def fmt_seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
+    """One decimal; two below a second, where the stages that only move metadata sit."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
 
 
 def fmt_rate(rows: int, seconds: float | None) -> str:
@@ -316,8 +355,8 @@ def stage_seconds(result: dict[str, Any] | None) -> dict[str, float]:
 
 
 def header(result: dict[str, Any]) -> str:
-    load = result.get("load_before")
-    load_txt = f"  load {load:.1f}/{os.cpu_count()} cores" if load is not None else ""
+    others = result.get("other_cores")
+    load_txt = f"  other processes used {others:.1f} of {os.cpu_count()} cores" if others is not None else ""
     status = "ok" if result["ok"] else "FAILED"
     return (
         f"{result['system']} rows={result['rows']:,} {status}:"
@@ -334,7 +373,8 @@ def table(result: dict[str, Any]) -> str:
     for s in result["stages"]:
         rate = fmt_rate(rows, s["seconds"]) if s["stage"] in DATA_STAGES else ""
         peak = f"{s['peak_rss_mb']:.0f}" if s.get("peak_rss_mb") is not None else ""
-        line = f"  {s['stage'] or '?':<18}{s['seconds']:>8.1f}{peak:>9}{rate:>12}  {s.get('component', '')}"
+        stage, component = s["stage"] or "?", s.get("component", "")
+        line = f"  {stage:<18}{fmt_seconds(s['seconds']):>8}{peak:>9}{rate:>12}  {component}"
         lines.append(line.rstrip())
     total = sum(stage_seconds(result).values())
     lines.append(f"  {'sum of stages':<18}{total:>8.1f}")
@@ -368,10 +408,11 @@ def comparison_table(ours: dict[str, Any], tfx: dict[str, Any]) -> str:
     for stage in STAGES:
         rate_ours = fmt_rate(rows, mine.get(stage)) if stage in DATA_STAGES else ""
         rate_tfx = fmt_rate(rows, theirs.get(stage)) if stage in DATA_STAGES else ""
-        lines.append(
+        line = (
             f"  {stage:<18}{TFX_COMPONENT_OF_STAGE[stage]:<30}{fmt_seconds(mine.get(stage)):>8}"
             f"{fmt_seconds(theirs.get(stage)):>8}{fmt_ratio(ratios[stage]):>7}{rate_ours:>13}{rate_tfx:>12}"
         )
+        lines.append(line.rstrip())
     totals = [
         ("sum of stages", sum(mine.values()), sum(theirs.values()), "sum_of_stages", "s"),
         ("pipeline wall", ours.get("pipeline_s"), tfx.get("pipeline_s"), "pipeline_s", "s"),
@@ -391,9 +432,12 @@ def comparison_table(ours: dict[str, Any], tfx: dict[str, Any]) -> str:
         + ("—" if mae_tfx is None else f"{mae_tfx:,.0f}")
         + (f" (TFX blessed={tfx.get('blessed')}, pushed={tfx.get('pushed')})" if "blessed" in tfx else "")
     )
-    loads = [r.get("load_before") for r in (ours, tfx)]
-    if any(load is not None and load > (os.cpu_count() or 1) for load in loads):
-        lines.append("  WARNING: the machine was busy (load above the core count): timings not comparable")
+    busy = [r.get("other_cores") for r in (ours, tfx)]
+    if any(b is not None and b > BUSY_CORES_FRACTION * (os.cpu_count() or 1) for b in busy):
+        lines.append(
+            "  WARNING: other processes kept the machine busy during a run (see 'other processes used'):"
+            " timings are not comparable"
+        )
     return "\n".join(lines)
 
 

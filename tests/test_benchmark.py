@@ -100,6 +100,21 @@ def test_tfx_pipeline_module_imports_without_tensorflow_or_tfx():
     assert out.stdout.strip() == "[]"
 
 
+def test_tfx_runs_a_local_direct_runner_as_fnapirunner_like_our_stages():
+    args = tfx_pipeline.tfx_beam_args("--runner=DirectRunner --direct_num_workers=1")
+    assert args == ["--runner=FnApiRunner", "--direct_num_workers=1"]
+    assert tfx_pipeline.tfx_beam_args("--direct_num_workers=2") == [
+        "--runner=FnApiRunner",
+        "--direct_num_workers=2",
+    ]
+    assert tfx_pipeline.tfx_beam_args("--runner direct") == ["--runner=FnApiRunner"]
+    assert tfx_pipeline.tfx_beam_args("--runner=DataflowRunner --project p") == [
+        "--runner=DataflowRunner",
+        "--project",
+        "p",
+    ]
+
+
 # --- Ratios and tables ----------------------------------------------------------------------
 
 

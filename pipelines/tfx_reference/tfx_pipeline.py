@@ -23,7 +23,11 @@ MAE <= 8,000 and at most 5 % worse than the baseline) -> Pusher (filesystem,
 ``<workdir>/serving/insurance/<version>/``). Transform, Tuner and Trainer use ``tfx_module.py``,
 which delegates to OUR user module ``components.modules.insurance``, so both systems train the
 identical model. Beam runs with the same options as our stages (``components.defaults.BEAM_ARGS``,
-DirectRunner, one worker). Caching is off; one run = every component executes.
+DirectRunner, one worker) and, like them (``components/lib/beam.py``), a DirectRunner request runs
+as the FnApiRunner: Beam 2.74's DirectRunner first tries the Prism runner, which downloads a
+binary from GitHub — with internet access TFX would then run on a different runner than ours,
+without it every Beam pipeline pays a failed download. Caching is off; one run = every
+component executes.
 
 Known difference: TFX's ExampleValidator checks every split against the schema but computes
 skew/drift only when the schema carries comparators (a curated schema); the inferred schema here
@@ -121,6 +125,39 @@ def eval_config() -> Any:
     )
 
 
+def tfx_beam_args(beam_args: str) -> list[str]:
+    """The Beam options list for TFX: as typed, except a local DirectRunner runs as FnApiRunner.
+
+    The same rule as our stages' ``components.lib.beam.pipeline_options`` (which returns a
+    PipelineOptions object, where TFX wants the argument list), so both sides use one runner.
+    """
+    args = shlex.split(beam_args or "")
+    out: list[str] = []
+    runner_given = False
+    skip_next = False
+    for i, arg in enumerate(args):
+        if skip_next:
+            skip_next = False
+            continue
+        if arg == "--runner" or arg.startswith("--runner="):
+            runner_given = True
+            if arg == "--runner":
+                value = args[i + 1] if i + 1 < len(args) else ""
+                skip_next = True
+            else:
+                value = arg.split("=", 1)[1]
+            name = value.rsplit(".", 1)[-1].lower()
+            name = name[: -len("runner")] if name.endswith("runner") else name
+            out.append(
+                "--runner=FnApiRunner" if name in ("direct", "switchingdirect") else f"--runner={value}"
+            )
+            continue
+        out.append(arg)
+    if not runner_given:
+        out.insert(0, "--runner=FnApiRunner")
+    return out
+
+
 def build_pipeline(data_dir: Path, workdir: Path, beam_args: str) -> Any:
     """The ten-component TFX pipeline of the reference workload, rooted at ``workdir``."""
     from tfx import v1 as tfx
@@ -194,7 +231,7 @@ def build_pipeline(data_dir: Path, workdir: Path, beam_args: str) -> Any:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(workdir / "metadata.sqlite")
         ),
-        beam_pipeline_args=shlex.split(beam_args),
+        beam_pipeline_args=tfx_beam_args(beam_args),
     )
 
 
@@ -372,7 +409,7 @@ def run(data: Path, workdir: Path, beam_args: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "data": str(data),
         "rows": count_rows(data),
-        "beam_args": beam_args,
+        "beam_args": " ".join(tfx_beam_args(beam_args)),
         "ok": error is None,
         "error": error,
         "import_s": round(import_s, 3),
