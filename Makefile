@@ -9,7 +9,7 @@ STORAGE ?= kubetfx_storage
 ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup run test test-all lint compile submit images bench lineage clean
+.PHONY: setup run test test-fast lint compile submit images bench lineage clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
@@ -21,11 +21,11 @@ setup: $(VENV)/.synced  ## build .venv from uv.lock
 run: setup  ## the whole pipeline, locally, on the default dataset
 	$(PY) submit.py --storage $(STORAGE) $(if $(DATA),--data $(DATA)) $(ARGS)
 
-test: setup  ## unit, component and local end-to-end tests (not the slow full-workload tier)
-	$(PY) -m pytest -m "not slow" $(ARGS)
-
-test-all: setup  ## every tier, including the reference workload's full settings
+test: setup  ## every tier: unit, component, wiring, k8s, end-to-end and the full-workload quality target
 	$(PY) -m pytest $(ARGS)
+
+test-fast: setup  ## the quick inner loop: no end-to-end runs, not the full-workload tier
+	$(PY) -m pytest -m "not slow and not e2e" $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
