@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import struct
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from components import names
 from components.errors import StageError
 from components.example_gen import example_gen
 from components.lib.example_gen import parse_split_buckets, run_example_gen
+from components.lib.tfrecord import read_tfrecords
 
 HEADER = "age,sex,bmi,children,smoker,region,charges"
 ROWS = [
@@ -30,20 +29,9 @@ ROWS = [
 ]
 
 
-def read_records(path: Path) -> list[bytes]:
-    """Read a gzipped TFRecord file by its framing (length, crc, data, crc)."""
-    out = []
-    with gzip.open(path, "rb") as fh:
-        while header := fh.read(12):
-            (length,) = struct.unpack("<Q", header[:8])
-            out.append(fh.read(length))
-            fh.read(4)
-    return out
-
-
 def split_records(out: Path, split: str) -> list[bytes]:
     files = sorted((out / names.split_dir(split)).glob("*.gz"))
-    return [r for f in files for r in read_records(f)]
+    return [r for f in files for r in read_tfrecords(f, names.STAGE_EXAMPLE_GEN)]
 
 
 def test_writes_tfx_layout_readable_by_tensorflow(tmp_path, write_csv):

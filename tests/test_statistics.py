@@ -17,9 +17,9 @@ from components.lib.statistics import (
     compute_statistics,
     compute_statistics_beam,
     feature_name,
-    read_tfrecords,
     split_files,
 )
+from components.lib.tfrecord import read_tfrecords
 from components.statistics import statistics
 
 
@@ -56,7 +56,7 @@ def decoded_split(examples, split: str) -> list[dict[str, object]]:
     cls = example_class()
     rows = []
     for f in split_files(examples_dir_of(examples) / names.split_dir(split)):
-        for record in read_tfrecords(f):
+        for record in read_tfrecords(f, "statistics"):
             ex = cls.FromString(record)
             row = {}
             for k, feat in ex.features.feature.items():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,18 +199,6 @@ def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str,
     return {c: by_name[c] for c in columns}
 
 
-def _masked_crc(data: bytes) -> bytes:
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
-def _frame(record: bytes) -> bytes:
-    length = struct.pack("<Q", len(record))
-    return length + _masked_crc(length) + record + _masked_crc(record)
-
-
 def _to_list_array(arr: Any) -> Any:
     """A nullable column -> a list column (one value per row; an empty cell is a missing value)."""
     import numpy as np
@@ -241,6 +228,7 @@ def run_example_gen(
     from tfx_bsl.coders import example_coder
 
     from components.lib.tf_example import deterministic
+    from components.lib.tfrecord import frame
 
     buckets = parse_split_buckets(split_buckets)
     files = list_csv_files(input_path)
@@ -300,7 +288,7 @@ def run_example_gen(
                     for encoded in example_coder.RecordBatchToExamples(lists):
                         record = deterministic(encoded)
                         split = bucket_split[int.from_bytes(hashlib.sha256(record).digest(), "big") % total]
-                        out[split].append(_frame(record))
+                        out[split].append(frame(record))
                     for split, framed in out.items():
                         writers[split].write(b"".join(framed))
                         rows[split] += len(framed)

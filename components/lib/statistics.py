@@ -17,18 +17,15 @@ The output layout is TFX's: ``<out>/Split-<split>/FeatureStats.pb``, a binary
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib.tfrecord import read_tfrecords
 
 STAGE = names.STAGE_STATISTICS
 BATCH_SIZE = 8192  # examples decoded per record batch
-READ_CHUNK = 4 << 20  # bytes of decompressed TFRecord data read at a time
 
 # Output metadata keys (the local runner prints "features"; rows/splits come from names).
 META_FEATURES = names.META_FEATURES
@@ -55,70 +52,6 @@ class StatisticsResult:
             "feature_names": self.feature_names,
             "method": self.method,
         }
-
-
-# --- Reading TFRecords (no TensorFlow import needed). ---------------------------------------
-
-
-def _masked(crc: int) -> int:
-    """TFRecord's masked CRC32C."""
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def read_tfrecords(path: Path, *, verify_data_crc: bool = True) -> Iterator[bytes]:
-    """The records of one TFRecord file (gzipped or not), checking the framing as TensorFlow does.
-
-    A truncated or corrupt file is a :class:`StageError` naming the file and the record number,
-    not a decoder crash later on.
-    """
-    from google_crc32c import value as crc32c
-
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 (closed below, possibly via the gzip wrapper)
-    except OSError as e:
-        raise StageError(STAGE, str(path), f"cannot open: {e}") from e
-    with raw:
-        magic = raw.read(2)
-        raw.seek(0)
-        fh: Any = gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw
-        buf = b""
-        pos = 0
-        index = 0
-        eof = False
-        try:
-            while True:
-                if len(buf) - pos < 12 and not eof:
-                    more = fh.read(READ_CHUNK)
-                    eof = not more
-                    buf, pos = buf[pos:] + more, 0
-                    continue
-                if len(buf) - pos == 0 and eof:
-                    return
-                if len(buf) - pos < 12:
-                    raise StageError(STAGE, str(path), f"record {index}: truncated header (file cut short?)")
-                (length,) = struct.unpack_from("<Q", buf, pos)
-                (length_crc,) = struct.unpack_from("<I", buf, pos + 8)
-                if _masked(crc32c(buf[pos : pos + 8])) != length_crc:
-                    raise StageError(
-                        STAGE, str(path), f"record {index}: corrupt length (not a TFRecord file?)"
-                    )
-                end = pos + 12 + length + 4
-                while len(buf) < end and not eof:
-                    more = fh.read(max(READ_CHUNK, end - len(buf)))
-                    eof = not more
-                    buf, end, pos = buf[pos:] + more, end - pos, 0
-                if len(buf) < end:
-                    raise StageError(STAGE, str(path), f"record {index}: truncated data (file cut short?)")
-                data = buf[pos + 12 : end - 4]
-                if verify_data_crc:
-                    (data_crc,) = struct.unpack_from("<I", buf, end - 4)
-                    if _masked(crc32c(data)) != data_crc:
-                        raise StageError(STAGE, str(path), f"record {index}: data checksum mismatch")
-                yield data
-                pos = end
-                index += 1
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
-            raise StageError(STAGE, str(path), f"record {index}: cannot read: {e}") from e
 
 
 def split_files(split_dir: Path) -> list[Path]:
@@ -181,7 +114,7 @@ def compute_statistics(files: list[Path], *, batch_size: int = BATCH_SIZE) -> An
         batch.clear()
 
     for path in files:
-        for record in read_tfrecords(path):
+        for record in read_tfrecords(path, STAGE):
             batch.append(record)
             if len(batch) >= batch_size:
                 flush(path)
