@@ -67,6 +67,18 @@ STAGE_TRAIN = "train"
 STAGE_RESOLVE = "resolve_baseline"
 STAGE_EVALUATE = "evaluate"
 STAGE_PUSH = "push"
+STAGES = (  # pipeline order
+    STAGE_EXAMPLE_GEN,
+    STAGE_STATISTICS,
+    STAGE_SCHEMA,
+    STAGE_VALIDATE,
+    STAGE_TRANSFORM,
+    STAGE_TUNE,
+    STAGE_TRAIN,
+    STAGE_RESOLVE,
+    STAGE_EVALUATE,
+    STAGE_PUSH,
+)
 
 # --- Model stages (TFX layouts). ------------------------------------------------------------
 TRANSFORM_GRAPH_DIR = "transform_graph"  # TFTransformOutput opens this (transform_fn/, transformed_metadata/)

@@ -55,18 +55,7 @@ DEFAULT_TFX_PYTHON = Path("/opt/tfx116/venv/bin/python")
 TFX_SCRIPT = REPO_ROOT / "pipelines" / "tfx_reference" / "tfx_pipeline.py"
 DEFAULT_SIZES = (1338, 100_000, 1_000_000)
 REAL_ROWS = 1338
-STAGES = (
-    names.STAGE_EXAMPLE_GEN,
-    names.STAGE_STATISTICS,
-    names.STAGE_SCHEMA,
-    names.STAGE_VALIDATE,
-    names.STAGE_TRANSFORM,
-    names.STAGE_TUNE,
-    names.STAGE_TRAIN,
-    names.STAGE_RESOLVE,
-    names.STAGE_EVALUATE,
-    names.STAGE_PUSH,
-)
+STAGES = names.STAGES
 # Stages whose work grows with the rows: rows/s is printed for these.
 DATA_STAGES = (names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_TRANSFORM, names.STAGE_EVALUATE)
 BUSY_CORES_FRACTION = 0.25  # other processes using more than this share of the cores: warn

@@ -63,20 +63,33 @@ def storage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("storage")
 
 
-@pytest.fixture(scope="session")
-def examples(storage_root: Path, synthetic_csv: Path) -> dsl.Dataset:
-    """ExampleGen's output artifact on the synthetic CSV, produced once per test session."""
+def examples_from_csv(
+    storage_root: Path,
+    data: Path,
+    run_id: str,
+    *,
+    label: str = names.LABEL,
+    split_buckets: str = "train:2,eval:1",
+    schema_file: str = "",
+) -> dsl.Dataset:
+    """Run the ExampleGen component on ``data``; return its output artifact."""
     from components.example_gen import example_gen
 
-    art = dsl.Dataset(name="examples", uri=str(storage_root / "kfp" / "examples"), metadata={})
+    art = dsl.Dataset(name="examples", uri=str(storage_root / "kfp" / run_id / "examples"), metadata={})
     Path(art.path).parent.mkdir(parents=True, exist_ok=True)
     example_gen.python_func(
         storage_root=str(storage_root),
-        data=str(synthetic_csv),
-        run_id="session",
-        label=names.LABEL,
-        split_buckets="train:2,eval:1",
-        schema_file="",
+        data=str(data),
+        run_id=run_id,
+        label=label,
+        split_buckets=split_buckets,
+        schema_file=schema_file,
         examples=art,
     )
     return art
+
+
+@pytest.fixture(scope="session")
+def examples(storage_root: Path, synthetic_csv: Path) -> dsl.Dataset:
+    """ExampleGen's output artifact on the synthetic CSV, produced once per test session."""
+    return examples_from_csv(storage_root, synthetic_csv, "session")

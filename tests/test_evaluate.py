@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 from model_factory import model_artifact, save_wrong_contract_model, trained_models
 
@@ -272,18 +273,8 @@ def test_thresholds_file_overrides_the_parameters(work, examples, trained):
 
 def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trained):
     """The real 1,338 rows: ~450 eval rows, the reference workload's evaluate input."""
-    from components.example_gen import example_gen
 
-    examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
-    example_gen.python_func(
-        storage_root=str(tmp_path),
-        data=str(insurance_csv),
-        run_id="real",
-        label=names.LABEL,
-        split_buckets=defaults.SPLIT_BUCKETS,
-        schema_file="",
-        examples=examples,
-    )
+    examples = examples_from_csv(tmp_path, insurance_csv, "real")
     outs = run_evaluate(tmp_path / "run", examples, model_artifact(trained["good"], tmp_path / "kfp"))
     b = blessing_of(outs)
     rows = examples.metadata[names.META_ROWS][names.EVAL]

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 
 from components import names
@@ -176,16 +177,7 @@ def test_headers_must_agree_across_folder(tmp_path):
 
 
 def test_component_points_at_examples_on_the_volume(tmp_path, synthetic_csv):
-    examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
-    example_gen.python_func(
-        storage_root=str(tmp_path),
-        data=str(synthetic_csv),
-        run_id="run-1",
-        label=names.LABEL,
-        split_buckets="train:2,eval:1",
-        schema_file="",
-        examples=examples,
-    )
+    examples = examples_from_csv(tmp_path, synthetic_csv, "run-1")
     where = Path(examples.metadata[names.META_STORAGE_PATH])
     assert where == tmp_path / names.ARTIFACTS_DIR / "run-1" / names.STAGE_EXAMPLE_GEN
     assert sum(examples.metadata[names.META_ROWS].values()) == 300

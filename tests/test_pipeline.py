@@ -16,18 +16,7 @@ from pipelines.kubetfx_pipeline import STAGE_RESOURCES, ClusterOptions, compile_
 from pipelines.local_runner import load_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = [
-    names.STAGE_EXAMPLE_GEN,
-    names.STAGE_STATISTICS,
-    names.STAGE_SCHEMA,
-    names.STAGE_VALIDATE,
-    names.STAGE_TRANSFORM,
-    names.STAGE_TUNE,
-    names.STAGE_TRAIN,
-    names.STAGE_RESOLVE,
-    names.STAGE_EVALUATE,
-    names.STAGE_PUSH,
-]
+STAGES = names.STAGES
 # Small settings so the end-to-end tier takes a minute, not the workload's full budget.
 FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_steps": "10"}
 

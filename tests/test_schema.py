@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 
 from components import names
@@ -162,19 +163,7 @@ def test_statistics_and_schema_on_the_real_insurance_csv(insurance_csv, tmp_path
     """The reference data: 1,338 rows, 7 features, label charges kept out of SERVING."""
     import tensorflow_data_validation as tfdv
 
-    from components.example_gen import example_gen
-
-    ex = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
-    Path(ex.path).parent.mkdir(parents=True, exist_ok=True)
-    example_gen.python_func(
-        storage_root=str(tmp_path),
-        data=str(insurance_csv),
-        run_id="real",
-        label=names.LABEL,
-        split_buckets="train:2,eval:1",
-        schema_file="",
-        examples=ex,
-    )
+    ex = examples_from_csv(tmp_path, insurance_csv, "real")
     stats_art = run_stats(ex, tmp_path / "stats")
     assert sum(stats_art.metadata[names.META_ROWS].values()) == 1338
     assert stats_art.metadata["features"] == 7

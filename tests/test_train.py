@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 from test_transform import infer_schema_file, run_transform_component, transform_outputs
 
@@ -146,23 +147,12 @@ def test_half_a_label_transform_is_refused(storage_root, examples, synthetic_csv
 def test_reference_workload_reaches_the_quality_target(insurance_csv, tmp_path):
     """The workload's settings on the real CSV: 4 trials x 300 steps, then 1,000 steps; MAE <= 3,000."""
     from components import defaults
-    from components.example_gen import example_gen
     from components.tune import tune
 
     root = tmp_path / "storage"
     times = {}
     t = time.perf_counter()
-    examples = dsl.Dataset(name="examples", uri=str(root / "kfp" / "examples"), metadata={})
-    Path(examples.path).parent.mkdir(parents=True)
-    example_gen.python_func(
-        storage_root=str(root),
-        data=str(insurance_csv),
-        run_id="workload",
-        label=names.LABEL,
-        split_buckets=defaults.SPLIT_BUCKETS,
-        schema_file="",
-        examples=examples,
-    )
+    examples = examples_from_csv(root, insurance_csv, "workload")
     schema_dir = infer_schema_file(insurance_csv, tmp_path / "schema")
     times["example_gen+schema"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 
 from components import defaults, names
@@ -176,8 +177,6 @@ def test_missing_values_in_training_data_are_imputed(tmp_path, write_csv):
     """An empty bmi cell (an example without bmi) becomes the train mean (0 after scaling)."""
     import tensorflow_transform as tft
 
-    from components.example_gen import example_gen
-
     rows = ["age,sex,bmi,children,smoker,region,charges"]
     for i in range(60):
         bmi = "" if i == 5 else f"{20 + i % 17}.5"
@@ -187,17 +186,7 @@ def test_missing_values_in_training_data_are_imputed(tmp_path, write_csv):
         )
     csv = write_csv("\n".join(rows) + "\n")
     root = tmp_path / "storage"
-    examples = dsl.Dataset(name="examples", uri=str(root / "kfp" / "examples"), metadata={})
-    Path(examples.path).parent.mkdir(parents=True)
-    example_gen.python_func(
-        storage_root=str(root),
-        data=str(csv),
-        run_id="missing",
-        label=names.LABEL,
-        split_buckets="train:2,eval:1",
-        schema_file="",
-        examples=examples,
-    )
+    examples = examples_from_csv(root, csv, "missing")
     schema_dir = infer_schema_file(csv, tmp_path / "schema")
     graph, _ = run_transform_component(root, examples, schema_dir, "missing")
     stage = Path(graph.metadata[names.META_STORAGE_PATH])

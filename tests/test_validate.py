@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import examples_from_csv
 from kfp import dsl
 
 from components import defaults, names
 from components.errors import StageError
-from components.example_gen import example_gen
 from components.schema import schema
 from components.statistics import statistics
 from components.validate import validate
@@ -59,16 +59,8 @@ def with_eval(examples, clean, write_csv, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
         data = write_csv(buf.getvalue(), "eval_source.csv")
-        gen = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "eval_examples"), metadata={})
-        Path(gen.path).parent.mkdir(parents=True, exist_ok=True)
-        example_gen.python_func(
-            storage_root=str(tmp_path),
-            data=str(data),
-            run_id="eval-source",
-            label=names.LABEL if names.LABEL in columns else columns[0],
-            split_buckets=defaults.SPLIT_BUCKETS,
-            schema_file="",
-            examples=gen,
+        gen = examples_from_csv(
+            tmp_path, data, "eval-source", label=names.LABEL if names.LABEL in columns else columns[0]
         )
         mixed = tmp_path / "mixed_examples"
         train_dir = Path(examples.metadata[names.META_STORAGE_PATH]) / names.split_dir(names.TRAIN)
