@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -137,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     add_cluster_arguments(remote)
     args = parser.parse_args(argv)
     params = _params(args.param)
+    if not args.verbose:
+        # Library chatter (TensorFlow's C++ start-up lines, google-api-core's Python 3.11
+        # end-of-life notice) would bury the stage lines; --verbose shows it all.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     if args.host:
         return _remote(args, params)
     if "storage_root" in params:
