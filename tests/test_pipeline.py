@@ -152,3 +152,14 @@ def test_subprocess_runner_fails_with_a_readable_stage_error(tmp_path, write_csv
     proc = _submit(tmp_path, "--runner", "subprocess", data=bad)
     assert proc.returncode == 1
     assert "[example_gen]" in proc.stderr and "label column 'charges' is missing" in proc.stderr
+
+
+def test_checked_in_yaml_is_what_compile_py_writes(tmp_path):
+    """The file users upload (pl_yaml_output/) must match the code: rerun `python compile.py`."""
+    fresh = tmp_path / "fresh.yaml"
+    compile_pipeline(str(fresh))
+    checked_in = REPO / "pl_yaml_output" / "kubetfx_pipeline.yaml"
+    expected = list(yaml.safe_load_all(fresh.read_text()))
+    assert (
+        list(yaml.safe_load_all(checked_in.read_text())) == expected
+    ), "pl_yaml_output/kubetfx_pipeline.yaml is stale: run `python compile.py`"
