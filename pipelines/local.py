@@ -89,7 +89,8 @@ def run_locally(
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     args = dict(parameters)
-    args.setdefault("data", stage_data(storage, data, log))
+    if "data" not in args:  # --param data=... names a file already on the storage root
+        args["data"] = stage_data(storage, data, log)
     args["storage_root"] = str(storage)
     if package is None:
         package = str(storage / names.KFP_LOCAL_DIR / "kubetfx_pipeline.yaml")
