@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = (
                 f"  files={art.get('input_files')} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
             )
+        elif key == "hyperparameters" and art.get("hyperparameters"):
+            extra = f"  {art['hyperparameters']}"
         print(f"  {label + ':':<17}{where}{extra}")
     return 0
 
