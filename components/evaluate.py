@@ -1,4 +1,4 @@
-"""Evaluate stage: TFMA on the eval split (candidate vs baseline in one pass) -> blessing + report."""
+"""Evaluate stage: TFMA metrics on the eval split (candidate vs baseline in one pass) -> blessing + report."""
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -21,6 +21,7 @@ def evaluate(
     blessing: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
+    engine: str = "auto",
 ):
     """Evaluate ``model`` (and ``baseline`` if resolve-baseline found one) and ALWAYS write a blessing.
 
@@ -30,6 +31,13 @@ def evaluate(
     ``<path>/blessing.json`` with verdict, reasons, baseline version, metrics; metadata
     ``blessed`` (1/0) and ``verdict``. Thresholds: ``mae_threshold`` and
     ``max_relative_degradation`` (negative = not configured), overridden by ``thresholds_file``.
+
+    ``engine``: how the TFMA result is computed. ``"tfma"``: TFMA's Beam pipeline on the runner of
+    ``beam_args`` (the path to Dataflow/Flink). ``"native"``: the same metrics, validation and
+    result files from whole batches in this process, ~100x faster on a 2-core pod (TFMA's Beam
+    path is Python per example: 217 s vs 1.5 s for 333,000 eval rows and two models).
+    ``"auto"`` (default): native when ``beam_args`` runs Beam locally, TFMA otherwise. Metadata
+    ``engine`` says which ran.
     """
     import json
     import math
@@ -70,6 +78,7 @@ def evaluate(
         slice_feature=slice_feature,
         thresholds=thresholds,
         beam_args=beam_args,
+        engine=engine,
     )
 
     def finite(x: float) -> float | None:  # NaN/inf are not JSON: a diverged model must not break the run
@@ -95,6 +104,7 @@ def evaluate(
             "mae": mae,
             "rmse": rmse,
             "tfma_seconds": round(result.seconds, 3),
+            "engine": result.engine,
             # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
             # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
             "tfma_candidate_model_name": CANDIDATE if result.baseline else "",
