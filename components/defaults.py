@@ -31,3 +31,6 @@ EVAL_STEPS = 100
 # Evaluate: blessing when overall MAE <= 8,000 and, with a baseline, at most 5 % worse.
 MAE_UPPER_BOUND = 8000.0
 MAX_RELATIVE_DEGRADATION = 0.05
+# How evaluate computes TFMA's result: "auto" = the native engine when Beam runs locally, TFMA's
+# Beam pipeline on any other runner; "tfma" or "native" to force one (components/lib/evaluate.py).
+EVALUATE_ENGINE = "auto"

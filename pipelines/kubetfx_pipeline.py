@@ -111,6 +111,7 @@ def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a 
         mae_threshold: float = defaults.MAE_UPPER_BOUND,
         max_relative_degradation: float = defaults.MAX_RELATIVE_DEGRADATION,
         thresholds_file: str = "",
+        evaluate_engine: str = defaults.EVALUATE_ENGINE,
         serving_root: str = names.SERVING_DIR,
     ):
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -200,6 +201,7 @@ def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a 
             max_relative_degradation=max_relative_degradation,
             thresholds_file=thresholds_file,
             beam_args=beam_args,
+            engine=evaluate_engine,
         )
         _place(ev, names.STAGE_EVALUATE, opts)
 

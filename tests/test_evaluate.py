@@ -19,7 +19,7 @@ from components import defaults, names
 from components.errors import StageError
 from components.evaluate import evaluate
 from components.lib import registry
-from components.lib.evaluate import NO_THRESHOLDS, load_thresholds
+from components.lib.evaluate import NO_THRESHOLDS, baseline_of, load_thresholds
 from components.push import push
 from components.resolve_baseline import resolve_baseline
 
@@ -50,6 +50,7 @@ def run_evaluate(
         mae_threshold=defaults.MAE_UPPER_BOUND,
         thresholds_file="",
         beam_args=defaults.BEAM_ARGS,
+        engine=defaults.EVALUATE_ENGINE,
         max_relative_degradation=defaults.MAX_RELATIVE_DEGRADATION,
     )
     args.update(params)
@@ -359,6 +360,23 @@ def test_baseline_marked_found_without_a_path_is_a_stage_error(tmp_path, example
     baseline = dsl.Model(name="baseline", uri=str(tmp_path / "baseline"), metadata={"found": True})
     with pytest.raises(StageError, match="baseline is marked found but has no model_path"):
         run_evaluate(tmp_path, examples, model_artifact(trained["good"], tmp_path), baseline)
+
+
+def test_baseline_metadata_lost_on_the_way_is_read_from_the_artifact_file(tmp_path):
+    # KFP may hand over an artifact without its metadata; resolve-baseline wrote the same JSON there.
+    file = tmp_path / "baseline"
+    file.write_text(json.dumps({"found": True, names.META_MODEL_PATH: "/models/m/3", "version": 3}))
+    assert baseline_of({}, str(file)) == (Path("/models/m/3"), 3)
+    assert baseline_of({"found": False}, str(file)) == (None, None)  # the metadata wins when present
+    # Neither says: an error, never a silent evaluation without the baseline's gate.
+    with pytest.raises(StageError, match="no 'found' metadata and no readable file"):
+        baseline_of({}, str(tmp_path / "absent"))
+    file.write_text("{not json")
+    with pytest.raises(StageError, match="no 'found' metadata and no readable file"):
+        baseline_of({}, str(file))
+    file.write_text("[]")
+    with pytest.raises(StageError, match="does not say whether one was found"):
+        baseline_of({}, str(file))
 
 
 def test_candidate_without_the_serving_contract_is_a_stage_error(tmp_path, examples):

@@ -801,6 +801,73 @@ class EvaluateResult:
     def blessed(self) -> bool:
         return self.blessing["verdict"] == names.BLESSED
 
+    def blessing_metadata(self) -> dict[str, Any]:
+        """The blessing artifact's metadata (what push and the KFP UI read)."""
+        b = self.blessing
+        return {
+            "blessed": int(self.blessed),
+            "verdict": b["verdict"],
+            "reasons": b["reasons"],
+            "baseline": b["baseline"] if b["baseline"] is not None else -1,
+            "mae": _finite(self.candidate["mae"]),
+        }
+
+    def evaluation_metadata(self) -> dict[str, Any]:
+        """The evaluation artifact's metadata: where TFMA's result is and how to load it."""
+        return {
+            "eval_result": str(self.eval_result_dir),
+            "verdict": self.blessing["verdict"],
+            "mae": _finite(self.candidate["mae"]),
+            "rmse": _finite(self.candidate["rmse"]),
+            "tfma_seconds": round(self.seconds, 3),
+            "engine": self.engine,
+            # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
+            # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
+            "tfma_candidate_model_name": CANDIDATE if self.baseline else "",
+        }
+
+    def logged_metrics(self) -> dict[str, float]:
+        """The scalars for the KFP Metrics artifact (finite values only: JSON has no NaN)."""
+        logged = {k: self.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
+        if self.baseline:
+            logged.update(baseline_mae=self.baseline["mae"], baseline_mse=self.baseline["mse"])
+        return {k: v for k, v in logged.items() if _finite(v) is not None}
+
+
+def _finite(x: float) -> float | None:
+    """``x``, or None for NaN/inf: a diverged model must not make the metadata invalid JSON."""
+    return x if math.isfinite(x) else None
+
+
+def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | None, int | None]:
+    """The baseline SavedModel directory and registry version resolve-baseline passed, or (None, None).
+
+    The artifact's metadata says ``found``; when KFP lost the metadata on the way, the artifact
+    file (written by resolve-baseline with the same content) is read instead. If neither says,
+    that is an error: evaluating without the baseline would silently drop its gate.
+    """
+    meta = dict(metadata)
+    if "found" not in meta:
+        try:
+            meta = json.loads(Path(artifact_path).read_text())
+        except (OSError, ValueError) as e:
+            raise StageError(
+                STAGE,
+                artifact_path,
+                f"the baseline artifact has no 'found' metadata and no readable file: {e}",
+            ) from e
+        if not isinstance(meta, dict) or "found" not in meta:
+            raise StageError(
+                STAGE, artifact_path, "the baseline artifact file does not say whether one was found"
+            )
+    if not meta.get("found"):
+        return None, None
+    if not meta.get(names.META_MODEL_PATH) or meta.get("version") is None:
+        raise StageError(
+            STAGE, artifact_path, f"baseline is marked found but has no {names.META_MODEL_PATH}/version"
+        )
+    return Path(meta[names.META_MODEL_PATH]), int(meta["version"])
+
 
 def evaluate_models(
     examples_dir: Path,
