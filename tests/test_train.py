@@ -115,6 +115,38 @@ def test_metrics_are_in_charges_on_the_full_eval_split(trained, storage_root, ex
     assert m["eval_loss"] < 2 and m["train_loss"] < 2  # the loss is |log error|
 
 
+@pytest.mark.parametrize(
+    "counts, expected",
+    [((100, 100), 100), ((300, 15), 15), ((1000,), 100), ((250, 100), 50), ((7, 5), 1), ((100, 5), 5)],
+)
+def test_steps_per_execution_divides_every_loop(counts, expected):
+    from components.lib.train import steps_per_execution
+
+    assert steps_per_execution(*counts) == expected
+
+
+def test_steps_per_execution_trains_exactly_the_same_model(
+    trained, storage_root, examples, synthetic_csv, monkeypatch
+):
+    # The speed-up must not change what is computed: the session's model (100 steps, validation
+    # 5 steps -> 5 steps per execution) against the same run one step per call.
+    from components.lib import train as train_lib
+
+    monkeypatch.setattr(train_lib, "MAX_STEPS_PER_EXECUTION", 1)
+    transformed = transform_outputs(storage_root, examples, synthetic_csv)
+    hp = hyperparameters_artifact(storage_root / "kfp" / "train-spe1" / "best_hyperparameters", HPARAMS)
+    _, one_step, _ = run_train_component(storage_root, transformed, hp, "train-spe1")
+    _, batched, _ = trained
+    summary = json.loads(
+        (
+            storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN / "training_summary.json"
+        ).read_text()
+    )
+    assert summary["steps_per_execution"] == 5
+    for key in ("train_loss", "eval_loss", "eval_mae", "eval_rmse"):
+        assert batched.metadata[key] == pytest.approx(one_step.metadata[key], rel=1e-6), key
+
+
 def test_bad_hyperparameters_and_steps_are_stage_errors(storage_root, examples, synthetic_csv, tmp_path):
     transformed = transform_outputs(storage_root, examples, synthetic_csv)
     hp = hyperparameters_artifact(tmp_path / "hp", HPARAMS)
