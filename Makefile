@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 # --compile-bytecode: .pyc files for every installed module, written once here. Where
 # PYTHONDONTWRITEBYTECODE is set (as on our CI machines) Python would otherwise compile
-# TensorFlow & co. from source in every process: ~7 s of a 1,338-row run's 29 s.
+# TensorFlow & co. from source in every process: ~9 s of a 1,338-row run's 29 s.
 $(VENV)/.synced: pyproject.toml uv.lock Makefile
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	uv sync --frozen --python 3.11 --compile-bytecode
