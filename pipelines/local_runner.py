@@ -248,8 +248,10 @@ def run_pipeline_spec(
                 child: dict[str, int] = {}
                 tail: list[str] = []
                 with _PeakRss(functools.partial(child.get, "pid")) as rss:
-                    # The sampler follows the child once it exists.
-                    code = _execute_subprocess_tracked(full_command, log, child, tail)
+                    # The sampler follows the child once it exists; the kernel's own peak of
+                    # the child's tree (wait4) is exact even for a task too short to sample.
+                    code, child_peak_kb = _execute_subprocess_tracked(full_command, log, child, tail)
+                rss.peak_kb = max(rss.peak_kb, child_peak_kb)
                 if code != 0:
                     stage_error = _stage_error_line(tail)
                     if stage_error:
@@ -302,7 +304,12 @@ def _parse_stage_error(message: str) -> tuple[str, str | None, str]:
 
 def _execute_subprocess_tracked(
     full_command: list[str], log: Callable[[str], None], child: dict[str, int], tail: list[str]
-) -> int:
+) -> tuple[int, int]:
+    """Run one task's command, streaming its output; (exit status, peak RSS in KiB of its tree).
+
+    The peak is ``ru_maxrss`` from ``wait4``: the largest resident set of the task's shell and
+    the processes it waited for (the Python interpreter that ran the stage).
+    """
     command = [part.replace("python3 -m", f"{sys.executable} -m") for part in full_command]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -313,4 +320,6 @@ def _execute_subprocess_tracked(
         log("    " + line)
         tail.append(line)
         del tail[:-50]
-    return proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    return proc.returncode, int(usage.ru_maxrss)
