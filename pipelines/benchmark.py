@@ -470,6 +470,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_BYTECODE_PROBE = """
+import importlib.util, os
+spec = importlib.util.find_spec("tensorflow")
+if spec is None or not spec.origin:
+    print("absent")
+else:
+    print("yes" if os.path.exists(importlib.util.cache_from_source(spec.origin)) else "no")
+"""
+
+
+def bytecode_compiled(python: Path | str) -> bool | None:
+    """Whether ``python``'s TensorFlow has its bytecode cached (None if that cannot be told).
+
+    Where PYTHONDONTWRITEBYTECODE is set, an environment installed without compiling bytecode
+    compiles TensorFlow & co. from source in every process (~7-14 s): figures from such a run
+    time the compiler. ``make setup`` and ``tfx_reference/setup.sh`` compile it.
+    """
+    try:
+        out = subprocess.run(
+            [str(python), "-c", _BYTECODE_PROBE], capture_output=True, text=True, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    answer = out.stdout.strip()
+    return None if answer == "absent" else answer == "yes"
+
+
+def bytecode_warnings(pythons: dict[str, Path | str]) -> dict[str, bool | None]:
+    """Check every interpreter the benchmark runs; print a WARNING for one without bytecode."""
+    found = {system: bytecode_compiled(python) for system, python in pythons.items()}
+    for system, compiled in found.items():
+        if compiled is False:
+            print(
+                f"WARNING: {system}'s environment ({pythons[system]}) has no compiled bytecode: "
+                "its imports will be timed as compilation (run make setup / tfx_reference/setup.sh)",
+                flush=True,
+            )
+    return found
+
+
 def run_size(rows: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One size: the CSV, our run and/or TFX's, and the ratios when both ran."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -491,6 +531,10 @@ def run_size(rows: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    pythons: dict[str, Path | str] = {} if args.only_tfx else {"kubetfx": sys.executable}
+    if args.tfx:
+        pythons["tfx"] = args.tfx_python
+    bytecode = bytecode_warnings(pythons)
     results = []
     for rows in args.sizes:
         if args.keep:
@@ -498,7 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix=f"kubetfx-bench-{rows}-") as tmp:
                 results.append(run_size(rows, args, Path(tmp)))
-    document = {"runner": args.runner, "cpu_count": os.cpu_count(), "label": names.LABEL, "results": results}
+    document = {
+        "runner": args.runner,
+        "cpu_count": os.cpu_count(),
+        "label": names.LABEL,
+        "bytecode_compiled": bytecode,
+        "results": results,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2, default=str))

@@ -263,3 +263,22 @@ def test_prepare_csv_uses_the_real_file_at_1338_rows_and_generates_otherwise(tmp
 def test_json_of_canned_results_round_trips():
     entry = {"rows": 1338, "kubetfx": _ours(), "tfx": _tfx(), "ratios": benchmark.comparison(_ours(), _tfx())}
     assert json.loads(json.dumps(entry))["ratios"][names.STAGE_TRAIN] == pytest.approx(0.5)
+
+
+def test_bytecode_check_tells_compiled_from_uncompiled_environments(tmp_path, capsys):
+    # A stand-in "tensorflow" package in a folder, imported by this interpreter: without and
+    # then with its .pyc (compiled as `uv sync --compile-bytecode` would).
+    import compileall
+
+    pkg = tmp_path / "site" / "tensorflow"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path / "site"} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    assert benchmark.bytecode_warnings({"tfx": python}) == {"tfx": False}
+    assert "WARNING: tfx's environment" in capsys.readouterr().out
+    assert compileall.compile_dir(str(pkg), quiet=1)
+    assert benchmark.bytecode_warnings({"tfx": python}) == {"tfx": True}
+    assert capsys.readouterr().out == ""
+    assert benchmark.bytecode_compiled(tmp_path / "no-such-python") is None
