@@ -171,12 +171,20 @@ def run_transform(
     from tfx_bsl.coders import example_coder
     from tfx_bsl.public import tfxio
 
+    from components.lib.tfrecord import frame
+
     graph_dir = output_dir / names.TRANSFORM_GRAPH_DIR
     transformed_dir = output_dir / names.TRANSFORMED_EXAMPLES_DIR
     tmp_dir = output_dir / ".tft_tmp"
 
     class EncodeExamples(beam.DoFn):
-        """Transformed Arrow record batches -> serialized tf.Examples, counting rows per split."""
+        """Transformed Arrow record batches -> one blob of TFRecord-framed tf.Examples per batch.
+
+        One Beam element per batch rather than per example: ``WriteToTFRecord`` frames,
+        checksums and compresses every record through Beam's per-element machinery, ~9 us a
+        record, a quarter of this stage at 1,000,000 rows. The blob holds exactly the records
+        it would have written (the same framing), so the files read back the same.
+        """
 
         def __init__(self, split: str) -> None:
             self._split = split
@@ -185,7 +193,7 @@ def run_transform(
         def process(self, batch_and_passthrough):  # type: ignore[no-untyped-def]
             record_batch, _ = batch_and_passthrough
             self._rows.inc(record_batch.num_rows)
-            yield from example_coder.RecordBatchToExamples(record_batch)
+            yield b"".join(map(frame, example_coder.RecordBatchToExamples(record_batch)))
 
     def write(pcoll: Any, split: str) -> None:
         out = transformed_dir / names.split_dir(split)
@@ -194,9 +202,11 @@ def run_transform(
             pcoll
             | f"Encode{split}" >> beam.ParDo(EncodeExamples(split))
             | f"Write{split}"
-            >> beam.io.WriteToTFRecord(
+            >> beam.io.WriteToText(  # a file sink that writes each (framed) blob verbatim
                 str(out / names.TRANSFORMED_FILE_PREFIX),
                 file_name_suffix=".gz",
+                append_trailing_newlines=False,
+                coder=beam.coders.BytesCoder(),
                 compression_type=beam.io.filesystem.CompressionTypes.GZIP,
             )
         )
