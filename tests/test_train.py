@@ -137,11 +137,8 @@ def test_steps_per_execution_trains_exactly_the_same_model(
     hp = hyperparameters_artifact(storage_root / "kfp" / "train-spe1" / "best_hyperparameters", HPARAMS)
     _, one_step, _ = run_train_component(storage_root, transformed, hp, "train-spe1")
     _, batched, _ = trained
-    summary = json.loads(
-        (
-            storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN / "training_summary.json"
-        ).read_text()
-    )
+    stage_dir = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN
+    summary = json.loads((stage_dir / train_lib.SUMMARY_FILE).read_text())
     assert summary["steps_per_execution"] == 5
     for key in ("train_loss", "eval_loss", "eval_mae", "eval_rmse"):
         assert batched.metadata[key] == pytest.approx(one_step.metadata[key], rel=1e-6), key
