@@ -16,3 +16,20 @@ class StageError(Exception):
         self.problem = problem
         where = f" {path}:" if path else ""
         super().__init__(f"[{stage}]{where} {problem}")
+
+
+def stage_error_in(exc: BaseException) -> StageError | None:
+    """The StageError behind ``exc``, if one is in its chain of causes.
+
+    Frameworks re-raise a stage's own error wrapped in theirs (Beam: ``RuntimeError: ...
+    [while running 'Read']``; keras-tuner: ``RuntimeError: ... trials failed``); the stage
+    reports the original, which names the file and the problem.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StageError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -297,3 +297,27 @@ def test_missing_split_is_refused(tmp_path, synthetic_csv):
         str(err.value)
         == f"[transform] {tmp_path / 'examples' / names.split_dir(names.TRAIN)}: split 'train' has no files"
     )
+
+
+def test_a_damaged_examples_file_is_a_stage_error_naming_it(tmp_path, examples, synthetic_csv):
+    import shutil
+
+    from components.lib.transform import run_transform
+
+    source = Path(examples.metadata[names.META_STORAGE_PATH])
+    copy = tmp_path / "examples"
+    shutil.copytree(source, copy)
+    damaged = sorted((copy / names.split_dir(names.TRAIN)).glob("*.gz"))[0]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])  # a gzip stream cut short, as by a full disk
+    schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        run_transform(
+            copy,
+            schema_dir,
+            tmp_path / "out",
+            module_file="",
+            storage_root=str(tmp_path),
+            beam_args=defaults.BEAM_ARGS,
+        )
+    assert str(err.value).startswith(f"[transform] {damaged}: cannot read the examples: ")

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from components import names
-from components.errors import StageError
+from components.errors import StageError, stage_error_in
 from components.lib import user_module
 from components.lib.beam import pipeline_options
 
 STAGE = names.STAGE_TRANSFORM
 METRICS_NAMESPACE = "kubetfx_transform"
+READ_BATCH_SIZE = 1000  # rows per Arrow batch read (tfx-bsl's cap for the batches its Beam sources make)
 
 
 @dataclasses.dataclass
@@ -105,14 +106,15 @@ def input_schema(schema: Any) -> Any:
     return out
 
 
-def _split_pattern(examples_dir: Path, split: str) -> str:
+def _split_files(examples_dir: Path, split: str) -> list[str]:
+    """The example files of one split, sorted (hidden files are not data)."""
     d = examples_dir / names.split_dir(split)
     if not d.is_dir():
         raise StageError(STAGE, str(d), f"examples have no {split!r} split")
-    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(str(p) for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise StageError(STAGE, str(d), f"split {split!r} has no files")
-    return str(d / "*")
+    return files
 
 
 def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
@@ -162,7 +164,7 @@ def run_transform(
         user_module.require(module, user_module.PREPROCESSING_FN, STAGE), location
     )
     schema = input_schema(load_schema(schema_path))
-    patterns = {split: _split_pattern(examples_dir, split) for split in names.SPLITS}
+    files = {split: _split_files(examples_dir, split) for split in names.SPLITS}
     options = pipeline_options(beam_args, STAGE)
 
     import apache_beam as beam
@@ -176,6 +178,35 @@ def run_transform(
     graph_dir = output_dir / names.TRANSFORM_GRAPH_DIR
     transformed_dir = output_dir / names.TRANSFORMED_EXAMPLES_DIR
     tmp_dir = output_dir / ".tft_tmp"
+
+    class ReadRecordBatches(beam.DoFn):
+        """One examples file -> Arrow record batches, read and decoded by TFXIO itself.
+
+        TFXIO's ``BeamSource`` reads a file one record per Beam element and batches them again
+        (12.9 s for 1,000,000 rows here); its ``RecordBatches`` reads the file with tf.data in
+        C++ and decodes whole batches with the same decoder and schema (3.9 s). A gzipped
+        TFRecord file cannot be split anyway, so a file per element loses no parallelism: the
+        Reshuffle before this lets a distributed runner hand different files to different
+        workers. Within a file, rows keep their order.
+        """
+
+        def __init__(self, schema: Any) -> None:
+            self._schema = schema
+
+        def process(self, path):  # type: ignore[no-untyped-def]
+            import tensorflow as tf
+            from tfx_bsl.tfxio import dataset_options
+
+            reader = tfxio.TFExampleRecord(
+                file_pattern=[path], schema=self._schema, telemetry_descriptors=["kubetfx", STAGE]
+            )
+            options = dataset_options.RecordBatchesOptions(
+                batch_size=READ_BATCH_SIZE, drop_final_batch=False, num_epochs=1, shuffle=False
+            )
+            try:
+                yield from reader.RecordBatches(options)
+            except tf.errors.OpError as e:
+                raise StageError(STAGE, path, f"cannot read the examples: {e.message}") from e
 
     class EncodeExamples(beam.DoFn):
         """Transformed Arrow record batches -> one blob of TFRecord-framed tf.Examples per batch.
@@ -219,12 +250,18 @@ def run_transform(
         raise StageError(STAGE, None, f"beam_args {beam_args!r}: {e}") from e
     io = {
         split: tfxio.TFExampleRecord(
-            file_pattern=patterns[split], schema=schema, telemetry_descriptors=["kubetfx", STAGE]
+            file_pattern=files[split], schema=schema, telemetry_descriptors=["kubetfx", STAGE]
         )
         for split in names.SPLITS
     }
     with tft_beam.Context(temp_dir=str(tmp_dir)):
-        raw = {split: pipeline | f"Read{split}" >> io[split].BeamSource() for split in names.SPLITS}
+        raw = {
+            split: pipeline
+            | f"Files{split}" >> beam.Create(files[split])
+            | f"Spread{split}" >> beam.Reshuffle()
+            | f"Read{split}" >> beam.ParDo(ReadRecordBatches(schema))
+            for split in names.SPLITS
+        }
         (train_data, _), transform_fn = (
             raw[names.TRAIN],
             io[names.TRAIN].TensorAdapterConfig(),
@@ -244,6 +281,9 @@ def run_transform(
         except StageError:
             raise
         except Exception as e:
+            cause = stage_error_in(e)  # e.g. a damaged file, reported by the reader in a worker
+            if cause is not None:
+                raise StageError(cause.stage, cause.path, cause.problem) from e
             raise StageError(
                 STAGE, str(examples_dir), f"transform pipeline failed: {type(e).__name__}: {e}"
             ) from e

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from components import defaults, names
-from components.errors import StageError
+from components.errors import StageError, stage_error_in
 from components.lib import train as train_lib
 from components.lib import user_module
 
@@ -227,9 +227,9 @@ def run_tune(
     except StageError:
         raise
     except Exception as e:  # keras-tuner stops the search when a trial fails; name the module
-        cause = e.__cause__ or e.__context__ or e
-        if isinstance(cause, StageError):
-            raise cause from e
+        cause = stage_error_in(e)
+        if cause is not None:
+            raise StageError(cause.stage, cause.path, cause.problem) from e
         raise StageError(STAGE, location, f"tuning failed: {type(e).__name__}: {e}") from e
     finally:
         gc.unfreeze()
