@@ -164,13 +164,6 @@ def run_tune(
 
     import keras_tuner as kt
 
-    # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
-    # of known length: Keras warns about a finite dataset of unknown cardinality running out.
-    eval_rows = train_lib.count_records(eval_files, limit=defaults.EVAL_STEPS * batch_size)
-    if not eval_rows:
-        raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
-    validation_steps = math.ceil(eval_rows / batch_size)
-
     hp = kt.HyperParameters()
     for name, value in overrides.items():
         hp.Fixed(name, value)
@@ -204,6 +197,12 @@ def run_tune(
         repeat=True,
         stage=STAGE,
     )
+    # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
+    # of known length: Keras warns about a finite dataset of unknown cardinality running out.
+    eval_rows = train_lib.count_records(eval_files, limit=defaults.EVAL_STEPS * batch_size)
+    if not eval_rows:
+        raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
+    validation_steps = math.ceil(eval_rows / batch_size)
     eval_ds = (
         train_lib.make_dataset(
             eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs, stage=STAGE
