@@ -117,6 +117,34 @@ def trained_models(tmp_path_factory: Any) -> dict[str, Path]:
     return dict(_TRAINED)
 
 
+def push_directly(
+    src: str | Path,
+    storage: str | Path,
+    *,
+    run_id: str = "r",
+    model_name: str = names.MODEL_NAME,
+    serving_root: str = names.SERVING_DIR,
+    fingerprint: str = "",
+    blessing: dict[str, Any] | None = None,
+    copy_tree: Any = None,
+) -> Any:
+    """``push_model`` on a SavedModel directory, blessed unless ``blessing`` says otherwise."""
+    from components.lib.push import push_model
+
+    extra = {} if copy_tree is None else {"copy_tree": copy_tree}
+    return push_model(
+        Path(src),
+        storage_root=str(storage),
+        serving_root=serving_root,
+        model_name=model_name,
+        run_id=run_id,
+        model_location=str(src),
+        fingerprint=fingerprint,
+        blessing=blessing if blessing is not None else {"verdict": names.BLESSED},
+        **extra,
+    )
+
+
 def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "") -> None:
     """One push in a separate process (a second pod). Lives here, not in a test module, so a
     spawned process imports only this module and the push logic (no kfp: ~1 s less per process).
@@ -124,8 +152,6 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
     mode "hang": copy part of the model, signal ``start``, then hang until killed.
     Otherwise wait for ``start`` so several processes push at the same moment.
     """
-    from components.lib.push import push_model
-
     copy_tree: Any = shutil.copytree
     if mode == "hang":
 
@@ -136,13 +162,10 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
             time.sleep(600)
     else:
         start.wait(60)
-    push_model(
-        Path(src),
-        storage_root=storage,
-        serving_root=names.SERVING_DIR,
-        model_name=names.MODEL_NAME,
+    push_directly(
+        src,
+        storage,
         run_id=run_id,
-        model_location=src,
         fingerprint=run_id,
         blessing={"verdict": names.BLESSED, "metrics": {}},
         copy_tree=copy_tree,

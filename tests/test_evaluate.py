@@ -58,6 +58,24 @@ def run_evaluate(
     return outs
 
 
+def run_push(
+    model: dsl.Model, blessing: dsl.Artifact, examples: dsl.Dataset, storage: Path, run_id: str, work: Path
+) -> dsl.Model:
+    """Call the push component as the pipeline does after evaluate; returns its pushed_model."""
+    out = dsl.Model(name="pushed", uri=str(work / run_id / "pushed"), metadata={})
+    push.python_func(
+        model=model,
+        blessing=blessing,
+        examples=examples,
+        storage_root=str(storage),
+        run_id=run_id,
+        model_name=names.MODEL_NAME,
+        serving_root=names.SERVING_DIR,
+        pushed_model=out,
+    )
+    return out
+
+
 def blessing_of(outs: dict[str, dsl.Artifact]) -> dict:
     return json.loads(Path(outs["blessing"].path, names.BLESSING_FILE).read_text())
 
@@ -154,17 +172,8 @@ def test_report_is_self_contained_html(first_run):
 def second_run(work, examples, trained, first_run):
     """Push run 1's model, resolve it as the baseline, evaluate a worse candidate against it."""
     storage = work / "storage"
-    pushed = dsl.Model(name="pushed", uri=str(work / "run1" / "pushed"), metadata={})
-    push.python_func(
-        model=model_artifact(trained["good"], work / "run1"),
-        blessing=first_run["blessing"],
-        examples=examples,
-        storage_root=str(storage),
-        run_id="run-1",
-        model_name=names.MODEL_NAME,
-        serving_root=names.SERVING_DIR,
-        pushed_model=pushed,
-    )
+    run1_model = model_artifact(trained["good"], work / "run1")
+    pushed = run_push(run1_model, first_run["blessing"], examples, storage, "run-1", work)
     assert pushed.metadata["pushed"] == 1
     baseline = dsl.Model(name="baseline", uri=str(work / "run2" / "baseline"), metadata={})
     resolve_baseline.python_func(storage_root=str(storage), model_name=names.MODEL_NAME, baseline=baseline)
@@ -213,17 +222,7 @@ def test_report_compares_candidate_and_baseline(second_run):
 def test_not_blessed_candidate_is_not_pushed(second_run, examples, work):
     storage = second_run["storage"]
     before = registry.index_path(storage).read_bytes()
-    out = dsl.Model(name="pushed2", uri=str(work / "run2" / "pushed"), metadata={})
-    push.python_func(
-        model=second_run["candidate"],
-        blessing=second_run["outs"]["blessing"],
-        examples=examples,
-        storage_root=str(storage),
-        run_id="run-2",
-        model_name=names.MODEL_NAME,
-        serving_root=names.SERVING_DIR,
-        pushed_model=out,
-    )
+    out = run_push(second_run["candidate"], second_run["outs"]["blessing"], examples, storage, "run-2", work)
     assert out.metadata["pushed"] == 0
     assert out.metadata["reason"].startswith("not blessed: mean_absolute_error")
     assert registry.index_path(storage).read_bytes() == before

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from kfp import dsl
-from model_factory import model_artifact, push_worker, trained_models
+from model_factory import model_artifact, push_directly, push_worker, trained_models
 
 from components import names
 from components.errors import StageError
 from components.lib import registry
-from components.lib.push import TEMP_PREFIX, push_model
+from components.lib.push import TEMP_PREFIX
 from components.push import push
 
 MODEL = names.MODEL_NAME
@@ -178,14 +178,10 @@ def test_damaged_registry_stops_push_before_anything_is_visible(tmp_path, traine
 def test_blessing_of_another_model_is_refused(tmp_path, trained):
     storage = tmp_path / "storage"
     with pytest.raises(StageError, match="another model"):
-        push_model(
+        push_directly(
             trained["good"] / names.MODEL_SERVING_DIR,
-            storage_root=str(storage),
+            storage,
             serving_root="serving",
-            model_name=MODEL,
-            run_id="r",
-            model_location="",
-            fingerprint="",
             blessing={
                 "verdict": names.BLESSED,
                 "model_path": str(trained["worse"] / names.MODEL_SERVING_DIR),
@@ -196,16 +192,7 @@ def test_blessing_of_another_model_is_refused(tmp_path, trained):
 @pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden"])
 def test_bad_model_name_is_refused(tmp_path, trained, bad):
     with pytest.raises(StageError, match="plain directory name"):
-        push_model(
-            trained["good"] / names.MODEL_SERVING_DIR,
-            storage_root=str(tmp_path),
-            serving_root="s",
-            model_name=bad,
-            run_id="r",
-            model_location="",
-            fingerprint="",
-            blessing={"verdict": names.BLESSED},
-        )
+        push_directly(trained["good"] / names.MODEL_SERVING_DIR, tmp_path, serving_root="s", model_name=bad)
 
 
 def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
@@ -242,21 +229,12 @@ def copy_half_then_fail(src: Path, dst: Path) -> None:
 def test_interrupted_copy_leaves_nothing_visible_and_next_push_is_consistent(tmp_path, trained):
     storage = tmp_path / "storage"
     src = trained["good"] / names.MODEL_SERVING_DIR
-    kwargs = dict(
-        storage_root=str(storage),
-        serving_root=names.SERVING_DIR,
-        model_name=MODEL,
-        run_id="r",
-        model_location=str(trained["good"]),
-        fingerprint="",
-        blessing={"verdict": names.BLESSED},
-    )
     with pytest.raises(Interrupted):
-        push_model(src, copy_tree=copy_half_then_fail, **kwargs)
+        push_directly(src, storage, copy_tree=copy_half_then_fail)
     model_dir = storage / names.SERVING_DIR / MODEL
     assert list(model_dir.iterdir()) == []  # neither a version nor the temp dir
     assert registry.read_index(storage, names.STAGE_PUSH)["versions"] == []
-    result = push_model(src, **kwargs)
+    result = push_directly(src, storage)
     assert result.version == 1 and visible(model_dir) == ["1"]
     assert files_of(model_dir / "1") == files_of(src)
 
@@ -277,16 +255,7 @@ def test_push_killed_midway_leaves_no_version_and_the_next_push_cleans_up(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)  # no cleanup code runs: like a node dying
         proc.join(30)
     assert visible(model_dir) == [] and leftover.exists()
-    result = push_model(
-        Path(src),
-        storage_root=str(storage),
-        serving_root=names.SERVING_DIR,
-        model_name=MODEL,
-        run_id="next",
-        model_location=src,
-        fingerprint="",
-        blessing={"verdict": names.BLESSED},
-    )
+    result = push_directly(src, storage, run_id="next")
     assert result.version == 1  # the dead push's lock was released by the kernel
     assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # leftover removed
     assert [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]] == ["next"]
