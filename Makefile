@@ -43,7 +43,7 @@ images:  ## the runtime image, with docker or podman
 	bash images/build.sh
 
 bench: setup  ## the reference workload's benchmark
-	$(PY) -m pipelines.benchmark $(ARGS)
+	$(PY) -m benchmarks.benchmark $(ARGS)
 
 lineage: setup  ## VERSION=1 make lineage
 	$(PY) -m pipelines.lineage --storage $(STORAGE) --version $(VERSION)

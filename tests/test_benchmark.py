@@ -1,22 +1,27 @@
 """The benchmark's pure parts: argument parsing, stage mapping, ratios and tables on canned figures.
 
 Nothing here runs a pipeline or TFX and nothing asserts on timings: the figures are made up,
-and the tests check that the harness reports exactly what it was given.
+and the tests check that the harness reports exactly what it was given. The last ones check
+that the benchmark stays out of the product: not in the wheel, not imported by its code.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from benchmarks import benchmark
+from benchmarks.tfx_reference import tfx_pipeline
 from components import names
-from pipelines import benchmark
-from pipelines.tfx_reference import tfx_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +98,7 @@ def test_kfp_task_names_map_to_stage_names():
 def test_tfx_pipeline_module_imports_without_tensorflow_or_tfx():
     """The benchmark (Python 3.11, no TFX) imports the mapping from the TFX script: it must stay light."""
     code = (
-        "import sys, pipelines.tfx_reference.tfx_pipeline as t; "
+        "import sys, benchmarks.tfx_reference.tfx_pipeline as t; "
         "print(sorted(m for m in ('tensorflow', 'tfx', 'tensorflow_model_analysis') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -282,3 +287,91 @@ def test_bytecode_check_tells_compiled_from_uncompiled_environments(tmp_path, ca
     assert benchmark.bytecode_warnings({"tfx": python}) == {"tfx": True}
     assert capsys.readouterr().out == ""
     assert benchmark.bytecode_compiled(tmp_path / "no-such-python") is None
+
+
+# --- Kept out of the product ----------------------------------------------------------------
+
+PRODUCT_PACKAGES = ("components", "pipelines")
+
+
+def _build_wheel(out: Path) -> Path:
+    """The project's wheel, built from this checkout the way the image's ``uv sync`` builds it."""
+    uv = shutil.which("uv")
+    if uv is not None:
+        subprocess.run(
+            [uv, "build", "--wheel", "--out-dir", str(out), str(ROOT)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"},
+        )
+    else:
+        builder = pytest.importorskip("hatchling.builders.wheel", reason="neither uv nor hatchling")
+        builder.WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])
+    wheels = sorted(out.glob("*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def wheel_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Every file name inside the product wheel (built once for this module)."""
+    with zipfile.ZipFile(_build_wheel(tmp_path_factory.mktemp("wheel"))) as whl:
+        return whl.namelist()
+
+
+def test_the_wheel_holds_no_benchmark_code(wheel_files):
+    assert wheel_files
+    assert not [f for f in wheel_files if f.startswith("benchmarks/")]
+    assert not [f for f in wheel_files if "benchmark" in f or "tfx_reference" in f]
+
+
+def test_the_wheel_holds_every_product_module(wheel_files):
+    for package in PRODUCT_PACKAGES:
+        on_disk = {
+            p.relative_to(ROOT).as_posix()
+            for p in (ROOT / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        }
+        assert on_disk, package
+        assert on_disk <= set(wheel_files), sorted(on_disk - set(wheel_files))
+    for module in ("components/names.py", "components/lib/train.py", "pipelines/kubetfx_pipeline.py"):
+        assert module in wheel_files
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_product_code_never_imports_the_benchmarks():
+    sources = [p for package in PRODUCT_PACKAGES for p in (ROOT / package).rglob("*.py")]
+    sources += [ROOT / "compile.py", ROOT / "submit.py"]
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            m for m in _imported_modules(path) if m.split(".")[0] == "benchmarks"
+        )
+        for path in sources
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert {path: mods for path, mods in offenders.items() if mods} == {}
+
+
+def test_the_benchmark_runs_as_a_module_from_the_repository_root():
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.benchmark", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert "python -m benchmarks.benchmark" in out.stdout
+    assert "--tfx" in out.stdout
+    assert benchmark.TFX_SCRIPT.is_file()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create (or check) the Python 3.10 venv that runs the TFX 1.16 reference pipeline.
 #
-#   pipelines/tfx_reference/setup.sh          # -> /opt/tfx116/venv
-#   TFX_VENV=/somewhere/venv TFX_PYTHON=/usr/bin/python3.10 pipelines/tfx_reference/setup.sh
+#   benchmarks/tfx_reference/setup.sh          # -> /opt/tfx116/venv
+#   TFX_VENV=/somewhere/venv TFX_PYTHON=/usr/bin/python3.10 benchmarks/tfx_reference/setup.sh
 #
 # Why a separate venv: TFX 1.16 supports Python 3.9-3.10 only, our project venv is 3.11, and
 # TFX pins protobuf 3.x where ours uses 4.x. The pins below are what `tfx==1.16.0` resolved to

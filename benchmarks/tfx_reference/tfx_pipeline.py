@@ -2,8 +2,8 @@ r"""The reference workload as a real TFX 1.16 pipeline on LocalDagRunner: the ya
 
 Setup (TFX 1.16 needs Python 3.9/3.10; our own venv is 3.11, so TFX lives in a venv of its own)::
 
-    pipelines/tfx_reference/setup.sh            # -> /opt/tfx116/venv (TFX_VENV=... to move it)
-    /opt/tfx116/venv/bin/python pipelines/tfx_reference/tfx_pipeline.py \
+    benchmarks/tfx_reference/setup.sh            # -> /opt/tfx116/venv (TFX_VENV=... to move it)
+    /opt/tfx116/venv/bin/python benchmarks/tfx_reference/tfx_pipeline.py \
         --data ../shared/data/insurance.csv --workdir /tmp/tfx_ref
 
 ``setup.sh`` creates the venv with uv (installed from PyPI if missing) on a CPython 3.10
@@ -12,7 +12,7 @@ pinned to what it resolves to: TensorFlow 2.16.2, Keras 3.12, tf-keras 2.16, TFT
 TFDV/tfx-bsl 1.16.1, TFMA 0.47.1, ml-metadata 1.16.0, apache-beam 2.74.0, keras-tuner 1.4.8,
 plus pip (TFX installs the packaged module file with ``pip install --target`` in each executor
 that uses it). It is idempotent: a second run only checks the pins. ``python -m
-pipelines.benchmark --tfx`` runs this script in that venv next to our pipeline.
+benchmarks.benchmark --tfx`` runs this script in that venv next to our pipeline.
 
 The pipeline is the standard TFX one, with the workload's settings (../shared/WORKLOAD.md):
 CsvExampleGen (default 2:1 hash split) -> StatisticsGen -> SchemaGen(infer_feature_shape=True)

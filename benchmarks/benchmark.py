@@ -1,6 +1,6 @@
 """Benchmark: the reference workload (../shared/WORKLOAD.md) stage by stage, optionally against TFX 1.16.
 
-    python -m pipelines.benchmark [--sizes 1338,100000,1000000] [--runner inprocess|subprocess]
+    python -m benchmarks.benchmark [--sizes 1338,100000,1000000] [--runner inprocess|subprocess]
                                   [--source ../shared/data/insurance.csv] [--json out.json]
                                   [--tfx] [--tfx-python /opt/tfx116/venv/bin/python]
                                   [--only-tfx] [--keep DIR]
@@ -11,8 +11,8 @@ Each size runs in fresh folders and fresh processes, with the default parameters
 the workload's settings). Prints, per stage, wall time, peak resident memory and rows/s for
 the data stages, then the totals; ``--json`` also writes every figure.
 
-``--tfx`` also runs TFX 1.16's LocalDagRunner on the SAME CSV (``pipelines/tfx_reference``,
-in its own Python 3.10 venv made by ``pipelines/tfx_reference/setup.sh``) and prints
+``--tfx`` also runs TFX 1.16's LocalDagRunner on the SAME CSV (``benchmarks/tfx_reference``,
+in its own Python 3.10 venv made by ``benchmarks/tfx_reference/setup.sh``) and prints
 ours/TFX ratios per stage and overall: a ratio below 1 means KubeTFX is faster (or smaller).
 Stage names map one to one (``TFX_COMPONENT_OF_STAGE``): example_gen = CsvExampleGen, ...,
 resolve_baseline = the ``latest_blessed_model_resolver`` Resolver node, push = Pusher.
@@ -49,13 +49,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.tfx_reference.tfx_pipeline import TFX_COMPONENT_OF_STAGE
 from components import names
-from pipelines.tfx_reference.tfx_pipeline import TFX_COMPONENT_OF_STAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "insurance.csv"
 DEFAULT_TFX_PYTHON = Path("/opt/tfx116/venv/bin/python")
-TFX_SCRIPT = REPO_ROOT / "pipelines" / "tfx_reference" / "tfx_pipeline.py"
+TFX_SCRIPT = Path(__file__).resolve().parent / "tfx_reference" / "tfx_pipeline.py"
 DEFAULT_SIZES = (1338, 100_000, 1_000_000)
 REAL_ROWS = 1338
 STAGES = names.STAGES
@@ -453,7 +453,7 @@ def parse_sizes(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.benchmark",
+        prog="python -m benchmarks.benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -469,7 +469,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.only_tfx:
         args.tfx = True
     if args.tfx and not args.tfx_python.exists():
-        parser.error(f"--tfx-python {args.tfx_python} does not exist: run pipelines/tfx_reference/setup.sh")
+        parser.error(f"--tfx-python {args.tfx_python} does not exist: run benchmarks/tfx_reference/setup.sh")
     return args
 
 
