@@ -1,0 +1,54 @@
+"""The ``engine`` parameter: its values, and the rule that picks the native engine or TFMA's Beam."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.errors import StageError
+from components.lib.beam import pipeline_options
+from components.lib.evaluate.keys import STAGE
+
+ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA = "auto", "native", "tfma"
+ENGINES = (ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA)
+# The signatures TFMA's TransformedFeaturesExtractor calls when a model has them: TFMA would then
+# slice on their outputs, which the native engine does not do.
+TFMA_PREPROCESSING_SIGNATURES = ("transformed_features", "transformed_labels")
+IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")  # after beam.pipeline_options' rewrite
+
+
+def _signature_names(model_dir: Path) -> set[str]:
+    from tensorflow.python.saved_model import loader_impl
+
+    saved = loader_impl.parse_saved_model(str(model_dir))
+    return set(saved.meta_graphs[0].signature_def) if saved.meta_graphs else set()
+
+
+def choose_engine(engine: str, beam_args: str, model_dirs: list[Path]) -> str:
+    """``"native"`` or ``"tfma"`` for the ``engine`` parameter.
+
+    ``auto``: the native engine when Beam would run locally (the FnApiRunner), TFMA's Beam
+    pipeline for any other runner (Dataflow, Flink, Spark: the path that scales out), and
+    TFMA also when a model has a signature that TFMA would slice on (native cannot).
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    choice = (engine or ENGINE_AUTO).strip().lower()
+    if choice not in ENGINES:
+        raise StageError(STAGE, None, f"engine {engine!r} is unknown; one of {list(ENGINES)}")
+    if choice == ENGINE_TFMA:
+        return ENGINE_TFMA
+    for model_dir in model_dirs:
+        found = sorted(_signature_names(model_dir) & set(TFMA_PREPROCESSING_SIGNATURES))
+        if found and choice == ENGINE_NATIVE:
+            raise StageError(
+                STAGE,
+                str(model_dir),
+                f"the model has TFMA preprocessing signature(s) {found}, which TFMA slices on and the "
+                f"native engine does not: use engine {ENGINE_TFMA!r}",
+            )
+        if found:
+            return ENGINE_TFMA
+    if choice == ENGINE_NATIVE:
+        return ENGINE_NATIVE
+    runner = str(pipeline_options(beam_args, STAGE).view_as(StandardOptions).runner or "")
+    return ENGINE_NATIVE if runner.rsplit(".", 1)[-1].lower() in IN_PROCESS_RUNNERS else ENGINE_TFMA

@@ -1,0 +1,194 @@
+"""The evaluate stage as one call: check the inputs, run an engine, judge, write the summary.
+
+``evaluate_models`` is what the component calls. It checks the eval split and the SavedModels'
+serving contract before an engine starts, picks the engine, has it write TFMA's result into
+``output_dir/eval_result``, judges it (``gating.judge``) and writes ``summary.json``.
+``baseline_of`` reads the baseline resolve-baseline passed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+from components.lib.evaluate.engines import ENGINE_AUTO, ENGINE_NATIVE, choose_engine
+from components.lib.evaluate.gating import Thresholds, judge
+from components.lib.evaluate.keys import BASELINE, CANDIDATE, STAGE
+from components.lib.evaluate.native_engine import run_native
+from components.lib.evaluate.results import EvaluateResult, overall, read_metrics
+from components.lib.evaluate.tfma_engine import eval_config, run_tfma
+
+SUMMARY_FILE = "summary.json"
+
+
+def check_serving_model(model_dir: Path, role: str) -> Path:
+    """The SavedModel must have the serving contract; checked from saved_model.pb, without loading."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.saved_model import loader_impl
+
+    if not (model_dir / "saved_model.pb").is_file():
+        raise StageError(STAGE, str(model_dir), f"{role} model is no SavedModel: saved_model.pb is missing")
+    try:
+        saved = loader_impl.parse_saved_model(str(model_dir))
+    except (OSError, ValueError) as e:
+        raise StageError(STAGE, str(model_dir), f"{role} SavedModel is unreadable: {e}") from e
+    sigs = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}
+    if names.SERVING_SIGNATURE not in sigs:
+        raise StageError(STAGE, str(model_dir), f"{role} model has no {names.SERVING_SIGNATURE!r} signature")
+    sig = sigs[names.SERVING_SIGNATURE]
+    inp = sig.inputs.get(names.EXAMPLES_INPUT_KEY)
+    if len(sig.inputs) != 1 or inp is None or inp.dtype != types_pb2.DT_STRING:
+        raise StageError(
+            STAGE,
+            str(model_dir),
+            f"{role} model's {names.SERVING_SIGNATURE!r} must take one string input "
+            f"{names.EXAMPLES_INPUT_KEY!r} (serialized tf.Example); it takes {sorted(sig.inputs)}",
+        )
+    if names.PREDICTIONS_KEY not in sig.outputs:
+        raise StageError(
+            STAGE,
+            str(model_dir),
+            f"{role} model's {names.SERVING_SIGNATURE!r} has no output {names.PREDICTIONS_KEY!r}: "
+            f"{sorted(sig.outputs)}",
+        )
+    return model_dir
+
+
+def eval_files(examples_dir: Path) -> list[Path]:
+    """The eval split's TFRecord files."""
+    split = examples_dir / names.split_dir(names.EVAL)
+    files = sorted(p for p in split.glob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise StageError(STAGE, str(split), "the eval split has no files")
+    return files
+
+
+def check_eval_data(files: list[Path], label: str, slice_feature: str) -> None:
+    """The first eval example must carry the label and the slice feature.
+
+    TFMA would otherwise fail deep inside Beam (no label) or silently produce no slices.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP").take(1)
+    try:
+        first = next(iter(ds), None)
+    except tf.errors.OpError as e:
+        raise StageError(STAGE, str(files[0]), f"cannot read the eval examples: {e.message}") from e
+    if first is None:
+        raise StageError(STAGE, str(files[0].parent), "the eval split has no examples")
+    example = tf.train.Example.FromString(first.numpy())
+    features = set(example.features.feature)
+    if label not in features:
+        raise StageError(
+            STAGE, str(files[0]), f"label {label!r} is not in the eval examples: {sorted(features)}"
+        )
+    if slice_feature and slice_feature not in features:
+        raise StageError(
+            STAGE,
+            str(files[0]),
+            f"slice feature {slice_feature!r} is not in the eval examples: {sorted(features)}",
+        )
+
+
+def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | None, int | None]:
+    """The baseline SavedModel directory and registry version resolve-baseline passed, or (None, None).
+
+    The artifact's metadata says ``found``; when KFP lost the metadata on the way, the artifact
+    file (written by resolve-baseline with the same content) is read instead. If neither says,
+    that is an error: evaluating without the baseline would silently drop its gate.
+    """
+    meta = dict(metadata)
+    if "found" not in meta:
+        try:
+            meta = json.loads(Path(artifact_path).read_text())
+        except (OSError, ValueError) as e:
+            raise StageError(
+                STAGE,
+                artifact_path,
+                f"the baseline artifact has no 'found' metadata and no readable file: {e}",
+            ) from e
+        if not isinstance(meta, dict) or "found" not in meta:
+            raise StageError(
+                STAGE, artifact_path, "the baseline artifact file does not say whether one was found"
+            )
+    if not meta.get("found"):
+        return None, None
+    if not meta.get(names.META_MODEL_PATH) or meta.get("version") is None:
+        raise StageError(
+            STAGE, artifact_path, f"baseline is marked found but has no {names.META_MODEL_PATH}/version"
+        )
+    return Path(meta[names.META_MODEL_PATH]), int(meta["version"])
+
+
+def evaluate_models(
+    examples_dir: Path,
+    candidate_dir: Path,
+    baseline_dir: Path | None,
+    baseline_version: int | None,
+    output_dir: Path,
+    *,
+    label: str,
+    slice_feature: str,
+    thresholds: Thresholds,
+    beam_args: str,
+    engine: str = ENGINE_AUTO,
+) -> EvaluateResult:
+    """Write TFMA's result into ``output_dir/eval_result`` (native or Beam engine) and judge."""
+    import time
+
+    import tensorflow_model_analysis as tfma
+
+    files = eval_files(examples_dir)
+    check_serving_model(candidate_dir, CANDIDATE)
+    if baseline_dir is not None:
+        check_serving_model(baseline_dir, BASELINE)
+    check_eval_data(files, label, slice_feature)
+    models = [candidate_dir] + ([baseline_dir] if baseline_dir is not None else [])
+    chosen = choose_engine(engine, beam_args, models)
+    config = eval_config(label, slice_feature, thresholds, baseline_dir is not None)
+    result_dir = output_dir / names.EVAL_RESULT_DIR
+    result_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    if chosen == ENGINE_NATIVE:
+        run_native(
+            files, candidate_dir, baseline_dir, config, result_dir, label=label, slice_feature=slice_feature
+        )
+    else:
+        run_tfma(files, candidate_dir, baseline_dir, config, result_dir, beam_args)
+    seconds = time.monotonic() - start
+
+    metrics = read_metrics(result_dir)
+    cand = overall(metrics, CANDIDATE)
+    base = overall(metrics, BASELINE) if baseline_dir is not None else {}
+    if not cand or not cand.get("example_count"):
+        raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
+    validation = tfma.load_validation_result(str(result_dir))
+    verdict, reasons = judge(validation, thresholds, cand, base, baseline_version)
+    blessing = {
+        "verdict": verdict,
+        "reasons": reasons,
+        "baseline": baseline_version,
+        "model_path": str(candidate_dir),
+        "baseline_model_path": str(baseline_dir) if baseline_dir is not None else None,
+        "metrics": cand,
+        "baseline_metrics": base or None,
+        "thresholds": thresholds.as_dict(),
+        "validation_ok": bool(validation.validation_ok),
+        "eval_result": str(result_dir),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    summary = {
+        "blessing": blessing,
+        "slices": metrics,
+        "engine": chosen,
+        "tfma_seconds": round(seconds, 3),
+        "label": label,
+        "slice_feature": slice_feature,
+    }
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return EvaluateResult(blessing, metrics, cand, base, result_dir, seconds, chosen)
