@@ -3,9 +3,13 @@
 Locally (no cluster needed):
     python submit.py [--data CSV_OR_FOLDER] [--storage DIR] [--runner inprocess|subprocess]
                      [--param name=value ...]
-On a server:
+On a server (standalone Kubeflow Pipelines):
     python submit.py --host http://localhost:8080 [--experiment NAME] [--run-name NAME]
                      [--cron "0 0 3 * * *"] [--wait] [--param name=value ...]
+On multi-user Kubeflow (profiles, Dex/Istio in front of the API):
+    python submit.py --host https://KUBEFLOW/pipeline --namespace PROFILE_NAMESPACE
+                     --token-file TOKEN_FILE [--ca-bundle CA.pem | --insecure-skip-tls-verify] ...
+    (inside a Kubeflow notebook with pipeline access, the mounted token is used by itself)
 
 Parameters are the pipeline's (see README); values are checked against the compiled YAML.
 """
@@ -83,6 +87,8 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
 
     # Compiled with the same cluster options compile.py takes, so the run uses the right image.
     package = compile_pipeline(args.package, cluster_options(args))
+    if args.insecure_skip_tls_verify:
+        print("[submit] warning: the server's TLS certificate is not verified", file=sys.stderr)
     try:
         result = submit_to_server(
             args.host,
@@ -94,10 +100,17 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
             recurring_cron=args.cron,
             wait=args.wait,
             timeout_s=args.timeout,
+            namespace=args.namespace,
+            existing_token=args.token,
+            token_file=args.token_file,
+            ca_bundle=args.ca_bundle,
+            verify_tls=not args.insecure_skip_tls_verify,
         )
     except SubmitError as e:
         print(f"[submit] {e}", file=sys.stderr)
         return 2
+    if result.namespace:
+        print(f"namespace {result.namespace}")
     print(f"run {result.run_id}: {result.run_url}")
     if result.recurring_run_id:
         print(f"recurring run {result.recurring_run_id} ({args.cron})")
@@ -135,6 +148,30 @@ def main(argv: list[str] | None = None) -> int:
     remote.add_argument("--cron", help="also create a recurring run on this cron schedule")
     remote.add_argument("--wait", action="store_true", help="wait for the run and report its final state")
     remote.add_argument("--timeout", type=int, default=3600, help="seconds to wait with --wait")
+    remote.add_argument(
+        "--namespace",
+        help="your Kubeflow profile namespace (multi-user Kubeflow; standalone KFP needs none)",
+    )
+    token = remote.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token", help="bearer token for the API (visible in the process list: prefer --token-file)"
+    )
+    token.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the bearer token, re-read before each request; without --token or "
+        "--token-file the in-cluster token kfp uses is taken when it exists "
+        "($KF_PIPELINES_SA_TOKEN_PATH, else /var/run/secrets/kubeflow/pipelines/token)",
+    )
+    tls = remote.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--ca-bundle", metavar="PATH", help="PEM file of the CA that signed the server's certificate"
+    )
+    tls.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="do not verify the server's TLS certificate (test clusters only)",
+    )
     add_cluster_arguments(remote)
     args = parser.parse_args(argv)
     params = _params(args.param)
