@@ -109,3 +109,8 @@ META_ANOMALIES = "anomalies"  # number of anomalies (validate)
 # --- TFDV schema environments (the label is absent from SERVING). --------------------------
 ENV_TRAINING = "TRAINING"
 ENV_SERVING = "SERVING"
+
+# --- Pod labels every pipeline task carries (NetworkPolicies and dashboards select on them). -
+POD_LABEL_PART_OF = "app.kubernetes.io/part-of"
+POD_LABEL_APP = "kubetfx"
+POD_LABEL_STAGE = "kubetfx.io/stage"

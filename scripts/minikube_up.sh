@@ -16,6 +16,8 @@
 #   MINIKUBE_PROFILE (minikube), MINIKUBE_CPUS (4), MINIKUBE_MEMORY (8g),
 #   MINIKUBE_DRIVER (docker), UI_PORT (8080), NO_PORT_FORWARD=1 to stop before the
 #   port-forward, SKIP_IMAGE_BUILD=1 to reuse an image already in minikube.
+#   MINIKUBE_CNI: network plugin for a new cluster (minikube start --cni); `calico` enforces
+#   the NetworkPolicies of manifests/, minikube's default plugin ignores them.
 #
 # Every step is safe to repeat: a second run updates what changed.
 set -euo pipefail
@@ -25,6 +27,7 @@ MINIKUBE_PROFILE="${MINIKUBE_PROFILE:-minikube}"
 MINIKUBE_CPUS="${MINIKUBE_CPUS:-4}"
 MINIKUBE_MEMORY="${MINIKUBE_MEMORY:-8g}"
 MINIKUBE_DRIVER="${MINIKUBE_DRIVER:-docker}"
+MINIKUBE_CNI="${MINIKUBE_CNI:-}"
 UI_PORT="${UI_PORT:-8080}"
 NAMESPACE=kubeflow
 KFP_MANIFESTS="github.com/kubeflow/pipelines/manifests/kustomize"
@@ -82,9 +85,9 @@ fi
 if minikube status --profile "$MINIKUBE_PROFILE" >/dev/null 2>&1; then
   say "minikube profile '$MINIKUBE_PROFILE' is running"
 else
-  say "starting minikube ($MINIKUBE_CPUS CPUs, $MINIKUBE_MEMORY, driver $MINIKUBE_DRIVER)"
+  say "starting minikube ($MINIKUBE_CPUS CPUs, $MINIKUBE_MEMORY, driver $MINIKUBE_DRIVER${MINIKUBE_CNI:+, CNI $MINIKUBE_CNI})"
   minikube start --profile "$MINIKUBE_PROFILE" --cpus "$MINIKUBE_CPUS" \
-    --memory "$MINIKUBE_MEMORY" --driver "$MINIKUBE_DRIVER"
+    --memory "$MINIKUBE_MEMORY" --driver "$MINIKUBE_DRIVER" ${MINIKUBE_CNI:+--cni "$MINIKUBE_CNI"}
 fi
 
 # --- Kubeflow Pipelines (standalone) ---------------------------------------------------------

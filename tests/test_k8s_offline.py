@@ -22,11 +22,13 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from components import names
+
 pytestmark = pytest.mark.k8s
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
-OVERLAYS = ("minikube", "cloud")
+OVERLAYS = ("minikube", "cloud", "kubeflow-profile")
 EXTRAS = sorted((MANIFESTS / "extras").glob("*.yaml"))  # applied by hand, outside the overlays
 TOOLS_DIR = Path(os.environ.get("KUBETFX_TOOLS_DIR", "/opt/kubetfx-tools"))
 SHELL_SCRIPTS = [
@@ -36,6 +38,8 @@ SHELL_SCRIPTS = [
 ]
 
 NAMESPACE = "kubeflow"
+PROFILE_NAMESPACE = "kubeflow-user-example-com"  # overlays/kubeflow-profile: Kubeflow's example profile
+OVERLAY_NAMESPACE = {"minikube": NAMESPACE, "cloud": NAMESPACE, "kubeflow-profile": PROFILE_NAMESPACE}
 PVC_NAME = "kubetfx-pvc"
 MOUNT_PATH = "/mnt/kubetfx"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -130,7 +134,7 @@ def test_every_document_is_a_named_kubernetes_object(rendered: dict[str, Any]) -
         assert key not in keys, f"duplicate {key}"
         keys.add(key)
         if doc["kind"] not in CLUSTER_SCOPED:
-            assert doc["metadata"].get("namespace") == NAMESPACE, key
+            assert doc["metadata"].get("namespace") == OVERLAY_NAMESPACE[rendered["overlay"]], key
     assert {"PersistentVolumeClaim", "Job", "Deployment", "Service", "NetworkPolicy"} <= {k for k, _ in keys}
 
 
@@ -156,7 +160,7 @@ def test_storage_matches_overlay(rendered: dict[str, Any]) -> None:
         assert pvc["volumeName"] == pvs[0]["metadata"]["name"]
         assert pv["claimRef"] == {"namespace": NAMESPACE, "name": PVC_NAME}
     else:
-        assert pvs == [], "the cloud overlay provisions its volume dynamically"
+        assert pvs == [], f"the {rendered['overlay']} overlay provisions its volume dynamically"
         assert pvc["storageClassName"] == "kubetfx-rwx"
         assert "volumeName" not in pvc
 
@@ -173,6 +177,18 @@ def test_overlays_differ_only_in_storage(kubectl: str) -> None:
         return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
 
     assert without_storage("minikube") == without_storage("cloud")
+
+
+def test_profile_overlay_is_the_cloud_overlay_in_the_profile_namespace(kubectl: str) -> None:
+    def without_namespace(overlay: str) -> list[dict[str, Any]]:
+        result = _run([kubectl, "kustomize", str(MANIFESTS / "overlays" / overlay)])
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        for d in docs:
+            assert d["metadata"].pop("namespace") == OVERLAY_NAMESPACE[overlay], d["metadata"]["name"]
+        return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+    assert without_namespace("kubeflow-profile") == without_namespace("cloud")
 
 
 def test_serving_mounts_volume_read_only(rendered: dict[str, Any]) -> None:
@@ -306,3 +322,112 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
         == copied
         == {"pyproject.toml", "uv.lock", "README.md", "components", "pipelines"}
     )
+
+
+# --- network policies ---------------------------------------------------------------------------
+
+# A pipeline task pod's labels, as pipelines/kubetfx_pipeline.py puts them on every task.
+PIPELINE_PODS = [
+    {names.POD_LABEL_PART_OF: names.POD_LABEL_APP, names.POD_LABEL_STAGE: stage}
+    for stage in ("example-gen", "transform", "train", "push")
+]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) selects ``labels``."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+
+
+def test_selector_matching() -> None:
+    selector = {"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "Exists"}]}
+    assert _selects(selector, {"a": "1", "b": "x"})
+    assert not _selects(selector, {"a": "1"}) and not _selects(selector, {"a": "2", "b": "x"})
+    assert _selects({"matchExpressions": [{"key": "c", "operator": "NotIn", "values": ["y"]}]}, {})
+    assert not _selects({"matchExpressions": [{"key": "c", "operator": "In", "values": ["y"]}]}, {})
+
+
+def test_each_policy_selects_exactly_its_pods(rendered: dict[str, Any]) -> None:
+    """The pipeline policies select every task pod and nothing else: the loader and serving pods
+    carry part-of=kubetfx too (kustomization labels) and must keep their own, narrower policies."""
+    docs = rendered["docs"]
+    pods = {
+        "loader": _one(docs, "Job", "kubetfx-data-loader")["spec"]["template"]["metadata"]["labels"],
+        "serving": _one(docs, "Deployment", "kubetfx-serving")["spec"]["template"]["metadata"]["labels"],
+        **{f"pipeline {i}": labels for i, labels in enumerate(PIPELINE_PODS)},
+    }
+    pipeline = {name for name in pods if name.startswith("pipeline")}
+    expected = {
+        "kubetfx-data-loader": {"loader"},
+        "kubetfx-serving": {"serving"},
+        "kubetfx-pipeline": pipeline,
+        "kubetfx-pipeline-kube-api": pipeline,
+    }
+    policies = _policies(docs)
+    assert set(policies) == set(expected)
+    for name, spec in policies.items():
+        selected = {pod for pod, labels in pods.items() if _selects(spec["podSelector"], labels)}
+        assert selected == expected[name], name
+    # Without its stage label a pod is not a pipeline task, even with part-of=kubetfx.
+    part_of_only = {names.POD_LABEL_PART_OF: names.POD_LABEL_APP}
+    assert not _selects(policies["kubetfx-pipeline"]["podSelector"], part_of_only)
+
+
+def _egress(spec: dict[str, Any]) -> set[tuple[str, int, str | None, tuple[tuple[str, str], ...]]]:
+    """(protocol, port, namespace, pod labels) of every egress rule; None/() where any is allowed."""
+    out = set()
+    for rule in spec.get("egress", []):
+        peers = rule.get("to") or [{}]
+        for peer in peers:
+            namespace = (
+                (peer.get("namespaceSelector") or {})
+                .get("matchLabels", {})
+                .get("kubernetes.io/metadata.name")
+            )
+            pod = tuple(sorted(((peer.get("podSelector") or {}).get("matchLabels") or {}).items()))
+            for port in rule["ports"]:
+                out.add((port["protocol"], port["port"], namespace, pod))
+    return out
+
+
+def test_pipeline_pods_reach_only_dns_metadata_object_store_kfp_and_the_api(rendered: dict[str, Any]) -> None:
+    policies = _policies(rendered["docs"])
+    pipeline = policies["kubetfx-pipeline"]
+    assert sorted(pipeline["policyTypes"]) == ["Egress", "Ingress"]
+    assert not pipeline.get("ingress"), "nothing connects to a pipeline pod: no ingress rule"
+    dns = (("k8s-app", "kube-dns"),)
+    assert _egress(pipeline) == {
+        ("UDP", 53, "kube-system", dns),
+        ("TCP", 53, "kube-system", dns),
+        ("TCP", 8080, "kubeflow", (("component", "metadata-grpc-server"),)),  # metadata-grpc-service
+        ("TCP", 9000, "kubeflow", (("app", "minio"),)),  # minio-service
+        ("TCP", 8333, "kubeflow", (("app", "seaweedfs"),)),  # minio-service on Kubeflow's SeaweedFS
+        ("TCP", 8887, "kubeflow", (("app", "ml-pipeline"),)),  # ml-pipeline, gRPC
+    }
+    kube_api = policies["kubetfx-pipeline-kube-api"]
+    assert kube_api["policyTypes"] == ["Egress"]
+    assert _egress(kube_api) == {("TCP", port, None, ()) for port in (443, 6443, 8443)}
+
+
+def test_loader_and_serving_have_no_istio_sidecar(rendered: dict[str, Any]) -> None:
+    """In a Kubeflow profile namespace (Istio injection on) a sidecar would keep the Job from
+    completing, and could not reach istiod through serving's NetworkPolicy."""
+    for kind, name in (("Job", "kubetfx-data-loader"), ("Deployment", "kubetfx-serving")):
+        annotations = _one(rendered["docs"], kind, name)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["sidecar.istio.io/inject"] == "false", name
