@@ -1,7 +1,7 @@
 """Run the KubeTFX pipeline: locally by default, on a Kubeflow Pipelines server with --host.
 
 Locally (no cluster needed):
-    python submit.py [--data CSV_OR_FOLDER] [--storage DIR] [--runner inprocess|subprocess]
+    python submit.py [--data CSV_OR_FOLDER] [--storage DIR] [--runner inprocess|backend]
                      [--param name=value ...]
 On a server (standalone Kubeflow Pipelines):
     python submit.py --host http://localhost:8080 [--experiment NAME] [--run-name NAME]
@@ -57,11 +57,12 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             Path(args.data) if args.data else None,
             params,
             mode=args.runner,
+            backend_version=args.backend_version,
             log=print if args.verbose else _quiet,
             on_task_end=on_task_end,
             start=recorder.start_run,
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: no backend emulator here
         print(str(e), file=sys.stderr)
         return 2
     recorder.end_run(result.run)
@@ -136,9 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--storage", default=DEFAULT_STORAGE, help="local storage root (plays the volume)")
     local.add_argument(
         "--runner",
-        choices=("inprocess", "subprocess"),
+        choices=("inprocess", "backend"),
         default="inprocess",
-        help="inprocess: one warm process (fast); subprocess: a process per stage, as pods",
+        help="inprocess: one warm process (fast); backend: the compiled YAML as the open-source "
+        "KFP backend runs it (a pod per task, ML Metadata, object store, the built wheel)",
+    )
+    local.add_argument(
+        "--backend-version",
+        choices=("2.5", "2.14"),
+        default="2.5",
+        help="with --runner backend: whose task lookup to follow (2.5 records taskInfo.name)",
     )
     local.add_argument("-v", "--verbose", action="store_true", help="show every stage's log")
     remote = parser.add_argument_group("server run")

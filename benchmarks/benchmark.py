@@ -1,6 +1,6 @@
 """Benchmark: the reference workload (../shared/WORKLOAD.md) stage by stage, optionally against TFX 1.16.
 
-    python -m benchmarks.benchmark [--sizes 1338,100000,1000000] [--runner inprocess|subprocess]
+    python -m benchmarks.benchmark [--sizes 1338,100000,1000000] [--runner inprocess|backend]
                                   [--source ../shared/data/insurance.csv] [--json out.json]
                                   [--tfx] [--tfx-python /opt/tfx116/venv/bin/python]
                                   [--only-tfx] [--keep DIR]
@@ -24,7 +24,7 @@ What the figures mean:
   TFX = ``LocalDagRunner().run()`` (compile the IR, build the module-file wheel, run the nodes).
 - ``process wall`` / ``process peak RSS`` / ``process CPU``: of the whole child process, from
   ``os.wait4`` on it (``ru_maxrss`` is the largest resident set of the process and the children
-  it waited for — in ``subprocess`` runner mode that is the biggest stage process, not a sum).
+  it waited for — in ``backend`` runner mode that is the biggest stage pod, not a sum).
 - per-stage peak MB (ours only): the process's resident set while that stage ran.
 - ``other processes used X of N cores``: the machine's busy CPU time during the run (``/proc/stat``)
   minus the child's own, per second of wall time. Timings taken while other work competed for
@@ -458,7 +458,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES), help="comma-separated rows")
-    parser.add_argument("--runner", choices=("inprocess", "subprocess"), default="inprocess")
+    parser.add_argument("--runner", choices=("inprocess", "backend"), default="inprocess")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the real CSV")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--tfx", action="store_true", help="also run TFX 1.16 on the same CSV; print ratios")

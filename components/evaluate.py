@@ -11,6 +11,7 @@ def evaluate(
     model: Input[Model],
     baseline: Input[Model],
     storage_root: str,
+    run_id: str,
     label: str,
     slice_feature: str,
     mae_threshold: float,
@@ -25,12 +26,15 @@ def evaluate(
 ):
     """Evaluate ``model`` (and ``baseline`` if resolve-baseline found one) and ALWAYS write a blessing.
 
-    ``evaluation``: TFMA's output under ``<path>/eval_result`` (tfma.load_eval_result with
+    Everything evaluate reports lives on the volume, in ``artifacts/<run id>/evaluate/`` (a pod's
+    own artifact paths vanish with the pod): ``eval_result/`` (tfma.load_eval_result with
     model_name = metadata ``tfma_candidate_model_name``: "candidate" with a baseline, "" without;
-    tfma.load_validation_result) + ``summary.json``. ``blessing``:
-    ``<path>/blessing.json`` with verdict, reasons, baseline version, metrics; metadata
-    ``blessed`` (1/0) and ``verdict``. Thresholds: ``mae_threshold`` and
-    ``max_relative_degradation`` (negative = not configured), overridden by ``thresholds_file``.
+    tfma.load_validation_result), ``summary.json``, ``blessing.json`` and ``report.html``.
+    ``evaluation`` is a manifest pointing there (metadata ``storage_path``, ``eval_result``);
+    ``blessing``: ``<path>/blessing.json`` with verdict, reasons, baseline version, metrics;
+    metadata ``blessed`` (1/0) and ``verdict``; ``report``: the same HTML, shown by the KFP UI.
+    Thresholds: ``mae_threshold`` and ``max_relative_degradation`` (negative = not configured),
+    overridden by ``thresholds_file``.
 
     ``engine``: how the TFMA result is computed. ``"tfma"``: TFMA's Beam pipeline on the runner of
     ``beam_args`` (the path to Dataflow/Flink). ``"native"``: the same metrics, validation and
@@ -51,25 +55,32 @@ def evaluate(
     candidate_dir = storage.saved_model_dir(model.metadata, model.path, STAGE)
     baseline_dir, baseline_version = baseline_of(baseline.metadata, baseline.path)
     thresholds = load_thresholds(mae_threshold, max_relative_degradation, thresholds_file, storage_root)
-    os.makedirs(evaluation.path, exist_ok=True)
-    result = evaluate_models(
-        examples_dir,
-        candidate_dir,
-        baseline_dir,
-        baseline_version,
-        Path(evaluation.path),
-        label=label,
-        slice_feature=slice_feature,
-        thresholds=thresholds,
-        beam_args=beam_args,
-        engine=engine,
-    )
+    final = storage.stage_dir(storage_root, run_id, STAGE)
+    with storage.atomic_dir(final, STAGE) as scratch:
+        result = evaluate_models(
+            examples_dir,
+            candidate_dir,
+            baseline_dir,
+            baseline_version,
+            scratch,
+            label=label,
+            slice_feature=slice_feature,
+            thresholds=thresholds,
+            beam_args=beam_args,
+            engine=engine,
+            published_dir=final,
+        )
+        blessing_json = json.dumps(result.blessing, indent=2, sort_keys=True)
+        html = render_report(result, label=label, slice_feature=slice_feature)
+        (scratch / names.BLESSING_FILE).write_text(blessing_json)
+        (scratch / names.REPORT_HTML_FILE).write_text(html)
+    storage.write_manifest(evaluation.path, final, result.evaluation_metadata())
+    evaluation.metadata.update({names.META_STORAGE_PATH: str(final), **result.evaluation_metadata()})
     os.makedirs(blessing.path, exist_ok=True)
-    Path(blessing.path, names.BLESSING_FILE).write_text(json.dumps(result.blessing, indent=2, sort_keys=True))
+    Path(blessing.path, names.BLESSING_FILE).write_text(blessing_json)
     blessing.metadata.update(result.blessing_metadata())
-    evaluation.metadata.update(result.evaluation_metadata())
     for key, value in result.logged_metrics().items():
         metrics.log_metric(key, value)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text(render_report(result, label=label, slice_feature=slice_feature))
+    Path(report.path).write_text(html)
     print(f"[{STAGE}] {result.blessing['verdict']}: " + "; ".join(result.blessing["reasons"]))

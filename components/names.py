@@ -34,6 +34,7 @@ SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"  # TFX ExampleValidator's name for the anomalies proto
 ANOMALIES_TEXT_FILE = "anomalies.pbtxt"
 REPORT_MD_FILE = "report.md"
+REPORT_HTML_FILE = "report.html"  # a stage's HTML report on the volume
 MANIFEST_FILE = "kubetfx_artifact.json"  # pointer + metadata written into every bulk artifact
 
 # --- Storage root: the PersistentVolume's layout (a folder locally). -----------------------

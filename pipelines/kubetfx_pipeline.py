@@ -70,9 +70,15 @@ DEFAULT_OPTIONS = ClusterOptions()
 
 
 def _place(task: dsl.PipelineTask, stage: str, opts: ClusterOptions) -> dsl.PipelineTask:
-    """Give a task its name, image, volume, resources, retries and caching policy."""
+    """Give a task its image, volume, labels, resources, retries and caching policy.
+
+    No display name is set: the KFP 2.5 backend records a task in ML Metadata under
+    ``taskInfo.name`` and finds producers by DAG task key (kubeflow/pipelines#11173), so the two
+    must be the same string — the compiler's default (``example-gen``, hyphens).
+    """
     r = STAGE_RESOURCES[stage]
-    task.set_display_name(stage)
+    kubernetes.add_pod_label(task, names.POD_LABEL_PART_OF, names.POD_LABEL_APP)
+    kubernetes.add_pod_label(task, names.POD_LABEL_STAGE, stage.replace("_", "-"))
     task.set_container_image(opts.image)
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
@@ -195,6 +201,7 @@ def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a 
             model=trn.outputs["model"],
             baseline=base.outputs["baseline"],
             storage_root=storage_root,
+            run_id=run_id,
             label=label,
             slice_feature=slice_feature,
             mae_threshold=mae_threshold,

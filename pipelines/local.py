@@ -21,6 +21,7 @@ from pipelines.kubetfx_pipeline import compile_pipeline
 from pipelines.local_runner import LocalRun, TaskRecord, load_pipeline_spec, run_pipeline_spec
 
 DEFAULT_STORAGE = "kubetfx_storage"
+RUN_MODES = ("inprocess", "backend")
 GENERATED_ROWS = 1338
 
 
@@ -77,6 +78,7 @@ def run_locally(
     parameters: dict[str, Any],
     *,
     mode: str = "inprocess",
+    backend_version: str = "2.5",
     package: str | None = None,
     log: Callable[[str], None] = print,
     on_task_end: Callable[[TaskRecord], None] | None = None,
@@ -84,24 +86,42 @@ def run_locally(
 ) -> LocalResult:
     """Compile the pipeline and run all its stages on ``storage``.
 
+    ``mode``: ``inprocess`` (all tasks in this warm process, KFP's local machinery) or
+    ``backend`` (the compiled YAML as the open-source KFP backend runs it, a pod per task:
+    ``pipelines.kfp_backend``; ``backend_version`` 2.5 or 2.14 picks its task-lookup rule).
+
     ``start`` is told the run id, pipeline name and final arguments before the first task.
     """
+    if mode not in RUN_MODES:
+        raise ValueError(f"[submit] --runner must be one of {RUN_MODES}, not {mode!r}")
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     args = dict(parameters)
     if "data" not in args:  # --param data=... names a file already on the storage root
         args["data"] = stage_data(storage, data, log)
-    args["storage_root"] = str(storage)
     if package is None:
         package = str(storage / names.KFP_LOCAL_DIR / "kubetfx_pipeline.yaml")
     compile_pipeline(package)
     spec = load_pipeline_spec(Path(package))
+    if mode == "backend":
+        # As on the cluster: the volume is mounted at the compiled mount path, which is the
+        # storage_root parameter's default; the run id is a UUID.
+        from pipelines.kfp_backend import Backend
+
+        backend = Backend(storage / names.KFP_LOCAL_DIR / "backend", storage, backend_version, log)
+        args = coerce_parameters(spec, args)
+        run_id = str(uuid.uuid4())
+        if start:
+            start(run_id, spec.pipeline_info.name, args)
+        run = backend.run(Path(package), args, run_id=run_id, on_task_end=on_task_end)
+        return LocalResult(run=run, storage=storage, package=package)
+    args["storage_root"] = str(storage)
     args = coerce_parameters(spec, args)
     run_id = new_run_id()
     if start:
         start(run_id, spec.pipeline_info.name, args)
     run = run_pipeline_spec(
-        spec, args, storage / names.KFP_LOCAL_DIR, run_id=run_id, mode=mode, log=log, on_task_end=on_task_end
+        spec, args, storage / names.KFP_LOCAL_DIR, run_id=run_id, log=log, on_task_end=on_task_end
     )
     return LocalResult(run=run, storage=storage, package=package)
 

@@ -1,29 +1,23 @@
-"""Run the compiled pipeline on this machine, without a cluster.
+"""Run the compiled pipeline in this process, without a cluster (the fast local mode).
 
 The runner executes the *compiled* pipeline spec — the same YAML that is uploaded to Kubeflow
 Pipelines — with KFP's own local machinery (``kfp.local``'s task-argument wiring, executor
 input construction, placeholder resolution and output collection) and KFP's own
-``Executor``. Only where a task runs differs:
+``Executor``; each task's embedded component source runs in this process, so TensorFlow,
+TFDV, TFT and TFMA are imported once for the whole run instead of once per stage (~7-10 s
+each on a 2-core machine).
 
-- ``inprocess`` (default): each task's embedded component source is executed in this
-  process, so TensorFlow, TFDV, TFT and TFMA are imported once for the whole run instead of
-  once per stage (~7-10 s each on a 2-core machine).
-- ``subprocess``: each task runs its container command (``python3 -m
-  kfp.dsl.executor_main``) in a fresh process with this interpreter, as a pod would —
-  the cluster-faithful option.
-
-kfp-kubernetes settings (volume, resources) do not apply locally: the storage root is a
-folder given by the caller.
+That is not how a cluster runs it: kfp.local links tasks by DAG key, passes artifacts as
+local paths, skips ML Metadata and imports the project from the checkout. The run mode that
+mirrors the KFP backend is ``pipelines.kfp_backend``. kfp-kubernetes settings (volume,
+resources) do not apply here: the storage root is a folder given by the caller.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -33,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from components.errors import StageError
-
-MODES = ("inprocess", "subprocess")
 
 
 @dataclasses.dataclass
@@ -67,14 +59,9 @@ class LocalRun:
 
 
 class _PeakRss:
-    """Samples the resident memory of a process tree to find one task's peak.
+    """Samples the resident memory of this process (and any children) to find one task's peak."""
 
-    In-process the tree is this process; for a subprocess task it is the task's ``sh`` and
-    the Python interpreter it starts.
-    """
-
-    def __init__(self, root_pid: Callable[[], int | None] = os.getpid, interval: float = 0.05) -> None:
-        self._root_pid = root_pid
+    def __init__(self, interval: float = 0.05) -> None:
         self._interval = interval
         self.peak_kb = 0
         self._stop = threading.Event()
@@ -100,10 +87,7 @@ class _PeakRss:
             return []
 
     def _sample(self) -> None:
-        root = self._root_pid()
-        if root is None:
-            return
-        total, todo = 0, [root]
+        total, todo = 0, [os.getpid()]
         while todo:
             pid = todo.pop()
             total += self._rss_kb(pid)
@@ -173,7 +157,6 @@ def run_pipeline_spec(
     pipeline_root: Path,
     *,
     run_id: str,
-    mode: str = "inprocess",
     on_task_end: Callable[[TaskRecord], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> LocalRun:
@@ -191,8 +174,6 @@ def run_pipeline_spec(
         placeholder_utils,
     )
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     root_spec = spec.root
     pipeline_name = spec.pipeline_info.name
     unknown = set(arguments) - set(root_spec.input_definitions.parameters)
@@ -241,22 +222,8 @@ def run_pipeline_spec(
         log(f"▶ {task_name}")
         t0 = time.perf_counter()
         try:
-            if mode == "inprocess":
-                with _PeakRss() as rss:
-                    _execute_in_process(full_command, task_root)
-            else:
-                child: dict[str, int] = {}
-                tail: list[str] = []
-                with _PeakRss(functools.partial(child.get, "pid")) as rss:
-                    # The sampler follows the child once it exists; the kernel's own peak of
-                    # the child's tree (wait4) is exact even for a task too short to sample.
-                    code, child_peak_kb = _execute_subprocess_tracked(full_command, log, child, tail)
-                rss.peak_kb = max(rss.peak_kb, child_peak_kb)
-                if code != 0:
-                    stage_error = _stage_error_line(tail)
-                    if stage_error:
-                        raise StageError(*_parse_stage_error(stage_error))
-                    raise RuntimeError(f"task process exited with status {code}: {' | '.join(tail[-3:])}")
+            with _PeakRss() as rss:
+                _execute_in_process(full_command, task_root)
             record.status = "SUCCESS"
         except StageError as e:
             record.status, record.error = "FAILURE", str(e)
@@ -300,26 +267,3 @@ def _parse_stage_error(message: str) -> tuple[str, str | None, str]:
     stage, _, rest = message.partition("] ")
     path, sep, problem = rest.partition(": ")
     return (stage.lstrip("["), path, problem) if sep else (stage.lstrip("["), None, rest)
-
-
-def _execute_subprocess_tracked(
-    full_command: list[str], log: Callable[[str], None], child: dict[str, int], tail: list[str]
-) -> tuple[int, int]:
-    """Run one task's command, streaming its output; (exit status, peak RSS in KiB of its tree).
-
-    The peak is ``ru_maxrss`` from ``wait4``: the largest resident set of the task's shell and
-    the processes it waited for (the Python interpreter that ran the stage).
-    """
-    command = [part.replace("python3 -m", f"{sys.executable} -m") for part in full_command]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    child["pid"] = proc.pid
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log("    " + line)
-        tail.append(line)
-        del tail[:-50]
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return proc.returncode, int(usage.ru_maxrss)

@@ -93,3 +93,15 @@ def examples_from_csv(
 def examples(storage_root: Path, synthetic_csv: Path) -> dsl.Dataset:
     """ExampleGen's output artifact on the synthetic CSV, produced once per test session."""
     return examples_from_csv(storage_root, synthetic_csv, "session")
+
+
+@pytest.fixture(scope="session")
+def kfp_backend_ready() -> None:
+    """Skip (with the reason) where the backend emulator cannot make pods; CI requires it."""
+    from pipelines.kfp_backend import available
+
+    reason = available()
+    if reason:
+        if os.environ.get("KUBETFX_REQUIRE_BACKEND") == "1":
+            pytest.fail(f"the KFP backend emulator is required here but {reason}")
+        pytest.skip(f"KFP backend emulator: {reason}")

@@ -45,6 +45,7 @@ def run_evaluate(
     outs = {k: cls(name=k, uri=str(kfp_dir / k), metadata={}) for k, cls in OUTPUTS.items()}
     args = dict(
         storage_root=str(kfp_dir),
+        run_id="eval-run",
         label=names.LABEL,
         slice_feature=names.SLICE_FEATURE,
         mae_threshold=defaults.MAE_UPPER_BOUND,
@@ -81,7 +82,12 @@ def blessing_of(outs: dict[str, dsl.Artifact]) -> dict:
 
 
 def eval_result_dir(outs: dict[str, dsl.Artifact]) -> str:
-    return str(Path(outs["evaluation"].path) / names.EVAL_RESULT_DIR)
+    return str(Path(outs["evaluation"].metadata[names.META_STORAGE_PATH]) / names.EVAL_RESULT_DIR)
+
+
+def evaluate_dir(outs: dict[str, dsl.Artifact]) -> Path:
+    """Where evaluate published its result, summary, blessing and report on the volume."""
+    return Path(outs["evaluation"].metadata[names.META_STORAGE_PATH])
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +160,7 @@ def test_metrics_and_summary(first_run):
     logged = first_run["metrics"].metadata
     assert set(logged) == {"example_count", "mse", "mae", "rmse"}  # no baseline_mae without a baseline
     assert logged["rmse"] == pytest.approx(logged["mse"] ** 0.5)
-    summary = json.loads(Path(first_run["evaluation"].path, "summary.json").read_text())
+    summary = json.loads((evaluate_dir(first_run) / "summary.json").read_text())
     assert set(summary["slices"]) == {"Overall", "smoker=no", "smoker=yes"}
     assert first_run["evaluation"].metadata["eval_result"] == eval_result_dir(first_run)
 
@@ -252,7 +258,7 @@ def test_bad_model_fails_the_absolute_threshold(work, examples, trained):
     assert b["verdict"] == names.NOT_BLESSED
     assert b["reasons"][0].startswith("overall mean_absolute_error")
     assert "above the upper bound 8,000" in b["reasons"][0]
-    summary = json.loads(Path(outs["evaluation"].path, "summary.json").read_text())
+    summary = json.loads((evaluate_dir(outs) / "summary.json").read_text())
     assert set(summary["slices"]) == {"Overall"}  # empty slice feature: overall only
 
 
@@ -281,7 +287,7 @@ def test_real_dataset_through_example_gen_and_tfma(insurance_csv, tmp_path, trai
     rows = examples.metadata[names.META_ROWS][names.EVAL]
     assert 400 < rows < 500 and b["metrics"]["example_count"] == rows
     assert b["verdict"] == names.BLESSED and b["metrics"]["mae"] < defaults.MAE_UPPER_BOUND
-    summary = json.loads(Path(outs["evaluation"].path, "summary.json").read_text())
+    summary = json.loads((evaluate_dir(outs) / "summary.json").read_text())
     assert set(summary["slices"]) == {"Overall", "smoker=no", "smoker=yes"}
     assert outs["evaluation"].metadata["tfma_seconds"] < 60
 
@@ -660,7 +666,7 @@ def test_native_engine_rejects_a_multivalued_label(tmp_path):
 
 def test_component_reports_the_engine(first_run):
     assert first_run["evaluation"].metadata["engine"] == "native"  # local Beam args: auto -> native
-    summary = json.loads(Path(first_run["evaluation"].path, "summary.json").read_text())
+    summary = json.loads((evaluate_dir(first_run) / "summary.json").read_text())
     assert summary["engine"] == "native"
 
 

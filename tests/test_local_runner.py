@@ -42,14 +42,13 @@ def spec(tmp_path_factory):
     return load_pipeline_spec(path)
 
 
-@pytest.mark.parametrize("mode", ["inprocess", "subprocess"])
-def test_both_modes_run_the_compiled_spec_and_pass_artifacts(spec, mode, tmp_path, synthetic_csv):
+def test_the_compiled_spec_runs_and_passes_artifacts(spec, tmp_path, synthetic_csv):
+    mode = "inprocess"
     run = run_pipeline_spec(
         spec,
         {"storage_root": str(tmp_path), "data": str(synthetic_csv)},
         tmp_path / "kfp",
         run_id=f"run-{mode}",
-        mode=mode,
         log=lambda s: None,
     )
     assert run.succeeded, [t.error for t in run.tasks]
@@ -63,16 +62,13 @@ def test_both_modes_run_the_compiled_spec_and_pass_artifacts(spec, mode, tmp_pat
     assert all(t.seconds > 0 and t.peak_rss_mb > 10 for t in run.tasks)
 
 
-@pytest.mark.parametrize("mode", ["inprocess", "subprocess"])
-def test_failing_stage_stops_the_run_with_its_stage_error(spec, mode, tmp_path, write_csv):
-    # In subprocess mode the message comes back from the child process, not an exception object.
+def test_failing_stage_stops_the_run_with_its_stage_error(spec, tmp_path, write_csv):
     bad = write_csv("age,sex\n1,m\n")
     run = run_pipeline_spec(
         spec,
         {"storage_root": str(tmp_path), "data": str(bad)},
         tmp_path / "kfp",
         run_id="r",
-        mode=mode,
         log=lambda s: None,
     )
     assert not run.succeeded

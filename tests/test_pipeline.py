@@ -78,10 +78,44 @@ def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(comp
         assert "pip install" not in " ".join(c["command"]), "nothing may be pip-installed at pod start"
     tasks = spec_doc["root"]["dag"]["tasks"]
     for task in tasks.values():
-        stage = task["taskInfo"]["name"]
+        stage = task["taskInfo"]["name"].replace("-", "_")
         assert stage in STAGE_RESOURCES
         assert task.get("cachingOptions", {}).get("enableCache", False) is STAGE_RESOURCES[stage].cache
     assert spec_doc["root"]["inputDefinitions"]["parameters"]["storage_root"]["defaultValue"] == "/mnt/x"
+
+
+@pytest.mark.parametrize("yaml_file", ["compiled", "checked_in"])
+def test_every_producer_is_found_by_the_kfp_2_5_driver(compiled, yaml_file):
+    """KFP 2.5 records a task under ``taskInfo.name`` and finds producers by DAG task key
+    (kubeflow/pipelines#11173): every name a consumer looks up must be one that was recorded."""
+    from pipelines.backend_mlmd import task_name_of
+
+    path = compiled if yaml_file == "compiled" else REPO / "pl_yaml_output" / "kubetfx_pipeline.yaml"
+    tasks = yaml.safe_load_all(path.read_text()).__next__()["root"]["dag"]["tasks"]
+    recorded = {task_name_of(key, t["taskInfo"]["name"], "2.5") for key, t in tasks.items()}
+    for key, task in tasks.items():
+        for name, spec in task.get("inputs", {}).get("artifacts", {}).items():
+            producer = spec["taskOutputArtifact"]["producerTask"]
+            assert producer in recorded, f"{key}.{name}: the 2.5 driver cannot find producer {producer!r}"
+        assert task["taskInfo"]["name"] == key
+
+
+def test_the_2_5_lookup_rule_rejects_a_display_name_unlike_its_key():
+    from pipelines.backend_mlmd import task_name_of
+
+    assert task_name_of("example-gen", "example_gen", "2.5") == "example_gen"  # the old defect
+    assert task_name_of("example-gen", "example_gen", "2.14") == "example-gen"
+
+
+def test_every_pod_carries_the_labels_a_network_policy_selects(compiled):
+    _, platform = list(yaml.safe_load_all(compiled.read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    stages = set()
+    for cfg in executors.values():
+        labels = cfg["podMetadata"]["labels"]
+        assert labels[names.POD_LABEL_PART_OF] == names.POD_LABEL_APP
+        stages.add(labels[names.POD_LABEL_STAGE])
+    assert stages == {s.replace("_", "-") for s in STAGES}
 
 
 def test_tune_and_train_get_more_than_validate_and_push():
@@ -147,9 +181,9 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
 
 
 @pytest.mark.e2e
-def test_subprocess_runner_fails_with_a_readable_stage_error(tmp_path, write_csv):
+def test_backend_runner_fails_with_a_readable_stage_error(kfp_backend_ready, tmp_path, write_csv):
     bad = write_csv("age,sex,bmi\n19,female,27.9\n", name="bad.csv")
-    proc = _submit(tmp_path, "--runner", "subprocess", data=bad)
+    proc = _submit(tmp_path, "--runner", "backend", data=bad)
     assert proc.returncode == 1
     assert "[example_gen]" in proc.stderr and "label column 'charges' is missing" in proc.stderr
 

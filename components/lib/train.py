@@ -406,7 +406,7 @@ def run_train(
                 "history": hist,
                 "seconds": seconds,
                 "timings": timings,
-                "module": user_module.module_location(module),
+                "module": user_module.module_reference(module),
                 "train_steps": train_steps,
                 "eval_steps": eval_steps,
                 "batch_size": batch_size,

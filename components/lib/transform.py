@@ -308,7 +308,7 @@ def run_transform(
     return TransformResult(
         rows=rows,
         transformed_features=features,
-        module=location,
+        module=user_module.module_reference(module),
         seconds=time.perf_counter() - start,
         beam_seconds=beam_seconds,
     )

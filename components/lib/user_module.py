@@ -30,6 +30,9 @@ LABEL_TRANSFORM = "label_transform"  # optional: what the model learns instead o
 LABEL_INVERSE_TRANSFORM = "label_inverse_transform"  # optional: back to label units
 
 
+_FILE_MODULE_PREFIX = "kubetfx_user_module_"
+
+
 def _is_file_reference(module_file: str) -> bool:
     """A path (``x.py`` or anything with a slash) rather than a dotted module name."""
     return module_file.endswith(".py") or "/" in module_file or "\\" in module_file
@@ -38,6 +41,17 @@ def _is_file_reference(module_file: str) -> bool:
 def module_location(module: ModuleType) -> str:
     """What to name in an error about ``module``: its file, else its dotted name."""
     return getattr(module, "__file__", None) or module.__name__
+
+
+def module_reference(module: ModuleType) -> str:
+    """How lineage names the module a stage ran.
+
+    A file on the volume by its path, an importable module (the built-in one) by its dotted
+    name — never a path inside the image, which no reader of the lineage can open.
+    """
+    if module.__name__.startswith(_FILE_MODULE_PREFIX):
+        return str(module.__file__)
+    return module.__name__
 
 
 def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleType:
@@ -70,7 +84,7 @@ def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleT
     except OSError as e:
         raise StageError(stage, str(path), f"cannot read user module file: {e}") from e
     digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + source).hexdigest()[:16]
-    mod_name = f"kubetfx_user_module_{digest}"
+    mod_name = f"{_FILE_MODULE_PREFIX}{digest}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
     spec = importlib.util.spec_from_file_location(mod_name, path)

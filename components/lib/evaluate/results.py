@@ -79,27 +79,31 @@ class EvaluateResult:
     def blessing_metadata(self) -> dict[str, Any]:
         """The blessing artifact's metadata (what push and the KFP UI read)."""
         b = self.blessing
-        return {
-            "blessed": int(self.blessed),
-            "verdict": b["verdict"],
-            "reasons": b["reasons"],
-            "baseline": b["baseline"] if b["baseline"] is not None else -1,
-            "mae": _finite(self.candidate["mae"]),
-        }
+        return _without_nulls(
+            {
+                "blessed": int(self.blessed),
+                "verdict": b["verdict"],
+                "reasons": b["reasons"],
+                "baseline": b["baseline"] if b["baseline"] is not None else -1,
+                "mae": _finite(self.candidate["mae"]),
+            }
+        )
 
     def evaluation_metadata(self) -> dict[str, Any]:
         """The evaluation artifact's metadata: where TFMA's result is and how to load it."""
-        return {
-            "eval_result": str(self.eval_result_dir),
-            "verdict": self.blessing["verdict"],
-            "mae": _finite(self.candidate["mae"]),
-            "rmse": _finite(self.candidate["rmse"]),
-            "tfma_seconds": round(self.seconds, 3),
-            "engine": self.engine,
-            # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
-            # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
-            "tfma_candidate_model_name": CANDIDATE if self.baseline else "",
-        }
+        return _without_nulls(
+            {
+                "eval_result": str(self.eval_result_dir),
+                "verdict": self.blessing["verdict"],
+                "mae": _finite(self.candidate["mae"]),
+                "rmse": _finite(self.candidate["rmse"]),
+                "tfma_seconds": round(self.seconds, 3),
+                "engine": self.engine,
+                # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
+                # keys when it evaluated one model, so it is "" without a baseline, "candidate" with one.
+                "tfma_candidate_model_name": CANDIDATE if self.baseline else "",
+            }
+        )
 
     def logged_metrics(self) -> dict[str, float]:
         """The scalars for the KFP Metrics artifact (finite values only: JSON has no NaN)."""
@@ -107,6 +111,15 @@ class EvaluateResult:
         if self.baseline:
             logged.update(baseline_mae=self.baseline["mae"], baseline_mse=self.baseline["mse"])
         return {k: v for k, v in logged.items() if _finite(v) is not None}
+
+
+def _without_nulls(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata without None values.
+
+    The KFP backend fails a task whose artifact metadata holds a null ("unknown/unsupported
+    value type" when the launcher writes it to ML Metadata).
+    """
+    return {k: v for k, v in metadata.items() if v is not None}
 
 
 def _finite(x: float) -> float | None:

@@ -137,8 +137,13 @@ def evaluate_models(
     thresholds: Thresholds,
     beam_args: str,
     engine: str = ENGINE_AUTO,
+    published_dir: Path | None = None,
 ) -> EvaluateResult:
-    """Write TFMA's result into ``output_dir/eval_result`` (native or Beam engine) and judge."""
+    """Write TFMA's result into ``output_dir/eval_result`` (native or Beam engine) and judge.
+
+    ``published_dir``: where ``output_dir`` will be once published (it is usually a scratch
+    directory renamed into place); the blessing and the result cite paths under it.
+    """
     import time
 
     import tensorflow_model_analysis as tfma
@@ -161,6 +166,7 @@ def evaluate_models(
     else:
         run_tfma(files, candidate_dir, baseline_dir, config, result_dir, beam_args)
     seconds = time.monotonic() - start
+    cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
 
     metrics = read_metrics(result_dir)
     cand = overall(metrics, CANDIDATE)
@@ -179,7 +185,7 @@ def evaluate_models(
         "baseline_metrics": base or None,
         "thresholds": thresholds.as_dict(),
         "validation_ok": bool(validation.validation_ok),
-        "eval_result": str(result_dir),
+        "eval_result": str(cited_result_dir),
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     summary = {
@@ -191,4 +197,4 @@ def evaluate_models(
         "slice_feature": slice_feature,
     }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    return EvaluateResult(blessing, metrics, cand, base, result_dir, seconds, chosen)
+    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen)

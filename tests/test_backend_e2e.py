@@ -1,0 +1,63 @@
+"""The committed YAML, run twice on the KFP backend emulator as the 2.5 backend would run it.
+
+The second run resolves the first run's pushed model as its baseline; nothing a stage reports
+(blessing, summary, HTML report, registry, ML Metadata) points at a pod's own paths.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from components import names
+from pipelines.kfp_backend import Backend
+from pipelines.local import stage_data
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED_YAML = REPO / "pl_yaml_output" / "kubetfx_pipeline.yaml"
+REAL_CSV = REPO.parent / "shared" / "data" / "insurance.csv"
+FAST = {"tuner_trials": 1, "tuner_steps": 20, "train_steps": 60, "eval_steps": 10}
+POD_LOCAL = ("/minio/", "/tmp/", "/gcs/", "/s3/")
+
+
+def _reported_documents(storage: Path) -> dict[str, str]:
+    docs = {}
+    for stage_dir in (storage / names.ARTIFACTS_DIR).glob(f"*/{names.STAGE_EVALUATE}"):
+        for name in (names.BLESSING_FILE, "summary.json", names.REPORT_HTML_FILE):
+            docs[str(stage_dir / name)] = (stage_dir / name).read_text()
+    docs[names.REGISTRY_INDEX] = (storage / names.REGISTRY_INDEX).read_text()
+    return docs
+
+
+@pytest.mark.e2e
+def test_committed_yaml_runs_twice_on_the_2_5_backend(kfp_backend_ready, tmp_path):
+    storage = tmp_path / "volume"
+    data = stage_data(storage, REAL_CSV if REAL_CSV.exists() else None, log=lambda s: None)
+    backend = Backend(tmp_path / "cluster", storage, "2.5", log=lambda s: None)
+    runs = []
+    for _ in range(2):
+        run = backend.run(COMMITTED_YAML, {"data": data, **FAST}, run_id=str(uuid.uuid4()))
+        assert run.succeeded, [t.error for t in run.tasks if t.error]
+        assert len(run.tasks) == 10
+        runs.append(run)
+    first, second = ({t.task: t for t in r.tasks} for r in runs)
+    assert first["resolve-baseline"].outputs["baseline"].metadata["found"] == 0  # MLMD: bool -> int
+    resolved = second["resolve-baseline"].outputs["baseline"].metadata
+    assert resolved["found"] == 1 and resolved["version"] == 1
+    index = json.loads((storage / names.REGISTRY_INDEX).read_text())
+    assert [v["version"] for v in index["versions"]][0] == 1
+    assert second["evaluate"].outputs["blessing"].metadata["baseline"] == 1
+
+    mount = "/mnt/kubetfx/"
+    for where, text in _reported_documents(storage).items():
+        leaked = [p for p in POD_LOCAL if p in text]
+        assert not leaked, f"{where} cites pod-local paths {leaked}"
+        assert mount in text, where
+    for artifact in backend.mlmd.store.get_artifacts():
+        for key, value in artifact.custom_properties.items():
+            text = value.string_value
+            if text.startswith("/"):
+                assert text.startswith(mount), f"ML Metadata {artifact.uri} {key}={text}"
