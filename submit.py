@@ -34,9 +34,15 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
+    from components.parameters import ParameterError, coerce
     from pipelines.lineage import LineageRecorder
     from pipelines.local import describe_task, run_locally, summary_table
 
+    try:  # before anything is created: a rejected command leaves nothing behind
+        coerce(params)
+    except ParameterError as e:
+        print(f"[submit] {e}", file=sys.stderr)
+        return 2
     storage = Path(args.storage)
     recorder = LineageRecorder.for_storage(storage.resolve())
 
@@ -63,7 +69,8 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             start=recorder.start_run,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: no backend emulator here
-        print(str(e), file=sys.stderr)
+        message = str(e)
+        print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
         return 2
     recorder.end_run(result.run)
     print()
@@ -122,11 +129,16 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from components import names
+    from components.parameters import help_table
     from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE, add_cluster_arguments
     from pipelines.local import DEFAULT_STORAGE
 
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="pipeline parameters (--param NAME=VALUE; type, default, what it does):\n"
+        + help_table(names.DEFAULT_MOUNT_PATH + " on a cluster, --storage locally"),
     )
     parser.add_argument("--host", help="Kubeflow Pipelines address; without it the run is local")
     parser.add_argument(

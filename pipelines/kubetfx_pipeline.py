@@ -1,19 +1,19 @@
 """The ten-stage KubeTFX pipeline, built from explicit arguments.
 
-``create_pipeline`` is the only place the stages are wired. Everything a run may change is a
-pipeline parameter (defaults: the reference workload, ../shared/WORKLOAD.md); everything
-about the cluster (image, volume) is an argument here, given by ``compile.py``. Nothing is
-read from the environment, so the YAML does not depend on who compiled it.
-
-No ``from __future__ import annotations`` here: KFP reads the pipeline function's
-annotations as types.
+``_wire`` is the only place the stages are wired. Everything a run may change is a pipeline
+parameter, declared once in ``components.parameters`` (defaults: the reference workload,
+../shared/WORKLOAD.md); everything about the cluster (image, volume) is an argument here,
+given by ``compile.py``. Nothing is read from the environment, so the YAML does not depend on
+who compiled it.
 """
 
 import dataclasses
+import inspect
+import types
 
 from kfp import dsl, kubernetes
 
-from components import defaults, names
+from components import names, parameters
 from components.evaluate import evaluate
 from components.example_gen import example_gen
 from components.push import push
@@ -27,6 +27,7 @@ from components.tune import tune
 from components.validate import validate
 
 PIPELINE_NAME = "kubetfx-pipeline"
+DESCRIPTION = "TFX's ten stages as KFP v2 lightweight components."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,141 +90,137 @@ def _place(task: dsl.PipelineTask, stage: str, opts: ClusterOptions) -> dsl.Pipe
     return task
 
 
+def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
+    """The ten stages and what flows between them; ``p`` holds the run parameters."""
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+    example_gen_task = example_gen(
+        storage_root=p.storage_root,
+        data=p.data,
+        run_id=run_id,
+        label=p.label,
+        split_buckets=p.split_buckets,
+        schema_file=p.schema_file,
+    )
+    _place(example_gen_task, names.STAGE_EXAMPLE_GEN, opts)
+    examples = example_gen_task.outputs["examples"]
+
+    statistics_task = statistics(examples=examples)
+    _place(statistics_task, names.STAGE_STATISTICS, opts)
+
+    schema_task = schema(
+        statistics=statistics_task.outputs["statistics"],
+        label=p.label,
+        schema_file=p.schema_file,
+        storage_root=p.storage_root,
+    )
+    _place(schema_task, names.STAGE_SCHEMA, opts)
+
+    validate_task = validate(
+        statistics=statistics_task.outputs["statistics"],
+        schema=schema_task.outputs["schema"],
+        label=p.label,
+        fail_on=p.fail_on,
+        skew_threshold=p.skew_threshold,
+        drift_threshold=p.drift_threshold,
+        storage_root=p.storage_root,
+        run_id=run_id,
+    )
+    _place(validate_task, names.STAGE_VALIDATE, opts)
+
+    transform_task = transform(
+        examples=examples,
+        schema=schema_task.outputs["schema"],
+        storage_root=p.storage_root,
+        run_id=run_id,
+        module_file=p.module_file,
+        beam_args=p.beam_args,
+    ).after(validate_task)  # never transform data that failed validation
+    _place(transform_task, names.STAGE_TRANSFORM, opts)
+
+    tune_task = tune(
+        transformed_examples=transform_task.outputs["transformed_examples"],
+        transform_graph=transform_task.outputs["transform_graph"],
+        storage_root=p.storage_root,
+        run_id=run_id,
+        module_file=p.module_file,
+        tuner=p.tuner,
+        trials=p.tuner_trials,
+        steps=p.tuner_steps,
+        batch_size=p.batch_size,
+        enabled=p.tune_enabled,
+        hyperparameters=p.hyperparameters,
+    )
+    _place(tune_task, names.STAGE_TUNE, opts)
+
+    train_task = train(
+        transformed_examples=transform_task.outputs["transformed_examples"],
+        transform_graph=transform_task.outputs["transform_graph"],
+        best_hyperparameters=tune_task.outputs["best_hyperparameters"],
+        storage_root=p.storage_root,
+        run_id=run_id,
+        module_file=p.module_file,
+        train_steps=p.train_steps,
+        eval_steps=p.eval_steps,
+        batch_size=p.batch_size,
+    )
+    _place(train_task, names.STAGE_TRAIN, opts)
+
+    baseline_task = resolve_baseline(storage_root=p.storage_root, model_name=p.model_name)
+    _place(baseline_task, names.STAGE_RESOLVE, opts)
+
+    evaluate_task = evaluate(
+        examples=examples,
+        model=train_task.outputs["model"],
+        baseline=baseline_task.outputs["baseline"],
+        storage_root=p.storage_root,
+        run_id=run_id,
+        label=p.label,
+        slice_feature=p.slice_feature,
+        mae_threshold=p.mae_threshold,
+        max_relative_degradation=p.max_relative_degradation,
+        thresholds_file=p.thresholds_file,
+        beam_args=p.beam_args,
+        engine=p.evaluate_engine,
+    )
+    _place(evaluate_task, names.STAGE_EVALUATE, opts)
+
+    push_task = push(
+        model=train_task.outputs["model"],
+        blessing=evaluate_task.outputs["blessing"],
+        examples=examples,
+        storage_root=p.storage_root,
+        run_id=run_id,
+        model_name=p.model_name,
+        serving_root=p.serving_root,
+    )
+    _place(push_task, names.STAGE_PUSH, opts)
+
+
 def create_pipeline(opts: ClusterOptions = DEFAULT_OPTIONS):  # noqa: ANN201 (a kfp GraphComponent)
-    """Build the pipeline for one cluster setup; returns the compiled-ready pipeline function."""
+    """Build the pipeline for one cluster setup; returns the compiled-ready pipeline function.
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="TFX's ten stages as KFP v2 lightweight components.")
-    def kubetfx_pipeline(
-        storage_root: str = opts.mount_path,
-        data: str = names.DEFAULT_DATA_FILE,
-        label: str = names.LABEL,
-        split_buckets: str = defaults.SPLIT_BUCKETS,
-        schema_file: str = "",
-        fail_on: str = defaults.FAIL_ON,
-        skew_threshold: float = defaults.SKEW_THRESHOLD,
-        drift_threshold: float = defaults.DRIFT_THRESHOLD,
-        module_file: str = "",
-        beam_args: str = defaults.BEAM_ARGS,
-        tuner: str = defaults.TUNER,
-        tune_enabled: bool = True,
-        tuner_trials: int = defaults.TUNER_TRIALS,
-        tuner_steps: int = defaults.TUNER_STEPS,
-        hyperparameters: str = "",
-        batch_size: int = defaults.BATCH_SIZE,
-        train_steps: int = defaults.TRAIN_STEPS,
-        eval_steps: int = defaults.EVAL_STEPS,
-        model_name: str = names.MODEL_NAME,
-        slice_feature: str = names.SLICE_FEATURE,
-        mae_threshold: float = defaults.MAE_UPPER_BOUND,
-        max_relative_degradation: float = defaults.MAX_RELATIVE_DEGRADATION,
-        thresholds_file: str = "",
-        evaluate_engine: str = defaults.EVALUATE_ENGINE,
-        serving_root: str = names.SERVING_DIR,
-    ):
-        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    Its parameters — names, types, defaults and the descriptions the KFP UI's run form shows —
+    come from the one vocabulary, ``components.parameters``.
+    """
+    vocabulary = parameters.PARAMETERS
 
-        gen = example_gen(
-            storage_root=storage_root,
-            data=data,
-            run_id=run_id,
-            label=label,
-            split_buckets=split_buckets,
-            schema_file=schema_file,
-        )
-        _place(gen, names.STAGE_EXAMPLE_GEN, opts)
+    def kubetfx_pipeline(*values):  # noqa: ANN002, ANN202 (KFP passes one channel per parameter)
+        _wire(types.SimpleNamespace(**{q.name: v for q, v in zip(vocabulary, values, strict=True)}), opts)
 
-        stats = statistics(examples=gen.outputs["examples"])
-        _place(stats, names.STAGE_STATISTICS, opts)
-
-        sch = schema(
-            statistics=stats.outputs["statistics"],
-            label=label,
-            schema_file=schema_file,
-            storage_root=storage_root,
-        )
-        _place(sch, names.STAGE_SCHEMA, opts)
-
-        val = validate(
-            statistics=stats.outputs["statistics"],
-            schema=sch.outputs["schema"],
-            label=label,
-            fail_on=fail_on,
-            skew_threshold=skew_threshold,
-            drift_threshold=drift_threshold,
-            storage_root=storage_root,
-            run_id=run_id,
-        )
-        _place(val, names.STAGE_VALIDATE, opts)
-
-        tf_ = transform(
-            examples=gen.outputs["examples"],
-            schema=sch.outputs["schema"],
-            storage_root=storage_root,
-            run_id=run_id,
-            module_file=module_file,
-            beam_args=beam_args,
-        ).after(val)  # never transform data that failed validation
-        _place(tf_, names.STAGE_TRANSFORM, opts)
-
-        tun = tune(
-            transformed_examples=tf_.outputs["transformed_examples"],
-            transform_graph=tf_.outputs["transform_graph"],
-            storage_root=storage_root,
-            run_id=run_id,
-            module_file=module_file,
-            tuner=tuner,
-            trials=tuner_trials,
-            steps=tuner_steps,
-            batch_size=batch_size,
-            enabled=tune_enabled,
-            hyperparameters=hyperparameters,
-        )
-        _place(tun, names.STAGE_TUNE, opts)
-
-        trn = train(
-            transformed_examples=tf_.outputs["transformed_examples"],
-            transform_graph=tf_.outputs["transform_graph"],
-            best_hyperparameters=tun.outputs["best_hyperparameters"],
-            storage_root=storage_root,
-            run_id=run_id,
-            module_file=module_file,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            batch_size=batch_size,
-        )
-        _place(trn, names.STAGE_TRAIN, opts)
-
-        base = resolve_baseline(storage_root=storage_root, model_name=model_name)
-        _place(base, names.STAGE_RESOLVE, opts)
-
-        ev = evaluate(
-            examples=gen.outputs["examples"],
-            model=trn.outputs["model"],
-            baseline=base.outputs["baseline"],
-            storage_root=storage_root,
-            run_id=run_id,
-            label=label,
-            slice_feature=slice_feature,
-            mae_threshold=mae_threshold,
-            max_relative_degradation=max_relative_degradation,
-            thresholds_file=thresholds_file,
-            beam_args=beam_args,
-            engine=evaluate_engine,
-        )
-        _place(ev, names.STAGE_EVALUATE, opts)
-
-        psh = push(
-            model=trn.outputs["model"],
-            blessing=ev.outputs["blessing"],
-            examples=gen.outputs["examples"],
-            storage_root=storage_root,
-            run_id=run_id,
-            model_name=model_name,
-            serving_root=serving_root,
-        )
-        _place(psh, names.STAGE_PUSH, opts)
-
-    return kubetfx_pipeline
+    kubetfx_pipeline.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                q.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=opts.mount_path if q.default is None else q.default,
+                annotation=q.type,
+            )
+            for q in vocabulary
+        ]
+    )
+    kubetfx_pipeline.__doc__ = parameters.docstring(DESCRIPTION)
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(kubetfx_pipeline)
 
 
 DEFAULT_PACKAGE = "pl_yaml_output/kubetfx_pipeline.yaml"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components import names
+from components.parameters import coerce
 from pipelines.kubetfx_pipeline import compile_pipeline
 from pipelines.local_runner import LocalRun, TaskRecord, load_pipeline_spec, run_pipeline_spec
 
@@ -109,14 +110,14 @@ def run_locally(
         from pipelines.kfp_backend import Backend
 
         backend = Backend(storage / names.KFP_LOCAL_DIR / "backend", storage, backend_version, log)
-        args = coerce_parameters(spec, args)
+        args = coerce(args)
         run_id = str(uuid.uuid4())
         if start:
             start(run_id, spec.pipeline_info.name, args)
         run = backend.run(Path(package), args, run_id=run_id, on_task_end=on_task_end)
         return LocalResult(run=run, storage=storage, package=package)
     args["storage_root"] = str(storage)
-    args = coerce_parameters(spec, args)
+    args = coerce(args)
     run_id = new_run_id()
     if start:
         start(run_id, spec.pipeline_info.name, args)
@@ -124,37 +125,6 @@ def run_locally(
         spec, args, storage / names.KFP_LOCAL_DIR, run_id=run_id, log=log, on_task_end=on_task_end
     )
     return LocalResult(run=run, storage=storage, package=package)
-
-
-def coerce_parameters(spec: Any, raw: dict[str, Any]) -> dict[str, Any]:
-    """Turn ``--param name=value`` strings into the types the compiled pipeline declares."""
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
-    kinds = pipeline_spec_pb2.ParameterType
-    declared = spec.root.input_definitions.parameters
-    out: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in declared:
-            raise ValueError(f"[submit] unknown pipeline parameter {name!r}; valid: {sorted(declared)}")
-        kind = declared[name].parameter_type
-        if not isinstance(value, str) or kind == kinds.STRING:
-            out[name] = value
-            continue
-        try:
-            if kind == kinds.NUMBER_INTEGER:
-                out[name] = int(value)
-            elif kind == kinds.NUMBER_DOUBLE:
-                out[name] = float(value)
-            elif kind == kinds.BOOLEAN:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                out[name] = value.lower() in ("true", "1", "yes")
-            else:
-                out[name] = value
-        except ValueError:
-            kind_name = kinds.ParameterTypeEnum.Name(kind)
-            raise ValueError(f"[submit] parameter {name!r} must be {kind_name}, got {value!r}") from None
-    return out
 
 
 def _short(value: Any) -> str:

@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import math
 import os
 import re
 import ssl
@@ -32,6 +31,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from components.parameters import Parameter, ParameterError, coerce, for_compiled
 
 # Per request: how long to wait for a connection and for an answer. A server that accepts the
 # connection and never answers must not hang the submission (kfp.Client sets no timeout).
@@ -58,14 +59,6 @@ NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 # The audience the KFP API server asks of service-account tokens it reviews (TokenReview).
 TOKEN_AUDIENCE = "pipelines.kubeflow.org"
 
-_PARAMETER_TYPES = {
-    "STRING": "string",
-    "NUMBER_INTEGER": "integer",
-    "NUMBER_DOUBLE": "number",
-    "BOOLEAN": "boolean",
-    "LIST": "list",
-    "STRUCT": "struct",
-}
 _NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Anything that looks like a JWT is cut out of messages, whoever put it there.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -73,8 +66,6 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _LOGIN_URL = re.compile(r"dex|oauth|oidc|login|sign_?in|/auth\b", re.IGNORECASE)
 # KFP's upload handler answers a refused upload with HTTP 400 and the gRPC code name in the text.
 _AUTH_CODE = re.compile(r"\b(PermissionDenied|Unauthenticated)\b")
-_TRUE = ("true", "1", "yes", "y", "on")
-_FALSE = ("false", "0", "no", "n", "off")
 
 
 class SubmitError(Exception):
@@ -350,64 +341,26 @@ def pipeline_parameters(spec: dict) -> dict[str, dict]:
 def validate_parameters(spec: dict, parameters: dict) -> dict[str, Any]:
     """Check names and types against the compiled YAML; return the values converted to their types.
 
-    Strings are accepted for every type (a command line only has strings) and converted; other
-    Python values must already have the declared type. All problems are reported at once.
+    The same conversion and checks as a local run (``components.parameters.coerce``): strings
+    from a command line are parsed, other values must already have the declared type; all
+    problems are reported at once.
     """
     declared = pipeline_parameters(spec)
-    valid = ", ".join(
-        f"{n} ({_PARAMETER_TYPES.get(d['type'], d['type'].lower())})" for n, d in declared.items()
-    )
-    valid = f"valid: {valid}" if valid else "the pipeline takes no parameters"
-    problems = []
-    values: dict[str, Any] = {}
-    for name, value in parameters.items():
-        if name not in declared:
-            problems.append(f"unknown parameter {name!r}")
-            continue
-        kind = declared[name]["type"]
-        try:
-            values[name] = _convert(value, kind)
-        except (TypeError, ValueError):
-            problems.append(
-                f"parameter {name!r} expects {_PARAMETER_TYPES.get(kind, kind.lower())}, got {value!r}"
-            )
+    try:
+        vocabulary = vocabulary_of(declared)
+        values = coerce(parameters, vocabulary)
+        problems = []
+    except ParameterError as e:
+        values, problems = {}, [str(e)]
     missing = [n for n, d in declared.items() if d["required"] and n not in parameters]
     problems += [f"missing required parameter {n!r}" for n in missing]
     if problems:
-        raise SubmitError(_one_line(f"{'; '.join(problems)} ({valid})", limit=2 * MAX_MESSAGE_CHARS))
+        raise SubmitError(_one_line("; ".join(problems), limit=2 * MAX_MESSAGE_CHARS))
     return values
 
 
-def _convert(value: Any, kind: str) -> Any:
-    """One value to the JSON type KFP expects for ``kind``; ValueError/TypeError when impossible."""
-    text = value.strip() if isinstance(value, str) else None
-    if kind == "STRING":
-        if not isinstance(value, str):
-            raise TypeError(kind)
-        return value
-    if kind == "NUMBER_INTEGER":
-        if text is not None:
-            return int(text)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError(kind)
-    if kind == "NUMBER_DOUBLE":
-        number = float(text) if text is not None else value
-        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
-            raise ValueError(kind)
-        return float(number)
-    if kind == "BOOLEAN":
-        if isinstance(value, bool):
-            return value
-        if text is not None and text.lower() in _TRUE + _FALSE:
-            return text.lower() in _TRUE
-        raise ValueError(kind)
-    if kind in ("LIST", "STRUCT"):
-        parsed = json.loads(text) if text is not None else value
-        if not isinstance(parsed, list if kind == "LIST" else dict):
-            raise ValueError(kind)
-        return parsed
-    raise ValueError(f"unsupported parameter type {kind}")
+def vocabulary_of(declared: dict[str, dict]) -> dict[str, Parameter]:
+    return for_compiled({name: d["type"] for name, d in declared.items()})
 
 
 # Cron fields of KFP's scheduler (robfig/cron with seconds): name, low, high, named values.

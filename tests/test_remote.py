@@ -193,12 +193,14 @@ def test_server_down_is_one_short_line(package: str):
     [
         (
             {"count": 1, "colour": "red"},
-            r"unknown parameter 'colour' \(valid: count \(integer\), message \(string\)",
+            r"unknown parameter 'colour' \(valid: count \(an integer\), message \(text\)",
         ),
-        ({"count": "three"}, r"parameter 'count' expects integer, got 'three'"),
-        ({"count": 1, "rate": "fast"}, r"parameter 'rate' expects number, got 'fast'"),
-        ({"count": 1, "verbose": "maybe"}, r"parameter 'verbose' expects boolean"),
-        ({"count": 1, "message": 5}, r"parameter 'message' expects string, got 5"),
+        ({"count": 1, "mesage": "x"}, r"unknown parameter 'mesage'; did you mean 'message'\?"),
+        ({"count": "three"}, r"parameter 'count' must be an integer, got 'three'"),
+        ({"count": 1, "rate": "fast"}, r"parameter 'rate' must be a number, got 'fast'"),
+        ({"count": 1, "rate": "nan"}, r"parameter 'rate' must be a finite number"),
+        ({"count": 1, "verbose": "maybe"}, r"parameter 'verbose' must be true or false"),
+        ({"count": 1, "message": 5}, r"parameter 'message' must be text, got 5"),
         ({"message": "x"}, r"missing required parameter 'count'"),
     ],
 )
