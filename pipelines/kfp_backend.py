@@ -30,14 +30,10 @@ caching, conditions and loops (the spec is refused if it has them), the pod's ui
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,109 +45,13 @@ from pipelines.backend_mlmd import (
     BackendMetadata,
     task_name_of,
 )
+from pipelines.backend_pod import ObjectStore, available, build_image_env, exec_pod, local_path_for_uri
 
-REPO = Path(__file__).resolve().parents[1]
 PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 OUTPUT_METADATA_FILE = "/tmp/kfp_outputs/output_metadata.json"  # component.OutputMetadataFilepath
 OUTPUT_PARAMETERS_DIR = "/tmp/kfp/outputs"
 MINIO_MOUNT = "/minio"
 EXECUTOR_LOGS = "executor-logs"
-IMAGE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubetfx" / "kfp-backend"
-
-
-def available() -> str | None:
-    """None when this machine can run pods (mount namespaces), else why not."""
-    if not sys.platform.startswith("linux") or not shutil.which("unshare"):
-        return "needs Linux and util-linux's unshare"
-    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a mount namespace here (unshare: {probe.stderr.strip()}); run as root"
-    return None
-
-
-# --- The object store (MinIO stand-in) ------------------------------------------------------------
-
-
-class ObjectStore:
-    """``minio://bucket/key`` objects as files under a folder; directories are key prefixes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, uri: str) -> Path:
-        if not uri.startswith("minio://"):
-            raise BackendError(f"unsupported artifact URI {uri!r} (only minio:// is emulated)")
-        return self.root / uri[len("minio://") :]
-
-    def upload(self, local: Path, uri: str) -> None:
-        target = self.path(uri)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(local, target) if local.is_dir() else shutil.copy2(local, target)
-
-    def download(self, uri: str, local: Path) -> None:
-        source = self.path(uri)
-        if not source.exists():
-            raise BackendError(f"failed to download input artifact {uri}: no such object")
-        local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, local) if source.is_dir() else shutil.copy2(source, local)
-
-
-def local_path_for_uri(pod: Path, uri: str) -> Path:
-    """Where the SDK executor reads/writes an artifact (``/minio/<bucket>/<key>``), in the pod dir."""
-    return pod / "minio" / uri[len("minio://") :]
-
-
-# --- The image: the built wheel over the locked dependencies ---------------------------------------
-
-
-def build_image_env(log: Callable[[str], None] = print) -> Path:
-    """A Python environment like the runtime image's /opt/venv: the project from its wheel.
-
-    The locked third-party packages are taken from this interpreter's site-packages, minus
-    the editable install that points at the checkout; the project itself is the wheel that
-    ``uv build`` makes from the source tree (its file list is the image's).
-    """
-    import hashlib
-    import sysconfig
-    import tempfile
-
-    uv = shutil.which("uv")
-    if not uv:
-        raise BackendError("building the project wheel needs uv on PATH (`pip install uv`)")
-    with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run(
-            [uv, "build", "--wheel", "--out-dir", out, str(REPO)], capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise BackendError(f"uv build --wheel failed: {proc.stderr.strip()[-800:]}")
-        [wheel] = Path(out).glob("*.whl")
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
-        env = IMAGE_CACHE / f"image-{digest}"
-        if (env / ".ready").exists():
-            return env
-        shutil.rmtree(env, ignore_errors=True)
-        subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(env)], check=True)  # type: ignore[attr-defined]
-        site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(site)
-    deps = Path(sysconfig.get_path("purelib"))
-    (site / "_kubetfx_image_deps.py").write_text(
-        "import os, site, sys\n"
-        f"DEPS = {str(deps)!r}\nCHECKOUT = {str(REPO)!r}\n"
-        "sys.path.append(DEPS)\n"
-        "for name in sorted(os.listdir(DEPS)):\n"
-        "    if name.endswith('.pth'):\n"
-        "        with open(os.path.join(DEPS, name)) as fh:\n"
-        "            if CHECKOUT in fh.read():\n"
-        "                continue  # the editable install of the checkout: not in the image\n"
-        "        site.addpackage(DEPS, name, None)\n"
-    )
-    (site / "_kubetfx_image_deps.pth").write_text("import _kubetfx_image_deps\n")
-    (env / ".ready").write_text(wheel.name)
-    log(f"image environment: {env} (project from {wheel.name})")
-    return env
 
 
 # --- Rendering, as the Go launcher does -------------------------------------------------------------
@@ -328,8 +228,6 @@ class Backend:
     def _resolve_inputs(
         self, spec: Any, key: str, task: Any, params: dict, context: int, dag_id: int, run_id: str
     ):  # noqa: ANN001, ANN202
-        from kfp.pipeline_spec import pipeline_spec_pb2
-
         if task.HasField("trigger_policy") and task.trigger_policy.condition or task.WhichOneof("iterator"):
             raise BackendError(f"task {key}: conditions and loops are not emulated")
         component = spec.components[task.component_ref.name]
@@ -375,7 +273,6 @@ class Backend:
         ]
         if missing:
             raise BackendError(f"[{key}] driver: no value for input parameter(s) {missing}")
-        del pipeline_spec_pb2
         return component, values, artifacts
 
     def _run_task(
@@ -426,7 +323,7 @@ class Backend:
             }
             for mount_path in pvc_mounts(platform, component.executor_label):
                 mounts[mount_path] = self.storage
-            code, peak_kb, lines = self._exec_pod(command, pod, mounts)
+            code, peak_kb, lines = exec_pod(command, pod, mounts, self.image, self.log)
             record.peak_rss_mb = peak_kb / 1024
             log_uri = f"{pipeline_root}/{recorded_name}/{salt}/{EXECUTOR_LOGS}"
             (pod / EXECUTOR_LOGS).write_text("\n".join(lines) + "\n")
@@ -451,47 +348,6 @@ class Backend:
             shutil.rmtree(pod, ignore_errors=True)  # the pod is gone; its outputs are uploaded
 
     # -- launcher ---------------------------------------------------------------------------------
-
-    def _exec_pod(self, command: list[str], pod: Path, mounts: dict[str, Path]) -> tuple[int, int, list[str]]:
-        """The container: its own mount namespace, the image's environment, a fresh WORKDIR."""
-        script = ["set -e"]
-        for target, source in mounts.items():
-            try:
-                Path(target).mkdir(parents=True, exist_ok=True)  # the mount point (empty)
-            except OSError as e:
-                raise BackendError(f"cannot create mount point {target}: {e}") from None
-            script.append(f'mount --bind "{source}" "{target}"')
-        script.append(f'cd "{pod / "home"}"')
-        script.append('exec "$@"')
-        env = {
-            "PATH": f"{self.image / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "VIRTUAL_ENV": str(self.image),
-            "HOME": str(pod / "home"),
-            "TMPDIR": str(pod / "tmp"),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
-        }
-        argv = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "\n".join(script),
-            "pod",
-            *command,
-        ]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            self.log("    " + lines[-1])
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return proc.returncode, int(usage.ru_maxrss), lines
 
     def _collect_outputs(self, ei: Any, pod: Path) -> dict[str, Any]:  # noqa: ANN401
         """The executor output merged into the output artifacts, then uploaded (``uploadOutputArtifacts``)."""
