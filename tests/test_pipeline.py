@@ -178,6 +178,41 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
     trace = json.loads(lineage.stdout)
     assert trace["data"]["input_files"][0].endswith("insurance.csv")
     assert trace["schema"] and trace["transform_graph"] and trace["hyperparameters"]
+    _tensorboard_serves(storage / names.ARTIFACTS_DIR)
+
+
+def _tensorboard_serves(logdir: Path) -> None:
+    """TensorBoard from the locked environment starts on a run's logs and serves their scalars."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tensorboard = Path(sys.executable).parent / "tensorboard"
+    proc = subprocess.Popen(
+        [str(tensorboard), "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, tags = time.monotonic() + 90, {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                url = f"http://127.0.0.1:{port}/data/plugin/scalars/tags"
+                tags = json.loads(urllib.request.urlopen(url, timeout=5).read())
+                if any("epoch_loss" in t for t in tags.values()):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert any("epoch_loss" in t for t in tags.values()), tags
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.e2e
