@@ -18,12 +18,12 @@ from fake_kfp_server import API, FakeKfpServer
 from kfp import compiler, dsl
 
 import submit
-from pipelines import kubetfx_pipeline, remote
+from pipelines import kubetfx_pipeline, remote, remote_auth
 from pipelines.remote import SubmitError, normalize_cron, submit_to_server
 
 PIPELINE = "tiny-pipeline"
 # The module's own values, before the autouse fixture points them at empty places.
-DEFAULT_SA_TOKEN_PATH, DEFAULT_NAMESPACE_PATH = remote.SA_TOKEN_PATH, remote.NAMESPACE_PATH
+DEFAULT_SA_TOKEN_PATH, DEFAULT_NAMESPACE_PATH = remote_auth.SA_TOKEN_PATH, remote_auth.NAMESPACE_PATH
 # No `from __future__ import annotations` here: kfp reads the component's annotations as types.
 
 
@@ -49,9 +49,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> str:
 def no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No in-cluster token, pod namespace or kfp context file of the machine running the tests."""
     nowhere = tmp_path_factory.mktemp("nowhere")
-    monkeypatch.delenv(remote.SA_TOKEN_ENV, raising=False)
-    monkeypatch.setattr(remote, "SA_TOKEN_PATH", str(nowhere / "token"))
-    monkeypatch.setattr(remote, "NAMESPACE_PATH", str(nowhere / "namespace"))
+    monkeypatch.delenv(remote_auth.SA_TOKEN_ENV, raising=False)
+    monkeypatch.setattr(remote_auth, "SA_TOKEN_PATH", str(nowhere / "token"))
+    monkeypatch.setattr(remote_auth, "NAMESPACE_PATH", str(nowhere / "namespace"))
     monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(nowhere / "context.json"))
 
 
@@ -309,7 +309,7 @@ def _cli(server_url: str, package: str, monkeypatch: pytest.MonkeyPatch, capsys,
 
 def test_in_cluster_token_rule_is_kfps():
     """The in-cluster token and pod namespace are looked for where kfp.Client itself looks."""
-    assert remote.SA_TOKEN_ENV == kfp.client.KF_PIPELINES_SA_TOKEN_ENV
+    assert remote_auth.SA_TOKEN_ENV == kfp.client.KF_PIPELINES_SA_TOKEN_ENV
     assert DEFAULT_SA_TOKEN_PATH == kfp.client.KF_PIPELINES_SA_TOKEN_PATH
     assert DEFAULT_NAMESPACE_PATH == kfp.Client._NAMESPACE_PATH
 
@@ -371,14 +371,14 @@ def test_in_cluster_token_is_used_when_no_token_is_given(
 ):
     default = tmp_path / "default-token"
     default.write_text(ALICE + "\n")
-    monkeypatch.setattr(remote, "SA_TOKEN_PATH", str(default))
+    monkeypatch.setattr(remote_auth, "SA_TOKEN_PATH", str(default))
     _submit(kubeflow.url, package, namespace="alice")
     assert {r.headers.get("authorization") for r in kubeflow.requests} == {f"Bearer {ALICE}"}
 
     # The environment variable kfp reads names another file; it wins over the default path.
     other = tmp_path / "env-token"
     other.write_text(BOB)
-    monkeypatch.setenv(remote.SA_TOKEN_ENV, str(other))
+    monkeypatch.setenv(remote_auth.SA_TOKEN_ENV, str(other))
     kubeflow.requests.clear()
     _submit(kubeflow.url, package, namespace="bob")
     assert {r.headers.get("authorization") for r in kubeflow.requests} == {f"Bearer {BOB}"}
@@ -399,7 +399,7 @@ def test_pod_namespace_is_used_on_a_multi_user_server(
 ):
     namespace_file = tmp_path / "namespace"
     namespace_file.write_text("alice")
-    monkeypatch.setattr(remote, "NAMESPACE_PATH", str(namespace_file))
+    monkeypatch.setattr(remote_auth, "NAMESPACE_PATH", str(namespace_file))
     result = _submit(kubeflow.url, package, existing_token=ALICE)
     assert result.namespace == "alice"
     assert {e["namespace"] for e in kubeflow.experiments.values()} == {"alice"}
@@ -644,29 +644,20 @@ def test_https_without_verification(https_kubeflow: FakeKfpServer, package: str)
     assert not [w for w in caught if issubclass(w.category, urllib3.exceptions.InsecureRequestWarning)]
 
 
-def test_tls_options_reach_kfp_client(monkeypatch: pytest.MonkeyPatch, certificates):
+def test_tls_options_reach_kfp_client(certificates):
     """kfp.Client gets ssl_ca_cert / verify_ssl, and its API client's configuration carries them."""
     ca, _, _ = certificates
-    made = []
-    original = remote._make_client
-
-    def spy(server):
-        client = original(server)
-        made.append(client._run_api.api_client.configuration)
-        return client
-
-    monkeypatch.setattr(remote, "_make_client", spy)
-    auth = remote.TokenSource(ALICE, origin="--token")
+    auth = remote_auth.TokenSource(ALICE, origin="--token")
     for ca_bundle, verify in ((str(ca), True), (None, False)):
-        server = remote._Server(
+        server = remote_auth._Server(
             host="https://127.0.0.1:1",
             auth=auth,
             namespace="alice",
-            tls=remote._tls_context(ca_bundle, verify),
+            tls=remote_auth._tls_context(ca_bundle, verify),
             ca_bundle=ca_bundle,
             verify_tls=verify,
         )
-        config = original(server)._run_api.api_client.configuration
+        config = remote._make_client(server)._run_api.api_client.configuration
         assert config.ssl_ca_cert == ca_bundle and config.verify_ssl is verify
         assert config.get_api_key_with_prefix("authorization") == f"Bearer {ALICE}"
 
