@@ -34,30 +34,39 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
+    from components import names
     from components.parameters import ParameterError, coerce
-    from pipelines.lineage import LineageRecorder
-    from pipelines.local import describe_task, run_locally, summary_table
+    from pipelines import console
+    from pipelines.lineage import SafeLineage
+    from pipelines.local import run_locally
 
-    try:  # before anything is created: a rejected command leaves nothing behind
-        coerce(params)
-    except ParameterError as e:
-        print(f"[submit] {e}", file=sys.stderr)
-        return 2
     storage = Path(args.storage)
-    recorder = LineageRecorder.for_storage(storage.resolve())
+    try:  # before anything is created: a rejected command leaves nothing behind
+        model_name = coerce(params).get("model_name", names.MODEL_NAME)
+        _check_local_inputs(args, storage)
+    except (ParameterError, ValueError) as e:
+        message = str(e)
+        print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
+        return 2
+
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr)
 
     def on_task_end(record):  # noqa: ANN001, ANN202
-        try:
-            recorder.record_task(record)
-        except Exception as e:  # noqa: BLE001 (lineage must not fail a run that succeeded)
-            print(
-                f"warning: [lineage] {recorder.db_path}: could not record {record.task}: {e}", file=sys.stderr
-            )
-        if record.status == "SUCCESS":
-            print(f"✔ {record.task} ({record.seconds:.1f} s)")
-            print("\n".join(describe_task(record)))
+        lineage.record_task(record)
+        print(console.stage_line(record))
+        if args.verbose:
+            print("\n".join(console.describe_outputs(record)))
+
+    def start(run_id: str, pipeline: str, arguments: dict) -> None:
+        print(f"run {run_id} ({args.runner}): storage {storage.resolve()}")
+        if not args.verbose:
+            logs = storage.resolve() / names.KFP_LOCAL_DIR / run_id / "logs"
+            print(f"  each stage's own output: {logs} (or --verbose)")
+        lineage.start_run(run_id, pipeline, arguments)
 
     try:
+        lineage = SafeLineage(storage.resolve(), warn)
         result = run_locally(
             storage,
             Path(args.data) if args.data else None,
@@ -66,27 +75,48 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             backend_version=args.backend_version,
             log=print if args.verbose else _quiet,
             on_task_end=on_task_end,
-            start=recorder.start_run,
+            start=start,
+            quiet=None if args.verbose else console.TaskOutput(),
         )
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: no backend emulator here
         message = str(e)
         print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
         return 2
-    recorder.end_run(result.run)
+    lineage.end_run(result.run)
+    word, closing = console.outcome(result.run, result.storage, model_name)
     print()
-    print(summary_table(result.run))
-    print(f"\nrun {result.run.run_id}: storage {result.storage}, lineage {recorder.db_path}")
-    failed = result.run.failed_task
-    if failed:
-        print(f"\nFAILED: {failed.error}", file=sys.stderr)
-        return 1
-    return 0
+    print(console.summary_table(result.run, word))
+    print()
+    for line in closing:
+        print(line, file=sys.stderr if word == "FAILED" else sys.stdout)
+    return 1 if word == "FAILED" else 0
+
+
+def _check_local_inputs(args: argparse.Namespace, storage: Path) -> None:
+    """What can be checked before anything is written: the storage root, the data, the runner."""
+    if storage.exists() and not storage.is_dir():
+        raise ValueError(f"[submit] {storage}: the storage root is not a directory")
+    probe = storage if storage.exists() else next((p for p in storage.resolve().parents if p.exists()), None)
+    if probe is None or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"[submit] {storage}: the storage root is not writable")
+    if args.data and not Path(args.data).exists():
+        raise ValueError(f"[submit] {Path(args.data).resolve()}: input data does not exist")
+    if args.runner == "backend":
+        from pipelines.kfp_backend import available
+
+        reason = available()
+        if reason:
+            raise ValueError(f"[submit] --runner backend: the KFP backend emulator {reason}")
 
 
 def _quiet(line: str) -> None:
-    """Without --verbose only the stage markers and errors are shown."""
-    if line.startswith(("▶", "✗")):
+    """Without --verbose: errors and the progress lines a stage marks for the console."""
+    from components import names
+
+    if line.startswith("✗"):
         print(line)
+    elif line.strip().startswith(names.PROGRESS_PREFIX):
+        print("  " + line.strip())
 
 
 def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:

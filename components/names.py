@@ -102,6 +102,9 @@ NOT_BLESSED = "NOT_BLESSED"
 REGISTRY_INDEX = "registry/index.json"
 NO_BASELINE = "no baseline"
 
+# A stage's line that the local console shows even when it hides the stage's other output.
+PROGRESS_PREFIX = "» "
+
 # --- Metadata keys shared by several stages and the run summary. ---------------------------
 META_FEATURES = "features"  # number of features (statistics, schema)
 META_VERDICT = "verdict"  # validate's verdict; evaluate's blessing verdict

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +105,11 @@ class LineageRecorder:
     def start_run(self, run_id: str, pipeline_name: str, parameters: dict[str, Any]) -> None:
         self._run_id = run_id
         self._pipeline_context_id = self._context(PIPELINE_CONTEXT, pipeline_name, {})
+        owner = {"pid": os.getpid(), "host": socket.gethostname()}
         self._run_context_id = self._context(
-            RUN_CONTEXT, run_id, {"pipeline": pipeline_name, "parameters": parameters, "status": "RUNNING"}
+            RUN_CONTEXT,
+            run_id,
+            {"pipeline": pipeline_name, "parameters": parameters, "status": "RUNNING", **owner},
         )
         self.store.put_parent_contexts(
             [self._pb.ParentContext(child_id=self._run_context_id, parent_id=self._pipeline_context_id)]
@@ -168,6 +175,20 @@ class LineageRecorder:
                 [],
             )
 
+    def mark_interrupted(self) -> list[str]:
+        """Runs still RUNNING whose process on this host is gone were killed: say so."""
+        marked = []
+        for ctx in self.store.get_contexts_by_type(RUN_CONTEXT):
+            props = _props(ctx)
+            if props.get("status") != "RUNNING" or props.get("host") != socket.gethostname():
+                continue
+            if _alive(int(props.get("pid") or 0)):
+                continue
+            ctx.custom_properties["status"].CopyFrom(_to_value("INTERRUPTED"))
+            self.store.put_contexts([ctx])
+            marked.append(ctx.name)
+        return marked
+
     def end_run(self, run: Any) -> None:
         if self._run_context_id is None:
             return
@@ -175,6 +196,86 @@ class LineageRecorder:
         ctx.custom_properties["status"].CopyFrom(_to_value("SUCCEEDED" if run.succeeded else "FAILED"))
         ctx.custom_properties["seconds"].CopyFrom(_to_value(round(run.seconds, 3)))
         self.store.put_contexts([ctx])
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SafeLineage:
+    """Lineage that never decides a run.
+
+    Opening, recording a task and closing each turn a failure into one warning line. A store
+    that cannot be opened (not a database, truncated) is set aside as
+    ``mlmd.sqlite.damaged-<time>`` and a new one started; runs a killed process left RUNNING
+    are marked INTERRUPTED when the next run starts.
+    """
+
+    def __init__(self, storage_root: Path, warn: Callable[[str], None]) -> None:
+        self.db_path = Path(storage_root) / names.METADATA_DB
+        self._warn = warn
+        self._recorder = self._open()
+
+    def _open(self) -> LineageRecorder | None:
+        for attempt in (1, 2):
+            try:
+                recorder = LineageRecorder(self.db_path)
+                interrupted = recorder.mark_interrupted()
+                if interrupted:
+                    self._warn(
+                        f"warning: [lineage] runs killed earlier marked INTERRUPTED: {', '.join(interrupted)}"
+                    )
+                return recorder
+            except Exception as e:  # noqa: BLE001 (MLMD raises its own status errors)
+                if attempt == 1 and self.db_path.is_file():
+                    stamp = time.strftime("%Y%m%d-%H%M%S")
+                    aside = self.db_path.with_name(f"{self.db_path.name}.damaged-{stamp}")
+                    try:
+                        os.replace(self.db_path, aside)
+                    except OSError:
+                        pass
+                    else:
+                        self._warn(
+                            f"warning: [lineage] {self.db_path}: unreadable ({_first_line(e)}); "
+                            f"set aside as {aside.name}, a new store started"
+                        )
+                        continue
+                self._warn(f"warning: [lineage] {self.db_path}: {_first_line(e)}; this run is not recorded")
+                return None
+        return None
+
+    def _guarded(self, what: str, call: Callable[[], None]) -> None:
+        if self._recorder is None:
+            return
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 (lineage must not decide a run)
+            self._warn(f"warning: [lineage] {self.db_path}: could not record {what}: {_first_line(e)}")
+
+    def start_run(self, run_id: str, pipeline_name: str, parameters: dict[str, Any]) -> None:
+        recorder = self._recorder
+        self._guarded("the run's start", lambda: recorder.start_run(run_id, pipeline_name, parameters))
+
+    def record_task(self, record: Any) -> None:  # noqa: ANN401
+        recorder = self._recorder
+        self._guarded(record.task, lambda: recorder.record_task(record))
+
+    def end_run(self, run: Any) -> None:  # noqa: ANN401
+        recorder = self._recorder
+        self._guarded("the run's end", lambda: recorder.end_run(run))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _props(node: Any) -> dict[str, Any]:

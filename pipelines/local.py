@@ -84,6 +84,7 @@ def run_locally(
     log: Callable[[str], None] = print,
     on_task_end: Callable[[TaskRecord], None] | None = None,
     start: Callable[[str, str, dict[str, Any]], None] | None = None,
+    quiet: Any = None,
 ) -> LocalResult:
     """Compile the pipeline and run all its stages on ``storage``.
 
@@ -122,52 +123,12 @@ def run_locally(
     if start:
         start(run_id, spec.pipeline_info.name, args)
     run = run_pipeline_spec(
-        spec, args, storage / names.KFP_LOCAL_DIR, run_id=run_id, log=log, on_task_end=on_task_end
+        spec,
+        args,
+        storage / names.KFP_LOCAL_DIR,
+        run_id=run_id,
+        log=log,
+        on_task_end=on_task_end,
+        quiet=quiet,
     )
     return LocalResult(run=run, storage=storage, package=package)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-KEY_FIGURES = (
-    names.META_ROWS,
-    names.META_FEATURES,
-    names.META_VERDICT,
-    names.META_ANOMALIES,
-    "best_val_loss",
-    "eval_mae",
-    "mae",
-    "rmse",
-    "r2",
-    "found",
-    "version",
-    "blessed",
-    "pushed",
-    "reason",
-)
-
-
-def describe_task(record: TaskRecord) -> list[str]:
-    """Human lines for one finished task: where each output went and its key figures."""
-    lines = []
-    for key, art in record.outputs.items():
-        meta = getattr(art, "metadata", {}) or {}
-        where = meta.get(names.META_STORAGE_PATH) or getattr(art, "path", art)
-        figures = ", ".join(f"{k}={_short(meta[k])}" for k in KEY_FIGURES if k in meta)
-        lines.append(f"    {key}: {where}" + (f"  ({figures})" if figures else ""))
-    return lines
-
-
-def summary_table(run: LocalRun) -> str:
-    """The end-of-run table: stage, status, wall time, peak memory."""
-    rows = [f"{'stage':<18}{'status':<9}{'wall s':>8}{'peak MB':>9}"]
-    for t in run.tasks:
-        rows.append(f"{t.task:<18}{t.status:<9}{t.seconds:>8.1f}{t.peak_rss_mb:>9.0f}")
-    rows.append(f"{'total':<18}{'OK' if run.succeeded else 'FAILED':<9}{run.seconds:>8.1f}")
-    return "\n".join(rows)

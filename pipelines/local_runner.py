@@ -15,6 +15,7 @@ resources) do not apply here: the storage root is a folder given by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -159,6 +160,7 @@ def run_pipeline_spec(
     run_id: str,
     on_task_end: Callable[[TaskRecord], None] | None = None,
     log: Callable[[str], None] = print,
+    quiet: Any = None,  # pipelines.console.TaskOutput: each task's own output to a log file
 ) -> LocalRun:
     """Execute every task of a compiled pipeline spec in dependency order.
 
@@ -221,8 +223,10 @@ def run_pipeline_spec(
         record.executor_input = _split_command(full_command)[2]
         log(f"▶ {task_name}")
         t0 = time.perf_counter()
+        task_log = Path(pipeline_root) / run_id / "logs" / f"{task_name}.log"
+        hide = quiet.capture(task_name, task_log) if quiet else None
         try:
-            with _PeakRss() as rss:
+            with hide or contextlib.nullcontext(), _PeakRss() as rss:
                 _execute_in_process(full_command, task_root)
             record.status = "SUCCESS"
         except StageError as e:

@@ -165,7 +165,14 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
 
     second = _submit(tmp_path)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    assert "version=1" in second.stdout  # the baseline resolved by the second run
+    assert "baseline version 1" in second.stdout  # the baseline resolved by the second run
+    for run in (first, second):  # the console: a line per stage, no library noise, the outcome last
+        lines = run.stdout.strip().splitlines()
+        assert len(lines) <= 32, run.stdout
+        assert not any(noise in run.stdout + run.stderr for noise in ("Epoch 1/", "crcmod", "Instructions for"))
+        assert lines[-1].startswith("TensorBoard: ") and "--logdir" in lines[-1]
+    assert "BLESSED, pushed insurance v1 → " in first.stdout
+    assert "BLESSED, pushed insurance v2 → " in second.stdout
 
     lineage = subprocess.run(
         [sys.executable, "-m", "pipelines.lineage", "--storage", str(storage), "--version", "1", "--json"],

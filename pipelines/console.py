@@ -1,0 +1,184 @@
+"""What a local run prints: one line per stage, a heartbeat, the verdict last.
+
+By default a task's own output — library chatter, Keras epochs, Beam and TFMA notices — goes
+to a log file per task (``kfp_local/<run id>/logs/<task>.log``), not to the console; lines a
+stage marks as progress (``names.PROGRESS_PREFIX``, e.g. one per tuner trial) are relayed, and
+a long stage says every ``HEARTBEAT_S`` seconds that it is still running. ``--verbose`` shows
+everything as it happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from components import names
+
+HEARTBEAT_S = 15.0
+
+
+class TaskOutput:
+    """Sends one in-process task's stdout/stderr (file descriptors 1 and 2) to a log file."""
+
+    def __init__(self, say: Callable[[str], None] = print, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self._say = say
+        self._heartbeat_s = heartbeat_s
+
+    @contextlib.contextmanager
+    def capture(self, task: str, log_path: Path) -> Iterator[None]:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        console = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+        stop = threading.Event()
+        with open(log_path, "ab", buffering=0) as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            watcher = threading.Thread(target=self._watch, args=(task, log_path, console, stop), daemon=True)
+            watcher.start()
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+                stop.set()
+                watcher.join()
+                console.close()
+
+    def _watch(self, task: str, log_path: Path, console: Any, stop: threading.Event) -> None:  # noqa: ANN401
+        """Relay progress lines as they are written; a heartbeat while the task runs."""
+        start = last = time.monotonic()
+        offset = 0
+        while True:
+            stopping = stop.wait(0.5)
+            with open(log_path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                if line.startswith(names.PROGRESS_PREFIX):
+                    console.write(f"  {line}\n")
+                    last = time.monotonic()
+            if stopping:
+                return
+            if time.monotonic() - last >= self._heartbeat_s:
+                console.write(f"  … {task} still running ({time.monotonic() - start:.0f} s)\n")
+                last = time.monotonic()
+
+
+def _figure(value: Any) -> str:  # noqa: ANN401
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+    if isinstance(value, dict):
+        return " / ".join(f"{k} {_figure(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _meta(record: Any, output: str) -> dict[str, Any]:  # noqa: ANN401
+    art = record.outputs.get(output)
+    return dict(getattr(art, "metadata", {}) or {})
+
+
+def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.TaskRecord)
+    """The few figures that say how a stage went, in words."""
+    task = record.task.replace("-", "_")
+    if task == names.STAGE_EXAMPLE_GEN:
+        return f"rows {_figure(_meta(record, 'examples').get(names.META_ROWS, {}))}"
+    if task in (names.STAGE_STATISTICS, names.STAGE_SCHEMA):
+        out = "statistics" if task == names.STAGE_STATISTICS else "schema"
+        return f"{_figure(_meta(record, out).get(names.META_FEATURES, '?'))} features"
+    if task == names.STAGE_VALIDATE:
+        meta = _meta(record, "anomalies")
+        anomalies = _figure(meta.get(names.META_ANOMALIES, "?"))
+        return f"{meta.get(names.META_VERDICT, '?')}, {anomalies} anomalies"
+    if task == names.STAGE_TRANSFORM:
+        return f"rows {_figure(_meta(record, 'transformed_examples').get(names.META_ROWS, {}))}"
+    if task == names.STAGE_TUNE:
+        loss = _meta(record, "summary").get("best_val_loss")
+        return f"best val_loss {_figure(loss)}" if loss is not None else "search off: the module's defaults"
+    if task == names.STAGE_TRAIN:
+        mae = _meta(record, "metrics").get("eval_mae")
+        return f"eval MAE {_figure(mae)}" if mae is not None else ""
+    if task == names.STAGE_RESOLVE:
+        meta = _meta(record, "baseline")
+        return f"baseline version {_figure(meta.get('version'))}" if meta.get("found") else "no baseline"
+    if task == names.STAGE_EVALUATE:
+        meta = _meta(record, "blessing")
+        return f"{meta.get(names.META_VERDICT, '?')}, MAE {_figure(meta.get('mae'))}"
+    if task == names.STAGE_PUSH:
+        meta = _meta(record, "pushed_model")
+        return f"version {_figure(meta.get('version'))}" if meta.get("pushed") else "nothing pushed"
+    return ""
+
+
+def describe_outputs(record: Any) -> list[str]:  # noqa: ANN401
+    """Where each output of a finished task went (``--verbose``)."""
+    lines = []
+    for key, art in record.outputs.items():
+        meta = getattr(art, "metadata", {}) or {}
+        lines.append(f"    {key}: {meta.get(names.META_STORAGE_PATH) or getattr(art, 'path', art)}")
+    return lines
+
+
+def stage_line(record: Any) -> str:  # noqa: ANN401
+    mark = "✔" if record.status == "SUCCESS" else "✗"
+    return f"{mark} {record.task:<17}{record.seconds:>6.1f} s  {stage_figures(record)}".rstrip()
+
+
+def summary_table(run: Any, verdict: str) -> str:  # noqa: ANN401 (pipelines.local_runner.LocalRun)
+    """The end-of-run table: stage, status, wall time, peak memory; the total says the outcome."""
+    rows = [f"{'stage':<18}{'status':<9}{'wall s':>8}{'peak MB':>9}"]
+    for t in run.tasks:
+        rows.append(f"{t.task:<18}{t.status:<9}{t.seconds:>8.1f}{t.peak_rss_mb:>9.0f}")
+    rows.append(f"{'total':<18}{verdict:<9}{run.seconds:>8.1f}")
+    return "\n".join(rows)
+
+
+def outcome(run: Any, storage: Path, model_name: str) -> tuple[str, list[str]]:  # noqa: ANN401
+    """(the total's one word, the closing lines): the verdict, the reports, TensorBoard."""
+    tasks = {t.task.replace("-", "_"): t for t in run.tasks}
+    if not run.succeeded:
+        failed = run.failed_task
+        return "FAILED", [f"FAILED: {failed.error}" if failed else "FAILED"]
+    blessing = _meta(tasks[names.STAGE_EVALUATE], "blessing") if names.STAGE_EVALUATE in tasks else {}
+    pushed = _meta(tasks[names.STAGE_PUSH], "pushed_model") if names.STAGE_PUSH in tasks else {}
+    reasons = blessing.get("reasons") or []
+    if isinstance(reasons, dict):  # through ML Metadata a list comes back as {"list": [...]}
+        reasons = reasons.get("list", [])
+    if pushed.get("pushed"):
+        where = pushed.get("serving_path") or pushed.get(names.META_STORAGE_PATH) or ""
+        lines = [f"BLESSED, pushed {model_name} v{_figure(pushed.get('version'))} → {where}".rstrip(" →")]
+        word = "BLESSED"
+    else:
+        why = "; ".join(str(r) for r in reasons) or "see the evaluation report"
+        lines = [f"NOT BLESSED: {why}; nothing pushed"]
+        word = "NOT BLESSED"
+    reports = []
+    for task, output in (
+        (names.STAGE_STATISTICS, "report"),
+        (names.STAGE_VALIDATE, "report"),
+        (names.STAGE_EVALUATE, "report"),
+    ):
+        art = tasks[task].outputs.get(output) if task in tasks else None
+        path = getattr(art, "path", None)
+        if path and Path(path).exists():
+            reports.append(f"  {task:<11}{path}")
+    if reports:
+        lines += ["reports:", *reports]
+    train = tasks.get(names.STAGE_TRAIN)
+    logs = _meta(train, "tensorboard").get(names.META_STORAGE_PATH) if train else None
+    if logs:
+        lines.append(f"TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {logs}")
+    return word, lines

@@ -1,0 +1,122 @@
+"""What a local run shows: one line per stage, progress and heartbeat, the outcome last;
+lineage that never decides a run."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+import types
+from pathlib import Path
+
+from kfp import dsl
+
+from components import names
+from pipelines import console
+from pipelines.lineage import RUN_CONTEXT, LineageRecorder, SafeLineage
+
+
+def test_a_tasks_output_goes_to_its_log_with_progress_and_heartbeat_relayed(tmp_path, capfd):
+    out = console.TaskOutput(heartbeat_s=0.4)
+    log = tmp_path / "logs" / "tune.log"
+    with out.capture("tune", log):
+        os.write(1, b"Epoch 1/10 noise\n")
+        os.write(1, f"{names.PROGRESS_PREFIX}trial 1/2: val_loss 0.25\n".encode())
+        os.write(2, b"WARNING:root:crcmod package not found\n")
+        time.sleep(1.3)
+    shown = capfd.readouterr().out
+    assert f"  {names.PROGRESS_PREFIX}trial 1/2: val_loss 0.25" in shown
+    assert "… tune still running" in shown
+    assert "Epoch" not in shown and "crcmod" not in shown
+    kept = log.read_text()
+    assert "Epoch 1/10 noise" in kept and "crcmod" in kept
+    print("after")  # the console is back
+    assert capfd.readouterr().out == "after\n"
+
+
+def _record(task: str, **outputs: dict) -> types.SimpleNamespace:
+    arts = {k: dsl.Artifact(name=k, uri=f"/x/{k}", metadata=m) for k, m in outputs.items()}
+    return types.SimpleNamespace(
+        task=task, status="SUCCESS", seconds=1.0, peak_rss_mb=1.0, error="", outputs=arts
+    )
+
+
+def _run(*records) -> types.SimpleNamespace:
+    return types.SimpleNamespace(tasks=list(records), succeeded=True, seconds=2.0, failed_task=None)
+
+
+def test_the_outcome_says_not_blessed_and_that_nothing_was_pushed(tmp_path):
+    run = _run(
+        _record("evaluate", blessing={"verdict": "NOT_BLESSED", "reasons": {"list": ["MAE 9,100 > 8,000"]}}),
+        _record("push", pushed_model={"pushed": 0.0, "reason": "not blessed"}),
+    )
+    word, lines = console.outcome(run, tmp_path, "insurance")
+    assert word == "NOT BLESSED"
+    assert lines[0] == "NOT BLESSED: MAE 9,100 > 8,000; nothing pushed"
+    assert "total             NOT BLESSED" in console.summary_table(run, word)
+
+
+def test_the_outcome_names_the_pushed_version(tmp_path):
+    run = _run(
+        _record("evaluate", blessing={"verdict": "BLESSED", "mae": 1806.0}),
+        _record("push", pushed_model={"pushed": 1, "version": 2.0, "serving_path": "/v/serving/insurance/2"}),
+    )
+    assert (
+        console.outcome(run, tmp_path, "insurance")[1][0]
+        == "BLESSED, pushed insurance v2 → /v/serving/insurance/2"
+    )
+    assert console.stage_line(run.tasks[0]).endswith("BLESSED, MAE 1,806")
+
+
+def test_a_damaged_lineage_store_is_set_aside_and_a_new_one_started(tmp_path):
+    db = tmp_path / names.METADATA_DB
+    db.parent.mkdir(parents=True)
+    db.write_text("this is not a database")
+    warnings: list[str] = []
+    lineage = SafeLineage(tmp_path, warnings.append)
+    lineage.start_run("r1", "p", {"a": 1})
+    assert len(warnings) == 1 and "set aside as mlmd.sqlite.damaged-" in warnings[0]
+    assert [p.name for p in db.parent.glob("mlmd.sqlite.damaged-*")]
+    assert sqlite3.connect(db).execute("select count(*) from Context").fetchone()[0] >= 1
+
+
+def test_a_run_killed_earlier_is_marked_interrupted(tmp_path):
+    recorder = LineageRecorder.for_storage(tmp_path)
+    recorder.start_run("killed-run", "p", {})
+    ctx = recorder.store.get_context_by_type_and_name(RUN_CONTEXT, "killed-run")
+    ctx.custom_properties["pid"].int_value = 2**22 + 12345  # no such process
+    recorder.store.put_contexts([ctx])
+    warnings: list[str] = []
+    SafeLineage(tmp_path, warnings.append)
+    again = LineageRecorder.for_storage(tmp_path).store.get_context_by_type_and_name(
+        RUN_CONTEXT, "killed-run"
+    )
+    assert again.custom_properties["status"].string_value == "INTERRUPTED"
+    assert warnings == ["warning: [lineage] runs killed earlier marked INTERRUPTED: killed-run"]
+
+
+def test_a_lineage_failure_mid_run_is_one_warning(tmp_path):
+    warnings: list[str] = []
+    lineage = SafeLineage(tmp_path, warnings.append)
+    lineage.start_run("r", "p", {})
+    broken = types.SimpleNamespace(task="statistics", component="x", status="SUCCESS")  # no timings: fails
+    lineage.record_task(broken)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: [lineage]") and "statistics" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+def test_unwritable_storage_is_one_line_before_anything_is_made(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "file-not-dir"
+    target.write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "submit.py", "--storage", str(target)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"[submit] {target}: the storage root is not a directory"
