@@ -169,7 +169,8 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
     for run in (first, second):  # the console: a line per stage, no library noise, the outcome last
         lines = run.stdout.strip().splitlines()
         assert len(lines) <= 32, run.stdout
-        assert not any(noise in run.stdout + run.stderr for noise in ("Epoch 1/", "crcmod", "Instructions for"))
+        shown = run.stdout + run.stderr
+        assert not any(noise in shown for noise in ("Epoch 1/", "crcmod", "Instructions for"))
         assert lines[-1].startswith("TensorBoard: ") and "--logdir" in lines[-1]
     assert "BLESSED, pushed insurance v1 → " in first.stdout
     assert "BLESSED, pushed insurance v2 → " in second.stdout
