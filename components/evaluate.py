@@ -2,7 +2,7 @@
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -43,16 +43,15 @@ def evaluate(
     ``"auto"`` (the pipeline default, ``evaluate_engine``): native when ``beam_args`` runs Beam
     locally, TFMA otherwise. Metadata ``engine`` says which ran.
     """
-    import json
-    import os
     from pathlib import Path
 
     from components import names
     from components.lib import storage
     from components.lib.evaluate import STAGE, baseline_of, evaluate_models, load_thresholds, render_report
+    from components.lib.saved_model import saved_model_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
-    candidate_dir = storage.saved_model_dir(model.metadata, model.path, STAGE)
+    candidate_dir = saved_model_dir(model.metadata, model.path, STAGE)
     baseline_dir, baseline_version = baseline_of(baseline.metadata, baseline.path)
     thresholds = load_thresholds(mae_threshold, max_relative_degradation, thresholds_file, storage_root)
     final = storage.stage_dir(storage_root, run_id, STAGE)
@@ -70,17 +69,15 @@ def evaluate(
             engine=engine,
             published_dir=final,
         )
-        blessing_json = json.dumps(result.blessing, indent=2, sort_keys=True)
         html = render_report(result, label=label, slice_feature=slice_feature)
-        (scratch / names.BLESSING_FILE).write_text(blessing_json)
+        result.blessing.write(scratch)
         (scratch / names.REPORT_HTML_FILE).write_text(html)
     storage.write_manifest(evaluation.path, final, result.evaluation_metadata())
     evaluation.metadata.update({names.META_STORAGE_PATH: str(final), **result.evaluation_metadata()})
-    os.makedirs(blessing.path, exist_ok=True)
-    Path(blessing.path, names.BLESSING_FILE).write_text(blessing_json)
+    result.blessing.write(Path(blessing.path))
     blessing.metadata.update(result.blessing_metadata())
     for key, value in result.logged_metrics().items():
         metrics.log_metric(key, value)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(html)
-    print(f"[{STAGE}] {result.blessing['verdict']}: " + "; ".join(result.blessing["reasons"]))
+    print(f"[{STAGE}] {result.blessing.verdict}: " + "; ".join(result.blessing.reasons))

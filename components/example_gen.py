@@ -2,7 +2,7 @@
 
 from kfp.dsl import Dataset, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -28,11 +28,13 @@ def push(
 
     from components import names
     from components.lib import storage
-    from components.lib.push import STAGE, push_model, read_blessing
+    from components.lib.blessing import Blessing
+    from components.lib.push import STAGE, push_model
+    from components.lib.saved_model import saved_model_dir
 
-    doc = read_blessing(Path(blessing.path))
+    verdict = Blessing.read(Path(blessing.path), STAGE)
     model_location = storage.storage_path_of(model.metadata, model.path, STAGE)
-    saved_model = storage.saved_model_dir(model.metadata, model.path, STAGE)
+    saved_model = saved_model_dir(model.metadata, model.path, STAGE)
     fingerprint = examples.metadata.get(names.META_FINGERPRINT)
     if fingerprint is None:
         try:
@@ -46,7 +48,7 @@ def push(
         model_name=model_name,
         run_id=run_id,
         model_location=str(model_location),
-        blessing=doc,
+        blessing=verdict,
         fingerprint=str(fingerprint),
     )
     meta = result.metadata()

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Model, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -14,14 +14,11 @@ def resolve_baseline(storage_root: str, model_name: str, baseline: Output[Model]
     artifact file holds the same as JSON plus a sentence, so the outcome is visible in the UI.
     No metadata service is needed; a damaged index stops the run (StageError).
     """
-    import json
     from pathlib import Path
 
     from components.lib.resolve_baseline import resolve
 
     result = resolve(storage_root, model_name)
-    meta = result.metadata()
-    baseline.metadata.update(meta)
-    Path(baseline.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(baseline.path).write_text(json.dumps({"note": result.note(), **meta}, indent=2, sort_keys=True))
+    baseline.metadata.update(result.to_metadata())
+    result.write(Path(baseline.path))
     print(result.note())

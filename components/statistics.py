@@ -2,7 +2,7 @@
 
 from kfp.dsl import HTML, Artifact, Dataset, Input, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -21,12 +21,13 @@ def statistics(
 
     from components import names
     from components.lib import storage
-    from components.lib.statistics import load_split_statistics, render_report, run_statistics
+    from components.lib.statistics import render_report, run_statistics
+    from components.lib.statistics_io import read_statistics
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, names.STAGE_STATISTICS)
     os.makedirs(statistics.path, exist_ok=True)
     result = run_statistics(examples_dir, Path(statistics.path))
-    stats = {s: load_split_statistics(Path(statistics.path), s, names.STAGE_STATISTICS) for s in result.rows}
+    stats = {s: read_statistics(Path(statistics.path), s, names.STAGE_STATISTICS) for s in result.rows}
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(render_report(stats), encoding="utf-8")
     meta = result.metadata()

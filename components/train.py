@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -31,7 +31,9 @@ def train(
 
     from components import names
     from components.lib import storage
-    from components.lib.train import run_train, transform_paths
+    from components.lib.saved_model import export_dir
+    from components.lib.train import run_train
+    from components.lib.transform_output import transform_paths
 
     stage = names.STAGE_TRAIN
     examples_dir, graph_dir = transform_paths(
@@ -51,7 +53,7 @@ def train(
             eval_steps=eval_steps,
             batch_size=batch_size,
         )
-    meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(out / names.MODEL_SERVING_DIR)}
+    meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(export_dir(out))}
     meta.update(result.metadata())
     model.metadata.update(meta)
     storage.write_manifest(model.path, out, meta)

@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -27,6 +27,7 @@ def transform(
     from components import names
     from components.lib import storage
     from components.lib.transform import run_transform
+    from components.lib.transform_output import graph_dir, transformed_examples_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, names.STAGE_TRANSFORM)
     out = storage.stage_dir(storage_root, run_id, names.STAGE_TRANSFORM)
@@ -40,10 +41,10 @@ def transform(
             beam_args=beam_args,
         )
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
-    for artifact, subdir in (
-        (transform_graph, names.TRANSFORM_GRAPH_DIR),
-        (transformed_examples, names.TRANSFORMED_EXAMPLES_DIR),
+    for artifact, part in (
+        (transform_graph, graph_dir(out)),
+        (transformed_examples, transformed_examples_dir(out)),
     ):
-        artifact_meta = {**meta, "path": str(out / subdir)}
+        artifact_meta = {**meta, "path": str(part)}
         artifact.metadata.update(artifact_meta)
         storage.write_manifest(artifact.path, out, artifact_meta)

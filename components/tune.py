@@ -2,7 +2,7 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
 
-from components.runtime import component
+from components.component import component
 
 
 @component
@@ -31,8 +31,9 @@ def tune(
 
     from components import names
     from components.lib import storage
-    from components.lib.train import transform_paths
-    from components.lib.tune import run_tune, write_hyperparameters
+    from components.lib.hyperparameters import write_hyperparameters
+    from components.lib.transform_output import transform_paths
+    from components.lib.tune import run_tune
 
     stage = names.STAGE_TUNE
     examples_dir, graph_dir = transform_paths(

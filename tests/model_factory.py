@@ -125,10 +125,11 @@ def push_directly(
     model_name: str = names.MODEL_NAME,
     serving_root: str = names.SERVING_DIR,
     fingerprint: str = "",
-    blessing: dict[str, Any] | None = None,
+    blessing: Any = None,
     copy_tree: Any = None,
 ) -> Any:
-    """``push_model`` on a SavedModel directory, blessed unless ``blessing`` says otherwise."""
+    """``push_model`` on a SavedModel directory, blessed unless ``blessing`` (a Blessing) says otherwise."""
+    from components.lib.blessing import Blessing
     from components.lib.push import push_model
 
     extra = {} if copy_tree is None else {"copy_tree": copy_tree}
@@ -140,7 +141,7 @@ def push_directly(
         run_id=run_id,
         model_location=str(src),
         fingerprint=fingerprint,
-        blessing=blessing if blessing is not None else {"verdict": names.BLESSED},
+        blessing=blessing if blessing is not None else Blessing(names.BLESSED),
         **extra,
     )
 
@@ -167,6 +168,6 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
         storage,
         run_id=run_id,
         fingerprint=run_id,
-        blessing={"verdict": names.BLESSED, "metrics": {}},
+        blessing=None,
         copy_tree=copy_tree,
     )

@@ -550,8 +550,8 @@ def assert_same_evaluation(results: dict, rel: float = 1e-6) -> None:
     tfma_run, native = results["tfma"], results["native"]
     assert_same_tfma_result(tfma_run.eval_result_dir, native.eval_result_dir, rel)
     volatile = ("time", "eval_result", "metrics", "baseline_metrics")
-    assert {k: v for k, v in native.blessing.items() if k not in volatile} == {
-        k: v for k, v in tfma_run.blessing.items() if k not in volatile
+    assert {k: v for k, v in native.blessing.to_document().items() if k not in volatile} == {
+        k: v for k, v in tfma_run.blessing.to_document().items() if k not in volatile
     }
     assert native.candidate == pytest.approx(tfma_run.candidate, rel=rel)
     assert native.baseline == pytest.approx(tfma_run.baseline, rel=rel)
@@ -585,7 +585,7 @@ def test_native_engine_writes_what_tfma_writes(
         **params,
     )
     assert_same_evaluation(results)
-    assert results["native"].blessing["verdict"] == verdict
+    assert results["native"].blessing.verdict == verdict
 
 
 @pytest.mark.parametrize("slice_feature", ["smoker", "children"])

@@ -17,6 +17,7 @@ from model_factory import model_artifact, push_directly, push_worker, trained_mo
 from components import names
 from components.errors import StageError
 from components.lib import registry
+from components.lib.blessing import Blessing
 from components.lib.push import TEMP_PREFIX
 from components.push import push
 
@@ -30,14 +31,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
 def blessing_artifact(tmp_path: Path, verdict: str = names.BLESSED, name: str = "blessing") -> dsl.Artifact:
     art = dsl.Artifact(name=name, uri=str(tmp_path / "kfp" / name), metadata={})
-    os.makedirs(art.path, exist_ok=True)
-    doc = {
-        "verdict": verdict,
-        "reasons": ["test"],
-        "baseline": None,
-        "metrics": {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6},
-    }
-    Path(art.path, names.BLESSING_FILE).write_text(json.dumps(doc))
+    metrics = {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6}
+    Blessing(verdict, reasons=["test"], metrics=metrics).write(Path(art.path))
     return art
 
 
@@ -182,10 +177,7 @@ def test_blessing_of_another_model_is_refused(tmp_path, trained):
             trained["good"] / names.MODEL_SERVING_DIR,
             storage,
             serving_root="serving",
-            blessing={
-                "verdict": names.BLESSED,
-                "model_path": str(trained["worse"] / names.MODEL_SERVING_DIR),
-            },
+            blessing=Blessing(names.BLESSED, model_path=str(trained["worse"] / names.MODEL_SERVING_DIR)),
         )
 
 

@@ -12,6 +12,7 @@ from kfp import dsl
 from components import names
 from components.errors import StageError
 from components.lib import registry
+from components.lib.blessing import Blessing
 from components.lib.push import push_model
 from components.resolve_baseline import resolve_baseline
 
@@ -35,7 +36,7 @@ def push(storage: Path, src: Path, run_id: str, model: str = MODEL, mae: float =
         run_id=run_id,
         model_location=str(src.parent),
         fingerprint=f"fp-{run_id}",
-        blessing={"verdict": names.BLESSED, "reasons": ["ok"], "metrics": {"mae": mae}},
+        blessing=Blessing(names.BLESSED, reasons=["ok"], metrics={"mae": mae}),
     )
     assert result.version is not None
     return result.version

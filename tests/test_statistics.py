@@ -13,12 +13,9 @@ from kfp import dsl
 from components import names
 from components.errors import StageError
 from components.lib import html
-from components.lib.statistics import (
-    compute_statistics,
-    compute_statistics_beam,
-    feature_name,
-    split_files,
-)
+from components.lib.examples import split_files
+from components.lib.statistics import compute_statistics, compute_statistics_beam
+from components.lib.statistics_io import feature_name
 from components.lib.tfrecord import read_tfrecords
 from components.statistics import statistics
 
@@ -55,7 +52,7 @@ def decoded_split(examples, split: str) -> list[dict[str, object]]:
 
     cls = example_class()
     rows = []
-    for f in split_files(examples_dir_of(examples) / names.split_dir(split)):
+    for f in split_files(examples_dir_of(examples), split, names.STAGE_STATISTICS):
         for record in read_tfrecords(f, "statistics"):
             ex = cls.FromString(record)
             row = {}
@@ -101,7 +98,7 @@ def test_stats_values_match_the_data(stats_run, examples):
 
 def test_in_process_statistics_equal_beam_statistics(examples):
     """The fast path computes what TFX's Beam path computes (up to float rounding)."""
-    files = split_files(examples_dir_of(examples) / names.split_dir(names.TRAIN))
+    files = split_files(examples_dir_of(examples), names.TRAIN, names.STAGE_STATISTICS)
     fast = compute_statistics(files).datasets[0]
     beam = compute_statistics_beam(files, "--runner=DirectRunner").datasets[0]
     assert fast.num_examples == beam.num_examples
@@ -122,7 +119,7 @@ def test_in_process_statistics_equal_beam_statistics(examples):
 
 def test_batches_accumulate_to_the_same_statistics(examples):
     """Streaming in small batches gives the statistics of one big batch (the accumulators merge)."""
-    files = split_files(examples_dir_of(examples) / names.split_dir(names.EVAL))
+    files = split_files(examples_dir_of(examples), names.EVAL, names.STAGE_STATISTICS)
     whole = compute_statistics(files).datasets[0]
     pieces = compute_statistics(files, batch_size=7).datasets[0]
     assert pieces.num_examples == whole.num_examples
@@ -170,7 +167,7 @@ def test_corrupt_records_are_an_error_naming_the_file(examples, tmp_path, damage
     src = examples_dir_of(examples)
     bad = tmp_path / "examples"
     shutil.copytree(src, bad)
-    target = split_files(bad / names.split_dir(names.EVAL))[0]
+    target = split_files(bad, names.EVAL, names.STAGE_STATISTICS)[0]
     if damage == "garbage":
         target.write_bytes(gzip.compress(b"this is not a TFRecord file at all"))
         expected = "corrupt length"

@@ -220,10 +220,11 @@ def test_missing_values_in_training_data_are_imputed(tmp_path, write_csv):
 
 
 def test_schema_artifact_as_file_or_directory(tmp_path, synthetic_csv):
-    from components.lib.transform import load_schema, schema_file_of
+    from components.lib.schema_io import schema_file_of
+    from components.lib.transform import load_schema
 
     schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
-    assert schema_file_of(schema_dir) == schema_dir / names.SCHEMA_FILE
+    assert schema_file_of(schema_dir, names.STAGE_TRANSFORM) == schema_dir / names.SCHEMA_FILE
     assert load_schema(schema_dir / names.SCHEMA_FILE) == load_schema(schema_dir)
     with pytest.raises(StageError, match=f"schema artifact has no {names.SCHEMA_FILE}"):
         load_schema(tmp_path)
@@ -240,7 +241,7 @@ def test_schema_without_the_label_is_refused(tmp_path, write_csv):
         f"[transform] {schema_dir / names.SCHEMA_FILE}: schema has no label feature {names.LABEL!r}"
     )
     (schema_dir / names.SCHEMA_FILE).write_text("feature { nme: 'x' }")
-    with pytest.raises(StageError, match="not a schema proto"):
+    with pytest.raises(StageError, match="not a valid text Schema proto"):
         load_schema(schema_dir)
 
 

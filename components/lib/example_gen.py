@@ -24,6 +24,8 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import examples
+from components.lib.schema_io import read_schema
 
 STAGE = names.STAGE_EXAMPLE_GEN
 BLOCK_SIZE = 4 << 20  # bytes of CSV per Arrow record batch
@@ -184,14 +186,9 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
 
 def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str, str]:
     """Column types from a user-given TFDV schema (``schema.pbtxt``)."""
-    from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    schema = schema_pb2.Schema()
-    try:
-        text_format.Parse(schema_path.read_text(), schema)
-    except (OSError, text_format.ParseError) as e:
-        raise StageError(STAGE, str(schema_path), f"cannot read schema: {e}") from e
+    schema = read_schema(schema_path, STAGE)
     by_name = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
     missing = [c for c in columns if c not in by_name]
     if missing:
@@ -261,7 +258,7 @@ def run_example_gen(
     digest = hashlib.sha256()
     writers = {}
     for name, _ in buckets:
-        d = output_dir / names.split_dir(name)
+        d = examples.split_path(output_dir, name)
         d.mkdir(parents=True)
         writers[name] = gzip.open(
             d / f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00001.gz", "wb", compresslevel=6

@@ -20,7 +20,6 @@ that version instead of pushing a duplicate.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import uuid
@@ -30,11 +29,11 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import registry
+from components.lib import registry, saved_model
+from components.lib.blessing import Blessing
 
 STAGE = names.STAGE_PUSH
 TEMP_PREFIX = ".push-"  # hidden and non-numeric: TF Serving never loads it
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 CopyTree = Callable[[Path, Path], Any]
 
@@ -60,17 +59,8 @@ class PushResult:
         }
         if self.pushed:
             meta[names.META_STORAGE_PATH] = self.serving_path
-            meta["model_path"] = self.serving_path  # the SavedModel dir itself (see resolve_baseline)
+            meta[names.META_MODEL_PATH] = self.serving_path  # the SavedModel dir itself (see saved_model)
         return meta
-
-
-def check_saved_model(path: Path, stage: str) -> Path:
-    """``path`` if it is a SavedModel directory, else a StageError saying what is missing."""
-    if not path.is_dir():
-        raise StageError(stage, str(path), "model directory does not exist")
-    if not any((path / f).is_file() for f in SAVED_MODEL_FILES):
-        raise StageError(stage, str(path), "not a SavedModel: saved_model.pb is missing")
-    return path
 
 
 def check_model_name(model_name: str) -> str:
@@ -78,20 +68,6 @@ def check_model_name(model_name: str) -> str:
     if not model_name or model_name in (".", "..") or "/" in model_name or model_name.startswith("."):
         raise StageError(STAGE, None, f"model name {model_name!r} must be a plain directory name")
     return model_name
-
-
-def read_blessing(blessing_dir: Path) -> dict[str, Any]:
-    """The evaluate stage's blessing document; missing or unreadable -> StageError."""
-    path = blessing_dir / names.BLESSING_FILE
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise StageError(STAGE, str(path), "blessing file is missing: was the evaluate stage run?") from e
-    except (OSError, ValueError) as e:
-        raise StageError(STAGE, str(path), f"blessing file is unreadable: {e}") from e
-    if not isinstance(doc, dict) or doc.get("verdict") not in (names.BLESSED, names.NOT_BLESSED):
-        raise StageError(STAGE, str(path), f'blessing has no "verdict" {names.BLESSED}/{names.NOT_BLESSED}')
-    return doc
 
 
 def _fsync_tree(root: Path) -> None:
@@ -132,7 +108,7 @@ def already_pushed(
         return None
     for e in registry.versions_of(doc, model_name):
         if e.get("run_id") == run_id and e.get("model_location") == model_location:
-            if any((Path(e["serving_path"]) / f).is_file() for f in SAVED_MODEL_FILES):
+            if saved_model.is_saved_model(e["serving_path"]):
                 return e
     return None
 
@@ -145,7 +121,7 @@ def push_model(
     model_name: str,
     run_id: str,
     model_location: str,
-    blessing: dict[str, Any],
+    blessing: Blessing,
     fingerprint: str,
     copy_tree: CopyTree = shutil.copytree,
 ) -> PushResult:
@@ -155,11 +131,11 @@ def push_model(
     copy (``shutil.copytree``; replaceable so a test can interrupt a push midway).
     """
     check_model_name(model_name)
-    if blessing.get("verdict") != names.BLESSED:
-        reasons = "; ".join(str(r) for r in blessing.get("reasons") or []) or "no reason given"
+    if not blessing.blessed:
+        reasons = "; ".join(blessing.reasons) or "no reason given"
         return PushResult(False, f"not blessed: {reasons}", model_name)
-    check_saved_model(saved_model_dir, STAGE)
-    judged = blessing.get("model_path")
+    saved_model.check_saved_model(saved_model_dir, STAGE)
+    judged = blessing.model_path
     if judged and os.path.realpath(judged) != os.path.realpath(saved_model_dir):
         raise StageError(
             STAGE, str(saved_model_dir), f"the blessing is for another model ({judged}); refusing to push"
@@ -205,8 +181,13 @@ def push_model(
             model_name=model_name,
             model_location=model_location,
             serving_path=str(final),
-            blessing={k: blessing.get(k) for k in ("verdict", "reasons", "baseline", "thresholds")},
-            metrics=dict(blessing.get("metrics") or {}),
+            blessing={
+                "verdict": blessing.verdict,
+                "reasons": blessing.reasons,
+                "baseline": blessing.baseline,
+                "thresholds": blessing.thresholds,
+            },
+            metrics=dict(blessing.metrics),
             fingerprint=fingerprint,
             run_id=run_id,
         )

@@ -18,6 +18,8 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib.schema_io import read_schema, write_schema
+from components.lib.statistics_io import feature_name, read_statistics, statistics_path
 
 STAGE = names.STAGE_SCHEMA
 TRAINING = names.ENV_TRAINING
@@ -51,36 +53,6 @@ class SchemaResult:
         }
 
 
-def load_schema_file(path: Path, stage: str = STAGE) -> Any:
-    """Read a text ``Schema`` proto (``schema.pbtxt``; a folder holding one also works).
-
-    An unreadable, unparsable or empty schema is a StageError naming the file.
-    """
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / names.SCHEMA_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StageError(stage, str(path), "schema file does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StageError(stage, str(path), f"cannot read schema file: {e}") from e
-    schema = schema_pb2.Schema()
-    try:
-        text_format.Parse(text, schema)
-    except text_format.ParseError as e:
-        raise StageError(stage, str(path), f"not a valid text Schema proto: {e}") from e
-    if not schema.feature:
-        raise StageError(stage, str(path), "schema has no features")
-    unnamed = [i for i, f in enumerate(schema.feature) if not f.name]
-    if unnamed:
-        raise StageError(stage, str(path), f"schema feature(s) at position {unnamed} have no name")
-    return schema
-
-
 def add_environments(schema: Any, label: str) -> None:
     """TFX's habit, in place: environments TRAINING and SERVING; the label only in TRAINING.
 
@@ -98,7 +70,7 @@ def infer(train_stats: Any, label: str, stats_path: str) -> Any:
     """``tfdv.infer_schema`` on the train statistics, feature shapes inferred."""
     import tensorflow_data_validation as tfdv
 
-    present = [".".join(f.path.step) if f.path.step else f.name for f in train_stats.datasets[0].features]
+    present = [feature_name(f) for f in train_stats.datasets[0].features]
     if label not in present:
         raise StageError(
             STAGE, stats_path, f"label {label!r} is not in the train statistics; features are {present}"
@@ -106,32 +78,21 @@ def infer(train_stats: Any, label: str, stats_path: str) -> Any:
     return tfdv.infer_schema(train_stats, infer_feature_shape=True)
 
 
-def write_schema(schema: Any, path: Path) -> None:
-    """Write ``schema.pbtxt`` as text (``tfdv.load_schema_text`` reads it)."""
-    from google.protobuf import text_format
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text_format.MessageToString(schema), encoding="utf-8")
-
-
 def run_schema(
     stats_dir: Path, output_dir: Path, *, label: str, schema_file: Path | None = None
 ) -> SchemaResult:
     """Infer from ``stats_dir``'s train split (or load ``schema_file``); write ``<out>/schema.pbtxt``."""
-    from components.lib.statistics import load_split_statistics
-
     if not label:
         raise StageError(STAGE, None, "the label name is empty")
     if schema_file is not None:
-        schema = load_schema_file(schema_file)
+        schema = read_schema(schema_file, STAGE)
         if label not in {f.name for f in schema.feature}:
             raise StageError(STAGE, str(schema_file), f"label {label!r} is not a feature of this schema")
         source = str(schema_file)
     else:
-        train = load_split_statistics(stats_dir, names.TRAIN, STAGE)
-        stats_path = str(Path(stats_dir) / names.split_dir(names.TRAIN) / names.STATS_FILE)
-        schema = infer(train, label, stats_path)
+        train = read_statistics(stats_dir, names.TRAIN, STAGE)
+        schema = infer(train, label, str(statistics_path(stats_dir, names.TRAIN)))
         source = SOURCE_INFERRED
     add_environments(schema, label)
-    write_schema(schema, Path(output_dir) / names.SCHEMA_FILE)
+    write_schema(schema, output_dir)
     return SchemaResult(schema=schema, source=source, label=label)

@@ -11,7 +11,8 @@ last digit (a test compares them). ``beam_args`` switches to the Beam path
 (``tfdv.generate_statistics_from_tfrecord``) for data that needs a distributed runner.
 
 The output layout is TFX's: ``<out>/Split-<split>/FeatureStats.pb``, a binary
-``DatasetFeatureStatisticsList`` that ``tfdv.load_stats_binary`` reads.
+``DatasetFeatureStatisticsList`` that ``tfdv.load_stats_binary`` reads, written through
+``statistics_io`` (which schema and validate read it with).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import examples
+from components.lib.statistics_io import feature_name, write_statistics
 from components.lib.tfrecord import read_tfrecords
 
 STAGE = names.STAGE_STATISTICS
@@ -52,34 +55,6 @@ class StatisticsResult:
             "feature_names": self.feature_names,
             "method": self.method,
         }
-
-
-def split_files(split_dir: Path) -> list[Path]:
-    """The data files of one split, in name order (hidden and marker files skipped)."""
-    files = sorted(p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
-    if not files:
-        raise StageError(STAGE, str(split_dir), "split folder has no data files")
-    return files
-
-
-def find_splits(examples_dir: Path, required: tuple[str, ...] = names.SPLITS) -> dict[str, Path]:
-    """``{split: folder}`` for every ``Split-<name>/`` under an examples directory, required ones first."""
-    if not examples_dir.is_dir():
-        raise StageError(STAGE, str(examples_dir), "examples directory does not exist")
-    prefix = names.split_dir("")
-    found = {
-        p.name[len(prefix) :]: p
-        for p in sorted(examples_dir.iterdir())
-        if p.is_dir() and p.name.startswith(prefix)
-    }
-    missing = [s for s in required if s not in found]
-    if missing:
-        raise StageError(
-            STAGE,
-            str(examples_dir),
-            f"no {', '.join(names.split_dir(s) for s in missing)} folder; found {sorted(found)}",
-        )
-    return {**{s: found[s] for s in required}, **{s: p for s, p in found.items() if s not in required}}
 
 
 # --- Computing statistics. ---------------------------------------------------------------------
@@ -139,51 +114,22 @@ def compute_statistics_beam(files: list[Path], beam_args: str) -> Any:
         )
 
 
-def feature_name(feature: Any) -> str:
-    """The dotted path of a ``FeatureNameStatistics`` (or its legacy ``name``)."""
-    return ".".join(feature.path.step) if feature.path.step else feature.name
-
-
-def write_stats(path: Path, stats: Any) -> None:
-    """Write a ``DatasetFeatureStatisticsList`` as TFX does (binary, read by ``tfdv.load_stats_binary``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(stats.SerializeToString())
-
-
-def load_split_statistics(stats_dir: Path, split: str, stage: str) -> Any:
-    """Read ``<stats_dir>/Split-<split>/FeatureStats.pb``; a missing or unreadable file is a StageError."""
-    from google.protobuf.message import DecodeError
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    path = Path(stats_dir) / names.split_dir(split) / names.STATS_FILE
-    stats = statistics_pb2.DatasetFeatureStatisticsList()
-    try:
-        stats.ParseFromString(path.read_bytes())
-    except OSError as e:
-        raise StageError(stage, str(path), f"cannot read statistics: {e.strerror or e}") from e
-    except DecodeError as e:
-        raise StageError(stage, str(path), f"not a DatasetFeatureStatisticsList: {e}") from e
-    if len(stats.datasets) != 1:
-        raise StageError(stage, str(path), f"expected statistics of one dataset, found {len(stats.datasets)}")
-    return stats
-
-
 def run_statistics(examples_dir: Path, output_dir: Path, *, beam_args: str = "") -> StatisticsResult:
     """Statistics for every split under ``examples_dir``, written to ``output_dir/Split-<split>/``.
 
     ``beam_args`` empty: in-process (fast, memory-bounded); otherwise the Beam path with these options.
     """
-    splits = find_splits(examples_dir)
+    splits = examples.find_splits(examples_dir, STAGE)
     rows: dict[str, int] = {}
     features: dict[str, int] = {}
     ordered: list[str] = []
     for split, folder in splits.items():
-        files = split_files(folder)
+        files = examples.split_files(examples_dir, split, STAGE)
         stats = compute_statistics_beam(files, beam_args) if beam_args else compute_statistics(files)
         dataset = stats.datasets[0]
         if dataset.num_examples == 0:
             raise StageError(STAGE, str(folder), "split has no examples")
-        write_stats(output_dir / names.split_dir(split) / names.STATS_FILE, stats)
+        write_statistics(output_dir, split, stats)
         rows[split] = int(dataset.num_examples)
         features[split] = len(dataset.features)
         ordered += [n for n in (feature_name(f) for f in dataset.features) if n not in ordered]

@@ -83,15 +83,3 @@ def storage_path_of(metadata: dict[str, Any], artifact_path: str, stage: str) ->
     if not path.exists():
         raise StageError(stage, str(path), "input data is missing from the storage volume")
     return path
-
-
-def saved_model_dir(metadata: dict[str, Any], artifact_path: str, stage: str) -> Path:
-    """The SavedModel directory of a model artifact.
-
-    A pushed baseline names it exactly (``model_path``); a trained model keeps it in
-    ``Format-Serving/`` under its storage path.
-    """
-    exact = metadata.get(names.META_MODEL_PATH)
-    if exact:
-        return Path(exact)
-    return storage_path_of(metadata, artifact_path, stage) / names.MODEL_SERVING_DIR

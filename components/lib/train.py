@@ -28,151 +28,24 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import user_module
+from components.lib import saved_model, user_module
+from components.lib.hyperparameters import read_hyperparameters
+from components.lib.training import (
+    build_user_model,
+    label_functions,
+    make_dataset,
+    model_input_names,
+    set_seed,
+)
+from components.lib.transform_output import open_transform_output, transformed_files
 
 STAGE = names.STAGE_TRAIN
-SEED = 42
-SHUFFLE_BUFFER = 10_000
 PREDICT_BATCH = 4096  # batch size of the final passes over eval (and a train sample)
 MAX_EPOCHS = 10  # train_steps are split into up to this many epochs, for per-epoch logs
 MAX_STEPS_PER_EXECUTION = 100  # see steps_per_execution()
 EVAL_PREDICTIONS_FILE = "eval_predictions.csv"
 SUMMARY_FILE = "training_summary.json"
 PREDICTION_COLUMN = "prediction"
-
-
-# --- Shared by tune and train. ---------------------------------------------------------------
-def split_files(transformed_dir: Path, split: str, stage: str) -> list[str]:
-    """The gzipped TFRecord files of one split of the transformed examples."""
-    d = transformed_dir / names.split_dir(split)
-    files = sorted(str(p) for p in d.glob("*.gz")) if d.is_dir() else []
-    if not files:
-        raise StageError(stage, str(d), f"transformed examples have no {split!r} files")
-    return files
-
-
-def open_transform_output(graph_dir: Path, stage: str) -> Any:
-    """``tft.TFTransformOutput`` of a transform graph directory, or a StageError naming it."""
-    import tensorflow_transform as tft
-
-    if not (graph_dir / "transform_fn").is_dir() or not (graph_dir / "transformed_metadata").is_dir():
-        raise StageError(
-            stage, str(graph_dir), "not a TFT transform graph (no transform_fn/ or transformed_metadata/)"
-        )
-    return tft.TFTransformOutput(str(graph_dir))
-
-
-def transform_paths(transformed_root: Path, graph_root: Path) -> tuple[Path, Path]:
-    """``transformed_examples/`` and ``transform_graph/`` under the transform stage's directories.
-
-    Both artifacts point at the transform stage directory; a path that already is the
-    subdirectory is accepted too.
-    """
-    examples = transformed_root
-    if (transformed_root / names.TRANSFORMED_EXAMPLES_DIR).is_dir():
-        examples = transformed_root / names.TRANSFORMED_EXAMPLES_DIR
-    graph = graph_root
-    if (graph_root / names.TRANSFORM_GRAPH_DIR).is_dir():
-        graph = graph_root / names.TRANSFORM_GRAPH_DIR
-    return examples, graph
-
-
-def label_functions(module: Any, stage: str) -> tuple[Any, Any]:
-    """The module's label transform and its inverse (identity when it defines neither)."""
-    forward = user_module.optional(module, user_module.LABEL_TRANSFORM, stage)
-    inverse = user_module.optional(module, user_module.LABEL_INVERSE_TRANSFORM, stage)
-    if (forward is None) != (inverse is None):
-        raise StageError(
-            stage,
-            user_module.module_location(module),
-            f"define both {user_module.LABEL_TRANSFORM!r} and "
-            f"{user_module.LABEL_INVERSE_TRANSFORM!r}, or neither",
-        )
-    identity = lambda x: x  # noqa: E731
-    return forward or identity, inverse or identity
-
-
-def model_input_names(model: Any) -> list[str]:
-    """The names of a Keras model's inputs (the transformed features it consumes)."""
-    return [t.name.split(":")[0] for t in model.inputs]
-
-
-def make_dataset(
-    files: list[str],
-    tft_output: Any,
-    batch_size: int,
-    *,
-    label_fn: Any,
-    input_names: list[str] | None = None,
-    shuffle: bool = False,
-    repeat: bool = False,
-    stage: str = STAGE,
-) -> Any:
-    """(features, label) batches of transformed examples; label as ``label_fn`` makes it, [batch, 1]."""
-    import tensorflow as tf
-
-    spec = tft_output.transformed_feature_spec()
-    if names.LABEL not in spec:
-        raise StageError(stage, None, f"transformed examples have no label {names.LABEL!r}")
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    if shuffle:
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=SEED, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size)
-
-    def parse(records: Any) -> Any:
-        features = tf.io.parse_example(records, spec)
-        label = tf.reshape(tf.cast(features.pop(names.LABEL), tf.float32), [-1, 1])
-        if input_names is not None:
-            features = {k: features[k] for k in input_names}
-        return features, label_fn(label)
-
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def count_records(files: list[str], limit: int) -> int:
-    """How many records the files hold, counting no further than ``limit``."""
-    import tensorflow as tf
-
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)
-    return int(ds.reduce(0, lambda n, _: n + 1))
-
-
-def read_hyperparameters(path: Path, stage: str) -> dict[str, Any]:
-    """The JSON object in a hyperparameters artifact (a directory holding the file, or the file)."""
-    file = path / names.HYPERPARAMETERS_FILE if path.is_dir() else path
-    try:
-        values = json.loads(file.read_text())
-    except OSError as e:
-        raise StageError(stage, str(file), f"cannot read hyperparameters: {e}") from e
-    except ValueError as e:
-        raise StageError(stage, str(file), f"hyperparameters are not valid JSON: {e}") from e
-    if not isinstance(values, dict):
-        raise StageError(stage, str(file), "hyperparameters must be a JSON object")
-    return values
-
-
-def build_user_model(module: Any, hparams: dict[str, Any], tft_output: Any, stage: str) -> Any:
-    """The module's ``build_model``, its failures reported against the module file."""
-    build = user_module.require(module, user_module.BUILD_MODEL, stage)
-    try:
-        model = build(hparams, tft_output)
-    except StageError:
-        raise
-    except Exception as e:
-        raise StageError(
-            stage,
-            user_module.module_location(module),
-            f"{user_module.BUILD_MODEL} failed: {type(e).__name__}: {e}",
-        ) from e
-    if model is None or not hasattr(model, "fit"):
-        raise StageError(
-            stage,
-            user_module.module_location(module),
-            f"{user_module.BUILD_MODEL} must return a compiled Keras model",
-        )
-    return model
 
 
 def steps_per_execution(*step_counts: int) -> int:
@@ -195,13 +68,6 @@ def run_steps_per_execution(model: Any, steps: int) -> None:
     """Let ``model`` run ``steps`` steps per execution, unless its module chose a value itself."""
     if steps > 1 and getattr(model, "steps_per_execution", None) == 1:
         model.steps_per_execution = steps  # read when Keras first builds its train/test functions
-
-
-def set_seed() -> None:
-    """Same data order and initial weights on every run with the same inputs."""
-    import keras
-
-    keras.utils.set_random_seed(SEED)
 
 
 # --- Train. --------------------------------------------------------------------------------
@@ -334,8 +200,8 @@ def run_train(
         hparams = {**defaults_fn(), **hparams}
     forward, inverse = label_functions(module, STAGE)
     tft_output = open_transform_output(graph_dir, STAGE)
-    train_files = split_files(transformed_dir, names.TRAIN, STAGE)
-    eval_files = split_files(transformed_dir, names.EVAL, STAGE)
+    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
+    eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
 
     import keras
     import numpy as np
@@ -345,10 +211,17 @@ def run_train(
     model = build_user_model(module, hparams, tft_output, STAGE)
     inputs = model_input_names(model)
     train_ds = make_dataset(
-        train_files, tft_output, batch_size, label_fn=forward, input_names=inputs, shuffle=True, repeat=True
+        train_files,
+        tft_output,
+        batch_size,
+        label_fn=forward,
+        stage=STAGE,
+        input_names=inputs,
+        shuffle=True,
+        repeat=True,
     )
     eval_ds = make_dataset(
-        eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs, repeat=True
+        eval_files, tft_output, batch_size, label_fn=forward, stage=STAGE, input_names=inputs, repeat=True
     )
     epochs = _epochs(train_steps)
     run_steps_per_execution(model, steps_per_execution(train_steps // epochs, eval_steps))
@@ -369,12 +242,16 @@ def run_train(
     t = time.perf_counter()
 
     identity = lambda x: x  # noqa: E731  (labels stay in label units for the metrics)
-    eval_full = make_dataset(eval_files, tft_output, PREDICT_BATCH, label_fn=identity, input_names=inputs)
+    eval_full = make_dataset(
+        eval_files, tft_output, PREDICT_BATCH, label_fn=identity, stage=STAGE, input_names=inputs
+    )
     preds, labels, feats = predict_split(model, eval_full, inverse)
     if not len(preds):
         raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
     # Train MAE in label units on as many train rows as a validation pass sees (eval_steps batches).
-    train_sample = make_dataset(train_files, tft_output, batch_size, label_fn=identity, input_names=inputs)
+    train_sample = make_dataset(
+        train_files, tft_output, batch_size, label_fn=identity, stage=STAGE, input_names=inputs
+    )
     train_preds, train_labels, _ = predict_split(model, train_sample.take(eval_steps), inverse)
     ev = regression_metrics(labels, preds)
     metrics = {
@@ -395,7 +272,7 @@ def run_train(
     table.to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
     timings["predictions_csv"] = time.perf_counter() - t
     t = time.perf_counter()
-    export_serving_model(model, tft_output, inverse, output_dir / names.MODEL_SERVING_DIR)
+    export_serving_model(model, tft_output, inverse, saved_model.export_dir(output_dir))
     timings["export"] = time.perf_counter() - t
     seconds = time.perf_counter() - start
     (output_dir / SUMMARY_FILE).write_text(

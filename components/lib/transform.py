@@ -23,8 +23,9 @@ from typing import Any
 
 from components import names
 from components.errors import StageError, stage_error_in
-from components.lib import user_module
+from components.lib import examples, transform_output, user_module
 from components.lib.beam import pipeline_options
+from components.lib.schema_io import read_schema, schema_file_of
 
 STAGE = names.STAGE_TRANSFORM
 METRICS_NAMESPACE = "kubetfx_transform"
@@ -50,37 +51,13 @@ class TransformResult:
         }
 
 
-def schema_file_of(schema_path: Path) -> Path:
-    """The schema file of a schema artifact: the path itself, or ``<dir>/schema.pbtxt``."""
-    if schema_path.is_dir():
-        candidate = schema_path / names.SCHEMA_FILE
-        if not candidate.is_file():
-            raise StageError(STAGE, str(schema_path), f"schema artifact has no {names.SCHEMA_FILE}")
-        return candidate
-    if not schema_path.is_file():
-        raise StageError(STAGE, str(schema_path), "schema file does not exist")
-    return schema_path
-
-
 def load_schema(schema_path: Path) -> Any:
-    """Read a TFDV schema (text ``schema.pbtxt``, or a binary proto) from a file or artifact dir."""
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    path = schema_file_of(schema_path)
-    data = path.read_bytes()
-    schema = schema_pb2.Schema()
-    try:
-        text_format.Parse(data.decode("utf-8"), schema)
-    except (UnicodeDecodeError, text_format.ParseError) as text_error:
-        try:
-            schema.ParseFromString(data)
-        except Exception:
-            raise StageError(STAGE, str(path), f"not a schema proto: {text_error}") from None
-    if not schema.feature:
-        raise StageError(STAGE, str(path), "schema has no features")
+    """The schema artifact (``schema_io.read_schema``); it must describe the label."""
+    schema = read_schema(schema_path, STAGE)
     if names.LABEL not in {f.name for f in schema.feature}:
-        raise StageError(STAGE, str(path), f"schema has no label feature {names.LABEL!r}")
+        raise StageError(
+            STAGE, str(schema_file_of(schema_path, STAGE)), f"schema has no label feature {names.LABEL!r}"
+        )
     return schema
 
 
@@ -104,17 +81,6 @@ def input_schema(schema: Any) -> Any:
         del feature.in_environment[:]
         del feature.not_in_environment[:]
     return out
-
-
-def _split_files(examples_dir: Path, split: str) -> list[str]:
-    """The example files of one split, sorted (hidden files are not data)."""
-    d = examples_dir / names.split_dir(split)
-    if not d.is_dir():
-        raise StageError(STAGE, str(d), f"examples have no {split!r} split")
-    files = sorted(str(p) for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise StageError(STAGE, str(d), f"split {split!r} has no files")
-    return files
 
 
 def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
@@ -164,7 +130,9 @@ def run_transform(
         user_module.require(module, user_module.PREPROCESSING_FN, STAGE), location
     )
     schema = input_schema(load_schema(schema_path))
-    files = {split: _split_files(examples_dir, split) for split in names.SPLITS}
+    files = {
+        split: [str(f) for f in examples.split_files(examples_dir, split, STAGE)] for split in names.SPLITS
+    }
     options = pipeline_options(beam_args, STAGE)
 
     import apache_beam as beam
@@ -175,8 +143,8 @@ def run_transform(
 
     from components.lib.tfrecord import frame
 
-    graph_dir = output_dir / names.TRANSFORM_GRAPH_DIR
-    transformed_dir = output_dir / names.TRANSFORMED_EXAMPLES_DIR
+    graph_dir = transform_output.graph_dir(output_dir)
+    transformed_dir = transform_output.transformed_examples_dir(output_dir)
     tmp_dir = output_dir / ".tft_tmp"
 
     class ReadRecordBatches(beam.DoFn):
@@ -228,7 +196,7 @@ def run_transform(
             yield b"".join(map(frame, example_coder.RecordBatchToExamples(record_batch)))
 
     def write(pcoll: Any, split: str) -> None:
-        out = transformed_dir / names.split_dir(split)
+        out = examples.split_path(transformed_dir, split)
         out.mkdir(parents=True, exist_ok=True)
         _ = (
             pcoll

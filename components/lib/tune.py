@@ -23,14 +23,13 @@ from typing import Any
 
 from components import defaults, names
 from components.errors import StageError, stage_error_in
-from components.lib import train as train_lib
-from components.lib import user_module
+from components.lib import training, user_module
+from components.lib.transform_output import open_transform_output, transformed_files
 
 STAGE = names.STAGE_TUNE
 TUNERS = ("random", "bayesian", "hyperband")
 PROJECT_NAME = "kubetfx_tuner"
 HYPERBAND_MAX_EPOCHS = 3  # a full Hyperband trial = 3 epochs of steps/3 steps = `steps` steps
-TRIALS_FILE = "trials.json"
 
 
 @dataclasses.dataclass
@@ -84,14 +83,6 @@ def _default_values(module: Any) -> dict[str, Any]:
     return values
 
 
-def write_hyperparameters(out_dir: Path, values: dict[str, Any], trials: list[dict[str, Any]]) -> None:
-    """``<out_dir>/best_hyperparameters.txt`` (JSON of the values) and the trials, if any."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / names.HYPERPARAMETERS_FILE).write_text(json.dumps(values, indent=2, sort_keys=True))
-    if trials:
-        (out_dir / TRIALS_FILE).write_text(json.dumps(trials, indent=2, sort_keys=True))
-
-
 def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path) -> Any:
     import keras_tuner as kt
 
@@ -103,7 +94,7 @@ def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path) -> 
         directory=str(work_dir),
         project_name=PROJECT_NAME,
         overwrite=True,
-        seed=train_lib.SEED,
+        seed=training.SEED,
         max_consecutive_failed_trials=1,  # a failing build is the user's bug: report it at once
     )
     if kind == "random":
@@ -157,10 +148,10 @@ def run_tune(
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
     known = defaults_fn() if defaults_fn is not None else None
     overrides = parse_overrides(hyperparameters, known, location)
-    forward, _ = train_lib.label_functions(module, STAGE)
-    tft_output = train_lib.open_transform_output(graph_dir, STAGE)
-    train_files = train_lib.split_files(transformed_dir, names.TRAIN, STAGE)
-    eval_files = train_lib.split_files(transformed_dir, names.EVAL, STAGE)
+    forward, _ = training.label_functions(module, STAGE)
+    tft_output = open_transform_output(graph_dir, STAGE)
+    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
+    eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
 
     import keras_tuner as kt
 
@@ -180,14 +171,14 @@ def run_tune(
         # but from the second trial on the losses differ (measured on the workload: trials 2-4
         # changed and another trial won), so the search would no longer be the one TFX's Tuner
         # runs with the same module and seed.
-        return train_lib.build_user_model(module, values, tft_output, STAGE)
+        return training.build_user_model(module, values, tft_output, STAGE)
 
-    train_lib.set_seed()
+    training.set_seed()
     search = _make_tuner(kind, build, hp, trials, work_dir)
     # The model's input names, to feed it exactly the transformed features it declares.
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
-    inputs = train_lib.model_input_names(probe)
-    train_ds = train_lib.make_dataset(
+    inputs = training.model_input_names(probe)
+    train_ds = training.make_dataset(
         train_files,
         tft_output,
         batch_size,
@@ -199,12 +190,12 @@ def run_tune(
     )
     # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
     # of known length: Keras warns about a finite dataset of unknown cardinality running out.
-    eval_rows = train_lib.count_records(eval_files, limit=defaults.EVAL_STEPS * batch_size)
+    eval_rows = training.count_records(eval_files, limit=defaults.EVAL_STEPS * batch_size)
     if not eval_rows:
         raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
     validation_steps = math.ceil(eval_rows / batch_size)
     eval_ds = (
-        train_lib.make_dataset(
+        training.make_dataset(
             eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs, stage=STAGE
         )
         .take(validation_steps)

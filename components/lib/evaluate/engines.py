@@ -7,6 +7,7 @@ from pathlib import Path
 from components.errors import StageError
 from components.lib.beam import pipeline_options
 from components.lib.evaluate.keys import STAGE
+from components.lib.saved_model import signature_names
 
 ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA = "auto", "native", "tfma"
 ENGINES = (ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA)
@@ -14,13 +15,6 @@ ENGINES = (ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA)
 # slice on their outputs, which the native engine does not do.
 TFMA_PREPROCESSING_SIGNATURES = ("transformed_features", "transformed_labels")
 IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")  # after beam.pipeline_options' rewrite
-
-
-def _signature_names(model_dir: Path) -> set[str]:
-    from tensorflow.python.saved_model import loader_impl
-
-    saved = loader_impl.parse_saved_model(str(model_dir))
-    return set(saved.meta_graphs[0].signature_def) if saved.meta_graphs else set()
 
 
 def choose_engine(engine: str, beam_args: str, model_dirs: list[Path]) -> str:
@@ -38,7 +32,7 @@ def choose_engine(engine: str, beam_args: str, model_dirs: list[Path]) -> str:
     if choice == ENGINE_TFMA:
         return ENGINE_TFMA
     for model_dir in model_dirs:
-        found = sorted(_signature_names(model_dir) & set(TFMA_PREPROCESSING_SIGNATURES))
+        found = sorted(signature_names(model_dir) & set(TFMA_PREPROCESSING_SIGNATURES))
         if found and choice == ENGINE_NATIVE:
             raise StageError(
                 STAGE,

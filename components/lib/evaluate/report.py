@@ -15,13 +15,13 @@ def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> 
 
     b = result.blessing
     has_base = bool(result.baseline)
-    ok = b["verdict"] == names.BLESSED
-    t = b["thresholds"]
+    ok = b.blessed
+    t = b.thresholds or {}
     parts = [
         h.section(
             "Verdict",
-            h.badge(b["verdict"], "ok" if ok else "bad"),
-            "<ul>" + "".join(f"<li>{h.esc(r)}</li>" for r in b["reasons"]) + "</ul>",
+            h.badge(b.verdict, "ok" if ok else "bad"),
+            "<ul>" + "".join(f"<li>{h.esc(r)}</li>" for r in b.reasons) + "</ul>",
             h.kv_table(
                 [
                     (
@@ -37,10 +37,10 @@ def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> 
                     ("thresholds from", t["source"]),
                     (
                         "baseline",
-                        f"version {b['baseline']}" if b["baseline"] is not None else names.NO_BASELINE,
+                        f"version {b.baseline}" if b.baseline is not None else names.NO_BASELINE,
                     ),
-                    ("candidate model", b["model_path"]),
-                    ("baseline model", b["baseline_model_path"] or ""),
+                    ("candidate model", b.model_path),
+                    ("baseline model", b.baseline_model_path or ""),
                 ],
                 caption="Configuration",
             ),
@@ -92,4 +92,4 @@ def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> 
             muted=True,
         )
     )
-    return h.page("Model evaluation", parts, subtitle=f"{b['verdict']} - {b['time']}")
+    return h.page("Model evaluation", parts, subtitle=f"{b.verdict} - {b.time}")

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from components import names
+from components.lib.artifact_metadata import without_nulls
+from components.lib.blessing import Blessing
 from components.lib.evaluate.engines import ENGINE_TFMA
 from components.lib.evaluate.keys import CANDIDATE, COUNT, MAE, MSE
 
@@ -64,7 +65,7 @@ def overall(metrics: dict[str, dict[str, dict[str, float]]], model: str) -> dict
 class EvaluateResult:
     """Everything evaluate produced: the blessing document and the numbers behind it."""
 
-    blessing: dict[str, Any]
+    blessing: Blessing
     metrics: dict[str, dict[str, dict[str, float]]]
     candidate: dict[str, float]
     baseline: dict[str, float]
@@ -74,27 +75,18 @@ class EvaluateResult:
 
     @property
     def blessed(self) -> bool:
-        return self.blessing["verdict"] == names.BLESSED
+        return self.blessing.blessed
 
     def blessing_metadata(self) -> dict[str, Any]:
-        """The blessing artifact's metadata (what push and the KFP UI read)."""
-        b = self.blessing
-        return _without_nulls(
-            {
-                "blessed": int(self.blessed),
-                "verdict": b["verdict"],
-                "reasons": b["reasons"],
-                "baseline": b["baseline"] if b["baseline"] is not None else -1,
-                "mae": _finite(self.candidate["mae"]),
-            }
-        )
+        """The blessing artifact's metadata (the blessing contract's summary: what the KFP UI shows)."""
+        return self.blessing.to_metadata()
 
     def evaluation_metadata(self) -> dict[str, Any]:
         """The evaluation artifact's metadata: where TFMA's result is and how to load it."""
-        return _without_nulls(
+        return without_nulls(
             {
                 "eval_result": str(self.eval_result_dir),
-                "verdict": self.blessing["verdict"],
+                "verdict": self.blessing.verdict,
                 "mae": _finite(self.candidate["mae"]),
                 "rmse": _finite(self.candidate["rmse"]),
                 "tfma_seconds": round(self.seconds, 3),
@@ -111,15 +103,6 @@ class EvaluateResult:
         if self.baseline:
             logged.update(baseline_mae=self.baseline["mae"], baseline_mse=self.baseline["mse"])
         return {k: v for k, v in logged.items() if _finite(v) is not None}
-
-
-def _without_nulls(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Metadata without None values.
-
-    The KFP backend fails a task whose artifact metadata holds a null ("unknown/unsupported
-    value type" when the launcher writes it to ML Metadata).
-    """
-    return {k: v for k, v in metadata.items() if v is not None}
 
 
 def _finite(x: float) -> float | None:

@@ -15,6 +15,9 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import examples, saved_model
+from components.lib.baseline import Baseline
+from components.lib.blessing import Blessing
 from components.lib.evaluate.engines import ENGINE_AUTO, ENGINE_NATIVE, choose_engine
 from components.lib.evaluate.gating import Thresholds, judge
 from components.lib.evaluate.keys import BASELINE, CANDIDATE, STAGE
@@ -26,45 +29,13 @@ SUMMARY_FILE = "summary.json"
 
 
 def check_serving_model(model_dir: Path, role: str) -> Path:
-    """The SavedModel must have the serving contract; checked from saved_model.pb, without loading."""
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.python.saved_model import loader_impl
-
-    if not (model_dir / "saved_model.pb").is_file():
-        raise StageError(STAGE, str(model_dir), f"{role} model is no SavedModel: saved_model.pb is missing")
-    try:
-        saved = loader_impl.parse_saved_model(str(model_dir))
-    except (OSError, ValueError) as e:
-        raise StageError(STAGE, str(model_dir), f"{role} SavedModel is unreadable: {e}") from e
-    sigs = saved.meta_graphs[0].signature_def if saved.meta_graphs else {}
-    if names.SERVING_SIGNATURE not in sigs:
-        raise StageError(STAGE, str(model_dir), f"{role} model has no {names.SERVING_SIGNATURE!r} signature")
-    sig = sigs[names.SERVING_SIGNATURE]
-    inp = sig.inputs.get(names.EXAMPLES_INPUT_KEY)
-    if len(sig.inputs) != 1 or inp is None or inp.dtype != types_pb2.DT_STRING:
-        raise StageError(
-            STAGE,
-            str(model_dir),
-            f"{role} model's {names.SERVING_SIGNATURE!r} must take one string input "
-            f"{names.EXAMPLES_INPUT_KEY!r} (serialized tf.Example); it takes {sorted(sig.inputs)}",
-        )
-    if names.PREDICTIONS_KEY not in sig.outputs:
-        raise StageError(
-            STAGE,
-            str(model_dir),
-            f"{role} model's {names.SERVING_SIGNATURE!r} has no output {names.PREDICTIONS_KEY!r}: "
-            f"{sorted(sig.outputs)}",
-        )
-    return model_dir
+    """The SavedModel must serve train's contract (``saved_model.check_serving_signature``)."""
+    return saved_model.check_serving_signature(model_dir, STAGE, role)
 
 
 def eval_files(examples_dir: Path) -> list[Path]:
     """The eval split's TFRecord files."""
-    split = examples_dir / names.split_dir(names.EVAL)
-    files = sorted(p for p in split.glob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise StageError(STAGE, str(split), "the eval split has no files")
-    return files
+    return examples.split_files(examples_dir, names.EVAL, STAGE)
 
 
 def check_eval_data(files: list[Path], label: str, slice_feature: str) -> None:
@@ -98,31 +69,13 @@ def check_eval_data(files: list[Path], label: str, slice_feature: str) -> None:
 def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | None, int | None]:
     """The baseline SavedModel directory and registry version resolve-baseline passed, or (None, None).
 
-    The artifact's metadata says ``found``; when KFP lost the metadata on the way, the artifact
-    file (written by resolve-baseline with the same content) is read instead. If neither says,
-    that is an error: evaluating without the baseline would silently drop its gate.
+    Read through the baseline contract (``baseline.Baseline.from_artifact``): the metadata, or the
+    artifact file when KFP lost the metadata; neither saying is an error.
     """
-    meta = dict(metadata)
-    if "found" not in meta:
-        try:
-            meta = json.loads(Path(artifact_path).read_text())
-        except (OSError, ValueError) as e:
-            raise StageError(
-                STAGE,
-                artifact_path,
-                f"the baseline artifact has no 'found' metadata and no readable file: {e}",
-            ) from e
-        if not isinstance(meta, dict) or "found" not in meta:
-            raise StageError(
-                STAGE, artifact_path, "the baseline artifact file does not say whether one was found"
-            )
-    if not meta.get("found"):
+    record = Baseline.from_artifact(metadata, artifact_path, STAGE)
+    if not record.found:
         return None, None
-    if not meta.get(names.META_MODEL_PATH) or meta.get("version") is None:
-        raise StageError(
-            STAGE, artifact_path, f"baseline is marked found but has no {names.META_MODEL_PATH}/version"
-        )
-    return Path(meta[names.META_MODEL_PATH]), int(meta["version"])
+    return Path(record.model_path), record.version
 
 
 def evaluate_models(
@@ -175,21 +128,21 @@ def evaluate_models(
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
     validation = tfma.load_validation_result(str(result_dir))
     verdict, reasons = judge(validation, thresholds, cand, base, baseline_version)
-    blessing = {
-        "verdict": verdict,
-        "reasons": reasons,
-        "baseline": baseline_version,
-        "model_path": str(candidate_dir),
-        "baseline_model_path": str(baseline_dir) if baseline_dir is not None else None,
-        "metrics": cand,
-        "baseline_metrics": base or None,
-        "thresholds": thresholds.as_dict(),
-        "validation_ok": bool(validation.validation_ok),
-        "eval_result": str(cited_result_dir),
-        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
+    blessing = Blessing(
+        verdict=verdict,
+        reasons=reasons,
+        baseline=baseline_version,
+        model_path=str(candidate_dir),
+        baseline_model_path=str(baseline_dir) if baseline_dir is not None else None,
+        metrics=cand,
+        baseline_metrics=base or None,
+        thresholds=thresholds.as_dict(),
+        validation_ok=bool(validation.validation_ok),
+        eval_result=str(cited_result_dir),
+        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
     summary = {
-        "blessing": blessing,
+        "blessing": blessing.to_document(),
         "slices": metrics,
         "engine": chosen,
         "tfma_seconds": round(seconds, 3),

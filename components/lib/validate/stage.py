@@ -1,0 +1,250 @@
+"""Validate as one call: the schema with comparators, TFDV's validation, and its answer read back.
+
+``run_validate`` is what the component calls: it reads the statistics and the schema through
+their contracts (``statistics_io``, ``schema_io``), has TFDV validate the eval split against the
+schema and compare it with train, and writes the anomalies and the Markdown report.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+from components.lib.schema_io import read_schema
+from components.lib.statistics_io import feature_name, read_statistics
+from components.lib.validate.report import render_markdown
+from components.lib.validate.verdict import (
+    DATASET_KEY,
+    FAIL_MODES,
+    STAGE,
+    TRAINING,
+    UNSAFE_REASONS,
+    UNSEEN_REASON,
+    Comparison,
+    Finding,
+    ValidationResult,
+)
+
+
+def check_parameters(fail_on: str, skew_threshold: float, drift_threshold: float) -> None:
+    """Refuse a bad ``fail_on`` or threshold before any work, naming the parameter."""
+    if fail_on not in FAIL_MODES:
+        raise StageError(STAGE, None, f"fail_on must be one of {list(FAIL_MODES)}, got {fail_on!r}")
+    for name, value in (("skew_threshold", skew_threshold), ("drift_threshold", drift_threshold)):
+        if not isinstance(value, int | float) or math.isnan(value) or value < 0:
+            raise StageError(STAGE, None, f"{name} must be a number >= 0, got {value!r}")
+
+
+def is_categorical(feature: Any) -> bool:
+    """A string feature, or an integer one the schema declares categorical (or boolean)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if feature.type == schema_pb2.BYTES:
+        return True
+    if feature.HasField("bool_domain"):
+        return True
+    return (
+        feature.type == schema_pb2.INT
+        and feature.HasField("int_domain")
+        and feature.int_domain.is_categorical
+    )
+
+
+def with_comparators(schema: Any, skew_threshold: float, drift_threshold: float) -> Any:
+    """A copy of ``schema`` with a skew and a drift comparator on every feature.
+
+    Categorical features: L-infinity distance of the value distributions; numeric features:
+    approximate Jensen-Shannon divergence of the histograms.
+    """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    out = copy.deepcopy(schema)
+    for feature in out.feature:
+        if feature.type not in (schema_pb2.BYTES, schema_pb2.INT, schema_pb2.FLOAT):
+            continue  # STRUCT and unknown types have no distribution to compare
+        if is_categorical(feature):
+            feature.skew_comparator.infinity_norm.threshold = skew_threshold
+            feature.drift_comparator.infinity_norm.threshold = drift_threshold
+        else:
+            feature.skew_comparator.jensen_shannon_divergence.threshold = skew_threshold
+            feature.drift_comparator.jensen_shannon_divergence.threshold = drift_threshold
+    return out
+
+
+# --- Reading TFDV's answer. ------------------------------------------------------------------------
+
+
+def _path_str(path: Any) -> str:
+    return ".".join(path.step)
+
+
+def findings_of(anomalies: Any) -> list[Finding]:
+    """One :class:`Finding` per anomalous feature, plus one for dataset-level anomalies."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    type_name = anomalies_pb2.AnomalyInfo.Type.Name
+    severity_name = anomalies_pb2.AnomalyInfo.Severity.Name
+    out = []
+    for key in sorted(anomalies.anomaly_info):
+        info = anomalies.anomaly_info[key]
+        reasons = [type_name(r.type) for r in info.reason]
+        out.append(
+            Finding(
+                feature=_path_str(info.path) or key,
+                severity=severity_name(info.severity),
+                short_description=info.short_description,
+                description=info.description,
+                reasons=reasons,
+                unsafe=any(r in UNSAFE_REASONS for r in reasons),
+            )
+        )
+    if anomalies.HasField("dataset_anomaly_info") or anomalies.data_missing:
+        info = anomalies.dataset_anomaly_info
+        reasons = [type_name(r.type) for r in info.reason]
+        out.append(
+            Finding(
+                feature=DATASET_KEY,
+                severity=severity_name(info.severity),
+                short_description=info.short_description or ("No data" if anomalies.data_missing else ""),
+                description=info.description
+                or ("The eval statistics hold no data" if anomalies.data_missing else ""),
+                reasons=reasons,
+                unsafe=anomalies.data_missing or any(r in UNSAFE_REASONS for r in reasons),
+            )
+        )
+    return out
+
+
+def comparisons_of(anomalies: Any) -> list[Comparison]:
+    """The drift and skew figures TFDV measured, whether or not they crossed a threshold."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    measure_name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    out = []
+    for info in anomalies.drift_skew_info:
+        for kind, measurements in (("drift", info.drift_measurements), ("skew", info.skew_measurements)):
+            for m in measurements:
+                out.append(Comparison(_path_str(info.path), kind, measure_name(m.type), m.value, m.threshold))
+    return out
+
+
+def _domain_values(schema: Any, feature: Any) -> set[str] | None:
+    if feature.HasField("string_domain"):
+        return set(feature.string_domain.value)
+    if feature.HasField("domain"):
+        for d in schema.string_domain:
+            if d.name == feature.domain:
+                return set(d.value)
+    return None
+
+
+def unseen_categories(
+    schema: Any, eval_stats: Any, findings: list[Finding]
+) -> dict[str, list[tuple[str, float]]]:
+    """``{feature: [(value, eval count), ...]}``: eval values outside the schema's string domain.
+
+    Read from the eval statistics' value counts (TFDV's description only shows a sample).
+    """
+    flagged = {f.feature for f in findings if UNSEEN_REASON in f.reasons}
+    stats = {feature_name(f): f for f in eval_stats.datasets[0].features}
+    out: dict[str, list[tuple[str, float]]] = {}
+    for feature in schema.feature:
+        domain = _domain_values(schema, feature)
+        st = stats.get(feature.name)
+        if domain is None or st is None or not st.HasField("string_stats"):
+            continue
+        ss = st.string_stats
+        counts = [(b.label, b.sample_count) for b in ss.rank_histogram.buckets] or [
+            (v.value, v.frequency) for v in ss.top_values
+        ]
+        unseen = [(v, c) for v, c in counts if v not in domain]
+        if unseen or feature.name in flagged:
+            out[feature.name] = sorted(unseen, key=lambda vc: (-vc[1], vc[0]))
+    return out
+
+
+# --- Running. ------------------------------------------------------------------------------------
+
+
+def validate(
+    train_stats: Any,
+    eval_stats: Any,
+    schema: Any,
+    *,
+    fail_on: str,
+    skew_threshold: float,
+    drift_threshold: float,
+) -> ValidationResult:
+    """Validate ``eval_stats`` against ``schema`` and compare it with ``train_stats``."""
+    import tensorflow_data_validation as tfdv
+
+    check_parameters(fail_on, skew_threshold, drift_threshold)
+    environment = TRAINING if TRAINING in schema.default_environment else ""
+    anomalies = tfdv.validate_statistics(
+        eval_stats,
+        with_comparators(schema, float(skew_threshold), float(drift_threshold)),
+        environment=environment or None,
+        previous_statistics=train_stats,
+        serving_statistics=train_stats,
+    )
+    findings = findings_of(anomalies)
+    return ValidationResult(
+        anomalies=anomalies,
+        findings=findings,
+        comparisons=comparisons_of(anomalies),
+        unseen=unseen_categories(schema, eval_stats, findings),
+        fail_on=fail_on,
+        eval_rows=int(eval_stats.datasets[0].num_examples),
+        train_rows=int(train_stats.datasets[0].num_examples),
+        skew_threshold=float(skew_threshold),
+        drift_threshold=float(drift_threshold),
+        environment=environment,
+    )
+
+
+def write_anomalies(anomalies: Any, output_dir: Path) -> Path:
+    """Write ``<out>/Split-eval/SchemaDiff.pb`` (ExampleValidator's binary) and ``anomalies.pbtxt``."""
+    from google.protobuf import text_format
+
+    split = Path(output_dir) / names.split_dir(names.EVAL)
+    split.mkdir(parents=True, exist_ok=True)
+    binary = split / names.ANOMALIES_FILE
+    binary.write_bytes(anomalies.SerializeToString())
+    (split / names.ANOMALIES_TEXT_FILE).write_text(text_format.MessageToString(anomalies), encoding="utf-8")
+    return binary
+
+
+def run_validate(
+    stats_dir: Path,
+    schema_path: Path,
+    output_dir: Path,
+    *,
+    label: str,
+    fail_on: str,
+    skew_threshold: float,
+    drift_threshold: float,
+) -> ValidationResult:
+    """Load the statistics and the schema, validate, write the anomalies and ``report.md``.
+
+    Does not raise for anomalies: the caller records the verdict first, then raises
+    ``result.error()``. Bad parameters and unreadable inputs raise at once.
+    """
+    fail_on = fail_on.strip().lower()
+    check_parameters(fail_on, skew_threshold, drift_threshold)
+    schema = read_schema(schema_path, STAGE)
+    if label not in {f.name for f in schema.feature}:
+        raise StageError(STAGE, str(schema_path), f"label {label!r} is not a feature of the schema")
+    train = read_statistics(stats_dir, names.TRAIN, STAGE)
+    eval_ = read_statistics(stats_dir, names.EVAL, STAGE)
+    result = validate(
+        train, eval_, schema, fail_on=fail_on, skew_threshold=skew_threshold, drift_threshold=drift_threshold
+    )
+    result.anomalies_path = write_anomalies(result.anomalies, output_dir)
+    (Path(output_dir) / names.REPORT_MD_FILE).write_text(
+        render_markdown(result, label=label), encoding="utf-8"
+    )
+    return result

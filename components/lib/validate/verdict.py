@@ -1,0 +1,180 @@
+"""What fails the run: the anomaly types that make training unsafe, ``fail_on``, and the verdict.
+
+``ValidationResult`` holds what validate found (TFDV's anomalies read as :class:`Finding`s, the
+drift and skew figures as :class:`Comparison`s, unseen categories) and derives from it the
+verdict, the artifact's metadata and the error that fails the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+
+STAGE = names.STAGE_VALIDATE
+TRAINING = names.ENV_TRAINING
+
+FAIL_UNSAFE, FAIL_ANY, FAIL_NONE = "unsafe", "any", "none"
+FAIL_MODES = (FAIL_UNSAFE, FAIL_ANY, FAIL_NONE)
+
+VERDICT_OK, VERDICT_ANOMALIES, VERDICT_FAILED = "ok", "anomalies", "failed"
+
+# Output metadata keys ("verdict" and "anomalies" are printed by the local runner).
+META_VERDICT = names.META_VERDICT
+META_ANOMALIES = names.META_ANOMALIES
+META_UNSAFE = "unsafe"
+META_ANOMALOUS_FEATURES = "anomalous_features"
+META_UNSAFE_FEATURES = "unsafe_features"
+META_UNSEEN = "unseen_categories"
+META_FAIL_ON = "fail_on"
+META_DRIFT = "drift"
+
+DATASET_KEY = "(dataset)"  # the finding for dataset-level anomalies
+MAX_IN_ERROR = 5  # anomalies quoted in the failure message (all are in the report)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# AnomalyInfo.Type names that make training unsafe (see the module docstring).
+UNSAFE_REASONS = frozenset(
+    {
+        # The feature (or the label) is missing: entirely, or in some examples.
+        "SCHEMA_MISSING_COLUMN",
+        "FEATURE_TYPE_LOW_FRACTION_PRESENT",
+        "FEATURE_TYPE_LOW_NUMBER_PRESENT",
+        "FEATURE_TYPE_NOT_PRESENT",
+        "FEATURE_TYPE_NO_VALUES",
+        "NO_DATA_IN_SPAN",
+        # Value count / shape: a dense feature that is no longer one value per example.
+        "FEATURE_TYPE_LOW_NUMBER_VALUES",
+        "FEATURE_TYPE_HIGH_NUMBER_VALUES",
+        "FEATURE_TYPE_UNEXPECTED_REPEATED",
+        "INVALID_FEATURE_SHAPE",
+        "VALUE_NESTEDNESS_MISMATCH",
+        # Type mismatches.
+        "UNEXPECTED_DATA_TYPE",
+        "DOMAIN_INVALID_FOR_TYPE",
+        "BOOL_TYPE_BYTES_NOT_INT",
+        "BOOL_TYPE_BYTES_NOT_STRING",
+        "BOOL_TYPE_FLOAT_NOT_INT",
+        "BOOL_TYPE_FLOAT_NOT_STRING",
+        "BOOL_TYPE_INT_NOT_STRING",
+        "BOOL_TYPE_STRING_NOT_INT",
+        "BOOL_TYPE_UNEXPECTED_FLOAT",
+        "ENUM_TYPE_BYTES_NOT_STRING",
+        "ENUM_TYPE_FLOAT_NOT_STRING",
+        "ENUM_TYPE_INT_NOT_STRING",
+        "ENUM_TYPE_INVALID_UTF8",
+        "FLOAT_TYPE_NOT_FLOAT",
+        "FLOAT_TYPE_STRING_NOT_FLOAT",
+        "FLOAT_TYPE_NON_STRING",
+        "FLOAT_TYPE_UNKNOWN_TYPE_NUMBER",
+        "INT_TYPE_INT_EXPECTED",
+        "INT_TYPE_NOT_INT_STRING",
+        "INT_TYPE_NOT_STRING",
+        "INT_TYPE_STRING_EXPECTED",
+        "INT_TYPE_UNKNOWN_TYPE_NUMBER",
+        "STRING_TYPE_NOW_FLOAT",
+        "STRING_TYPE_NOW_INT",
+        # Values the schema forbids outright.
+        "FLOAT_TYPE_HAS_NAN",
+        "FLOAT_TYPE_HAS_INF",
+    }
+)
+UNSEEN_REASON = "ENUM_TYPE_UNEXPECTED_STRING_VALUES"
+
+
+@dataclasses.dataclass
+class Finding:
+    """One anomalous feature (or the dataset): TFDV's descriptions and whether it is unsafe."""
+
+    feature: str
+    severity: str
+    short_description: str
+    description: str
+    reasons: list[str]
+    unsafe: bool
+
+
+@dataclasses.dataclass
+class Comparison:
+    """One train/eval distance of one feature."""
+
+    feature: str
+    kind: str  # "drift" or "skew"
+    measure: str  # "L_INFTY" or "JENSEN_SHANNON_DIVERGENCE"
+    value: float
+    threshold: float
+
+    @property
+    def exceeded(self) -> bool:
+        return self.value > self.threshold
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    """Everything Validate found; ``failed`` says whether the stage must fail under ``fail_on``."""
+
+    anomalies: Any  # anomalies_pb2.Anomalies
+    findings: list[Finding]
+    comparisons: list[Comparison]
+    unseen: dict[str, list[tuple[str, float]]]
+    fail_on: str
+    eval_rows: int
+    train_rows: int
+    skew_threshold: float
+    drift_threshold: float
+    environment: str
+    anomalies_path: Path | None = None
+
+    @property
+    def failing(self) -> list[Finding]:
+        if self.fail_on == FAIL_NONE:
+            return []
+        if self.fail_on == FAIL_ANY:
+            return list(self.findings)
+        return [f for f in self.findings if f.unsafe]
+
+    @property
+    def verdict(self) -> str:
+        if self.failing:
+            return VERDICT_FAILED
+        return VERDICT_ANOMALIES if self.findings else VERDICT_OK
+
+    def metadata(self) -> dict[str, Any]:
+        drift = {c.feature: round(c.value, 6) for c in self.comparisons if c.kind == "drift"}
+        return {
+            META_VERDICT: self.verdict,
+            META_ANOMALIES: len(self.findings),
+            META_UNSAFE: sum(f.unsafe for f in self.findings),
+            META_ANOMALOUS_FEATURES: [f.feature for f in self.findings],
+            META_UNSAFE_FEATURES: [f.feature for f in self.findings if f.unsafe],
+            META_UNSEEN: {k: [v for v, _ in vals] for k, vals in self.unseen.items()},
+            META_FAIL_ON: self.fail_on,
+            META_DRIFT: drift,
+        }
+
+    def error(self) -> StageError | None:
+        """The StageError to raise when the verdict is "failed" (None otherwise)."""
+        failing = self.failing
+        if not failing:
+            return None
+        shown = [
+            f"{f.feature}: {_clip(f.description.strip() or f.short_description)}"
+            for f in failing[:MAX_IN_ERROR]
+        ]
+        if len(failing) > MAX_IN_ERROR:
+            shown.append(f"and {len(failing) - MAX_IN_ERROR} more")
+        why = "; ".join(shown)
+        kind = "unsafe " if self.fail_on == FAIL_UNSAFE else ""
+        return StageError(
+            STAGE,
+            str(self.anomalies_path) if self.anomalies_path else None,
+            f"{len(failing)} {kind}anomal{'y' if len(failing) == 1 else 'ies'} in the eval data "
+            f"(fail_on={self.fail_on}): {why}",
+        )
