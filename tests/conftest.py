@@ -1,10 +1,11 @@
-"""Shared fixtures: tiny real data, temp artifact paths, ExampleGen output reused across tests."""
+"""Shared fixtures: tiny real data, components run with the outputs their spec declares, ExampleGen output."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kfp import dsl
@@ -45,16 +46,48 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
     return _write
 
 
-@pytest.fixture
-def make_artifact(tmp_path: Path) -> Callable[..., dsl.Artifact]:
-    """Factory: a KFP artifact of the given type whose ``.path`` is a fresh temp location."""
+# The artifact class of each KFP schema title (what the KFP executor instantiates for an output).
+ARTIFACT_CLASSES: dict[str, type[dsl.Artifact]] = {
+    cls.schema_title: cls
+    for cls in (
+        dsl.Artifact,
+        dsl.Dataset,
+        dsl.Model,
+        dsl.Metrics,
+        dsl.ClassificationMetrics,
+        dsl.SlicedClassificationMetrics,
+        dsl.HTML,
+        dsl.Markdown,
+    )
+}
 
-    def _make(cls: type[dsl.Artifact] = dsl.Artifact, name: str = "artifact", metadata: dict | None = None):
-        art = cls(name=name, uri=str(tmp_path / "kfp" / name), metadata=dict(metadata or {}))
-        Path(art.path).parent.mkdir(parents=True, exist_ok=True)
-        return art
 
-    return _make
+def output_artifacts(component: Any, kfp_dir: Path) -> dict[str, dsl.Artifact]:
+    """Every output artifact of ``component`` as the KFP executor makes it, from the component's spec.
+
+    The class comes from the output's schema title, the name from the spec, the uri is
+    ``<kfp_dir>/<output name>`` and its parent directory exists; metadata starts empty.
+    """
+    outputs: dict[str, dsl.Artifact] = {}
+    for name, spec in component.component_spec.outputs.items():
+        title = spec.type.split("@")[0]
+        if title not in ARTIFACT_CLASSES:
+            raise TypeError(f"{component.name} output {name!r} is a {spec.type}, not an artifact")
+        artifact = ARTIFACT_CLASSES[title](name=name, uri=str(Path(kfp_dir) / name), metadata={})
+        Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        outputs[name] = artifact
+    return outputs
+
+
+def run_component(component: Any, kfp_dir: Path, **inputs: Any) -> dict[str, dsl.Artifact]:
+    """Run ``component.python_func`` on ``inputs`` with its outputs from ``output_artifacts``; return them.
+
+    A test that needs the outputs of a call that raises makes them with ``output_artifacts``
+    and calls ``python_func`` itself.
+    """
+    outputs = output_artifacts(component, kfp_dir)
+    component.python_func(**inputs, **outputs)
+    return outputs
 
 
 @pytest.fixture(scope="session")
@@ -75,18 +108,16 @@ def examples_from_csv(
     """Run the ExampleGen component on ``data``; return its output artifact."""
     from components.example_gen import example_gen
 
-    art = dsl.Dataset(name="examples", uri=str(storage_root / "kfp" / run_id / "examples"), metadata={})
-    Path(art.path).parent.mkdir(parents=True, exist_ok=True)
-    example_gen.python_func(
+    return run_component(
+        example_gen,
+        storage_root / "kfp" / run_id,
         storage_root=str(storage_root),
         data=str(data),
         run_id=run_id,
         label=label,
         split_buckets=split_buckets,
         schema_file=schema_file,
-        examples=art,
-    )
-    return art
+    )["examples"]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import examples_from_csv
+from conftest import examples_from_csv, run_component
 from kfp import dsl
 from model_factory import model_artifact, save_wrong_contract_model, trained_models
 
@@ -19,11 +19,10 @@ from components import defaults, names
 from components.errors import StageError
 from components.evaluate import evaluate
 from components.lib import registry
+from components.lib.baseline import Baseline
 from components.lib.evaluate import NO_THRESHOLDS, baseline_of, load_thresholds
 from components.push import push
 from components.resolve_baseline import resolve_baseline
-
-OUTPUTS = {"evaluation": dsl.Artifact, "blessing": dsl.Artifact, "metrics": dsl.Metrics, "report": dsl.HTML}
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +34,9 @@ def run_evaluate(
     kfp_dir: Path, examples: dsl.Dataset, model: dsl.Model, baseline: dsl.Model | None = None, **params
 ) -> dict[str, dsl.Artifact]:
     """Call the component as the pipeline does; returns its output artifacts."""
-    kfp_dir.mkdir(parents=True, exist_ok=True)
     if baseline is None:  # what resolve-baseline outputs on a first run
-        baseline = dsl.Model(
-            name="baseline",
-            uri=str(kfp_dir / "baseline"),
-            metadata={"found": False, "reason": names.NO_BASELINE},
-        )
-    outs = {k: cls(name=k, uri=str(kfp_dir / k), metadata={}) for k, cls in OUTPUTS.items()}
+        first_run = Baseline(False, names.NO_BASELINE, names.MODEL_NAME)
+        baseline = dsl.Model(name="baseline", uri=str(kfp_dir / "baseline"), metadata=first_run.to_metadata())
     args = dict(
         storage_root=str(kfp_dir),
         run_id="eval-run",
@@ -55,16 +49,16 @@ def run_evaluate(
         max_relative_degradation=defaults.MAX_RELATIVE_DEGRADATION,
     )
     args.update(params)
-    evaluate.python_func(examples=examples, model=model, baseline=baseline, **args, **outs)
-    return outs
+    return run_component(evaluate, kfp_dir, examples=examples, model=model, baseline=baseline, **args)
 
 
 def run_push(
     model: dsl.Model, blessing: dsl.Artifact, examples: dsl.Dataset, storage: Path, run_id: str, work: Path
 ) -> dsl.Model:
     """Call the push component as the pipeline does after evaluate; returns its pushed_model."""
-    out = dsl.Model(name="pushed", uri=str(work / run_id / "pushed"), metadata={})
-    push.python_func(
+    return run_component(
+        push,
+        work / run_id,
         model=model,
         blessing=blessing,
         examples=examples,
@@ -72,9 +66,7 @@ def run_push(
         run_id=run_id,
         model_name=names.MODEL_NAME,
         serving_root=names.SERVING_DIR,
-        pushed_model=out,
-    )
-    return out
+    )["pushed_model"]
 
 
 def blessing_of(outs: dict[str, dsl.Artifact]) -> dict:
@@ -181,8 +173,9 @@ def second_run(work, examples, trained, first_run):
     run1_model = model_artifact(trained["good"], work / "run1")
     pushed = run_push(run1_model, first_run["blessing"], examples, storage, "run-1", work)
     assert pushed.metadata["pushed"] == 1
-    baseline = dsl.Model(name="baseline", uri=str(work / "run2" / "baseline"), metadata={})
-    resolve_baseline.python_func(storage_root=str(storage), model_name=names.MODEL_NAME, baseline=baseline)
+    baseline = run_component(
+        resolve_baseline, work / "run2", storage_root=str(storage), model_name=names.MODEL_NAME
+    )["baseline"]
     assert baseline.metadata["found"] is True and baseline.metadata["version"] == 1
     candidate = model_artifact(trained["worse"], work / "run2")
     outs = run_evaluate(work / "run2", examples, candidate, baseline)

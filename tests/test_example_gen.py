@@ -6,8 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import examples_from_csv
-from kfp import dsl
+from conftest import examples_from_csv, output_artifacts
 
 from components import names
 from components.errors import StageError
@@ -150,7 +149,7 @@ BAD_INPUTS = [
 def test_bad_input_names_stage_file_problem_and_leaves_nothing(case, content, message, tmp_path, write_csv):
     storage = tmp_path / "storage"
     csv = tmp_path / "absent.csv" if content is None else write_csv(content)
-    examples = dsl.Dataset(name="examples", uri=str(tmp_path / "kfp" / "examples"), metadata={})
+    outputs = output_artifacts(example_gen, tmp_path / "kfp")
     with pytest.raises(StageError, match=message) as err:
         example_gen.python_func(
             storage_root=str(storage),
@@ -159,12 +158,12 @@ def test_bad_input_names_stage_file_problem_and_leaves_nothing(case, content, me
             label=names.LABEL,
             split_buckets="train:2,eval:1",
             schema_file="",
-            examples=examples,
+            **outputs,
         )
     assert str(err.value).startswith(f"[{names.STAGE_EXAMPLE_GEN}] {csv}")
     stage_parent = storage / names.ARTIFACTS_DIR / "r"
     assert not stage_parent.exists() or list(stage_parent.iterdir()) == []  # no partial output
-    assert not Path(examples.path).exists()
+    assert not Path(outputs["examples"].path).exists()
 
 
 def test_headers_must_agree_across_folder(tmp_path):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_component
 from kfp import dsl
 from model_factory import model_artifact, push_directly, push_worker, trained_models
 
@@ -55,8 +56,9 @@ def run_push(
     run_id: str = "run-1",
     tag: str = "",
 ) -> dsl.Model:
-    out = dsl.Model(name=f"pushed{tag}", uri=str(tmp_path / "kfp" / f"pushed{tag}"), metadata={})
-    push.python_func(
+    return run_component(
+        push,
+        tmp_path / "kfp" / f"push{tag}",
         model=model_artifact(train_dir, tmp_path / "kfp", name=f"model{tag}"),
         blessing=blessing_artifact(tmp_path, verdict, name=f"blessing{tag}"),
         examples=examples_artifact(tmp_path),
@@ -64,9 +66,7 @@ def run_push(
         run_id=run_id,
         model_name=MODEL,
         serving_root=serving_root,
-        pushed_model=out,
-    )
-    return out
+    )["pushed_model"]
 
 
 def visible(model_dir: Path) -> list[str]:
@@ -191,7 +191,9 @@ def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
     empty_blessing = dsl.Artifact(name="b", uri=str(tmp_path / "kfp" / "b"), metadata={})
     os.makedirs(empty_blessing.path)
     with pytest.raises(StageError, match="blessing file is missing"):
-        push.python_func(
+        run_component(
+            push,
+            tmp_path / "kfp" / "push",
             model=model_artifact(trained["good"], tmp_path / "kfp"),
             blessing=empty_blessing,
             examples=examples_artifact(tmp_path),
@@ -199,7 +201,6 @@ def test_missing_blessing_or_model_is_a_stage_error(tmp_path, trained):
             run_id="r",
             model_name=MODEL,
             serving_root="serving",
-            pushed_model=dsl.Model(name="p", uri=str(tmp_path / "p"), metadata={}),
         )
     not_a_model = tmp_path / "train"
     (not_a_model / names.MODEL_SERVING_DIR).mkdir(parents=True)

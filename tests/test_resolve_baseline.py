@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import run_component
 from kfp import dsl
 
 from components import names
@@ -43,9 +44,9 @@ def push(storage: Path, src: Path, run_id: str, model: str = MODEL, mae: float =
 
 
 def resolve(tmp_path: Path, storage: Path, model: str = MODEL) -> dsl.Model:
-    out = dsl.Model(name="baseline", uri=str(tmp_path / "kfp" / "baseline"), metadata={})
-    resolve_baseline.python_func(storage_root=str(storage), model_name=model, baseline=out)
-    return out
+    return run_component(resolve_baseline, tmp_path / "kfp", storage_root=str(storage), model_name=model)[
+        "baseline"
+    ]
 
 
 def test_first_run_has_no_baseline(tmp_path: Path):

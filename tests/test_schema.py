@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import examples_from_csv
+from conftest import examples_from_csv, run_component
 from kfp import dsl
 
 from components import names
@@ -16,10 +16,7 @@ from components.statistics import statistics
 
 def run_stats(examples: dsl.Dataset, out: Path) -> dsl.Artifact:
     ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
-    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
-    report = dsl.HTML(name="report", uri=str(out / "report"), metadata={})
-    statistics.python_func(examples=ex, statistics=stats, report=report)
-    return stats
+    return run_component(statistics, out, examples=ex)["statistics"]
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +25,16 @@ def stats(examples, tmp_path_factory) -> dsl.Artifact:
 
 
 def run_schema(
-    make_artifact,
+    kfp_dir: Path,
     stats_art,
     *,
     schema_file: str = "",
     storage_root: str = "/nonexistent",
     label: str = names.LABEL,
 ) -> dsl.Artifact:
-    out = make_artifact(dsl.Artifact, "schema")
-    schema.python_func(
-        statistics=stats_art, label=label, schema_file=schema_file, storage_root=storage_root, schema=out
-    )
-    return out
+    return run_component(
+        schema, kfp_dir, statistics=stats_art, label=label, schema_file=schema_file, storage_root=storage_root
+    )["schema"]
 
 
 def load(art: dsl.Artifact):
@@ -48,10 +43,10 @@ def load(art: dsl.Artifact):
     return tfdv.load_schema_text(str(Path(art.path) / names.SCHEMA_FILE))
 
 
-def test_inferred_schema_has_every_feature_and_label_not_in_serving(make_artifact, stats):
+def test_inferred_schema_has_every_feature_and_label_not_in_serving(tmp_path, stats):
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    out = run_schema(make_artifact, stats)
+    out = run_schema(tmp_path / "kfp", stats)
     s = load(out)
     assert {f.name for f in s.feature} == set(names.COLUMNS)
     assert list(s.default_environment) == ["TRAINING", "SERVING"]
@@ -71,12 +66,12 @@ def test_inferred_schema_has_every_feature_and_label_not_in_serving(make_artifac
     }
 
 
-def test_serving_environment_drops_the_label(make_artifact, stats):
+def test_serving_environment_drops_the_label(tmp_path, stats):
     """With TFDV, data without the label passes in SERVING and is an anomaly in TRAINING."""
     import pandas as pd
     import tensorflow_data_validation as tfdv
 
-    s = load(run_schema(make_artifact, stats))
+    s = load(run_schema(tmp_path / "kfp", stats))
     no_label = pd.DataFrame(
         {
             "age": [30, 40],
@@ -92,10 +87,10 @@ def test_serving_environment_drops_the_label(make_artifact, stats):
     assert set(tfdv.validate_statistics(served, s, environment="TRAINING").anomaly_info) == {names.LABEL}
 
 
-def test_user_schema_file_replaces_inference(make_artifact, stats, tmp_path):
+def test_user_schema_file_replaces_inference(stats, tmp_path):
     from google.protobuf import text_format
 
-    inferred = load(run_schema(make_artifact, stats))
+    inferred = load(run_schema(tmp_path / "kfp", stats))
     custom = type(inferred)()
     custom.CopyFrom(inferred)
     del custom.default_environment[:]
@@ -106,7 +101,7 @@ def test_user_schema_file_replaces_inference(make_artifact, stats, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "my_schema.pbtxt").write_text(text_format.MessageToString(custom))
 
-    out = run_schema(make_artifact, stats, schema_file="data/my_schema.pbtxt", storage_root=str(tmp_path))
+    out = run_schema(tmp_path / "kfp", stats, schema_file="data/my_schema.pbtxt", storage_root=str(tmp_path))
     s = load(out)
     assert "atlantis" in next(d for d in s.string_domain if d.name == "region").value
     assert out.metadata["source"] == str(tmp_path / "data" / "my_schema.pbtxt")
@@ -115,14 +110,14 @@ def test_user_schema_file_replaces_inference(make_artifact, stats, tmp_path):
     assert [f.name for f in s.feature if "SERVING" in f.not_in_environment] == [names.LABEL]
 
 
-def test_user_schema_environments_are_kept(make_artifact, stats, tmp_path):
+def test_user_schema_environments_are_kept(stats, tmp_path):
     text = (
         'feature { name: "charges" type: FLOAT }\nfeature { name: "age" type: INT not_in_environment: "X" }\n'
         'default_environment: "X"\ndefault_environment: "Y"\n'
     )
     path = tmp_path / "schema.pbtxt"
     path.write_text(text)
-    s = load(run_schema(make_artifact, stats, schema_file=str(path)))
+    s = load(run_schema(tmp_path / "kfp", stats, schema_file=str(path)))
     assert list(s.default_environment) == ["X", "Y"]
     assert [f.name for f in s.feature] == ["charges", "age"]
     assert not [f for f in s.feature if f.name == "charges"][0].not_in_environment
@@ -138,25 +133,25 @@ def test_user_schema_environments_are_kept(make_artifact, stats, tmp_path):
         ('feature { name: "age" type: INT }', "label 'charges' is not a feature of this schema"),
     ],
 )
-def test_bad_schema_file_is_an_error_naming_it(make_artifact, stats, tmp_path, content, problem):
+def test_bad_schema_file_is_an_error_naming_it(stats, tmp_path, content, problem):
     path = tmp_path / "user_schema.pbtxt"
     if content is not None:
         path.write_text(content)
     with pytest.raises(StageError) as info:
-        run_schema(make_artifact, stats, schema_file="user_schema.pbtxt", storage_root=str(tmp_path))
+        run_schema(tmp_path / "kfp", stats, schema_file="user_schema.pbtxt", storage_root=str(tmp_path))
     assert str(info.value).startswith(f"[schema] {path}: ")
     assert problem in str(info.value)
 
 
-def test_label_missing_from_statistics_is_an_error(make_artifact, stats):
+def test_label_missing_from_statistics_is_an_error(tmp_path, stats):
     with pytest.raises(StageError, match=r"\[schema\] .*FeatureStats.pb: label 'price' is not in the train"):
-        run_schema(make_artifact, stats, label="price")
+        run_schema(tmp_path / "kfp", stats, label="price")
 
 
-def test_missing_statistics_is_an_error(make_artifact, tmp_path):
+def test_missing_statistics_is_an_error(tmp_path):
     empty = dsl.Artifact(name="statistics", uri=str(tmp_path / "nostats"), metadata={})
     with pytest.raises(StageError, match=r"\[schema\] .*Split-train/FeatureStats.pb: cannot read statistics"):
-        run_schema(make_artifact, empty)
+        run_schema(tmp_path / "kfp", empty)
 
 
 def test_statistics_and_schema_on_the_real_insurance_csv(insurance_csv, tmp_path):
@@ -170,10 +165,7 @@ def test_statistics_and_schema_on_the_real_insurance_csv(insurance_csv, tmp_path
     train = tfdv.load_stats_binary(str(Path(stats_art.path) / "Split-train" / names.STATS_FILE))
     assert train.datasets[0].num_examples == stats_art.metadata[names.META_ROWS][names.TRAIN]
 
-    out = dsl.Artifact(name="schema", uri=str(tmp_path / "kfp" / "schema"), metadata={})
-    schema.python_func(
-        statistics=stats_art, label=names.LABEL, schema_file="", storage_root=str(tmp_path), schema=out
-    )
+    out = run_schema(tmp_path / "kfp", stats_art, storage_root=str(tmp_path))
     s = load(out)
     assert len(s.feature) == 7 and out.metadata["features"] == 7
     label = tfdv.get_feature(s, names.LABEL)

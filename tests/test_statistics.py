@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import run_component
 from kfp import dsl
 
 from components import names
@@ -25,10 +26,8 @@ def run_statistics_on(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.
     ex = dsl.Dataset(
         name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
     )
-    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
-    report = dsl.HTML(name="report", uri=str(out / "report"), metadata={})
-    statistics.python_func(examples=ex, statistics=stats, report=report)
-    return stats, report
+    outputs = run_component(statistics, out, examples=ex)
+    return outputs["statistics"], outputs["report"]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +35,8 @@ def stats_run(examples, tmp_path_factory) -> tuple[dsl.Artifact, dsl.HTML]:
     """The statistics stage on the session's ExampleGen output, run once for this module."""
     out = tmp_path_factory.mktemp("statistics")
     ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
-    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
-    report = dsl.HTML(name="report", uri=str(out / "report"), metadata={})
-    statistics.python_func(examples=ex, statistics=stats, report=report)
-    return stats, report
+    outputs = run_component(statistics, out, examples=ex)
+    return outputs["statistics"], outputs["report"]
 
 
 def examples_dir_of(examples) -> Path:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import examples_from_csv
+from conftest import examples_from_csv, run_component
 from kfp import dsl
 from test_transform import infer_schema_file, run_transform_component, transform_outputs
+from test_tune import run_tune
 
 from components import names
 from components.errors import StageError
@@ -26,10 +27,11 @@ _CACHE: dict[str, tuple] = {}
 
 
 def hyperparameters_artifact(directory: Path, values: dict) -> dsl.Artifact:
-    """A tune-stage-like output: a directory holding best_hyperparameters.txt."""
+    """What tune hands train: a directory holding best_hyperparameters.txt, written by tune's writer."""
+    from components.lib.hyperparameters import write_hyperparameters
+
     art = dsl.Artifact(name="best_hyperparameters", uri=str(directory), metadata={})
-    Path(art.path).mkdir(parents=True, exist_ok=True)
-    (Path(art.path) / names.HYPERPARAMETERS_FILE).write_text(json.dumps(values))
+    write_hyperparameters(Path(art.path), values, [])
     return art
 
 
@@ -38,10 +40,6 @@ def run_train_component(
 ) -> tuple[dsl.Model, dsl.Metrics, dsl.Artifact]:
     from components.train import train
 
-    kfp_dir = storage_root / "kfp" / run_id
-    model = dsl.Model(name="model", uri=str(kfp_dir / "model"), metadata={})
-    metrics = dsl.Metrics(name="metrics", uri=str(kfp_dir / "metrics"), metadata={})
-    tensorboard = dsl.Artifact(name="tensorboard", uri=str(kfp_dir / "tensorboard"), metadata={})
     kwargs = dict(
         storage_root=str(storage_root),
         run_id=run_id,
@@ -52,16 +50,15 @@ def run_train_component(
     )
     kwargs.update(overrides)
     graph, examples = transformed
-    train.python_func(
+    outputs = run_component(
+        train,
+        storage_root / "kfp" / run_id,
         transformed_examples=examples,
         transform_graph=graph,
         best_hyperparameters=hparams,
-        model=model,
-        metrics=metrics,
-        tensorboard=tensorboard,
         **kwargs,
     )
-    return model, metrics, tensorboard
+    return outputs["model"], outputs["metrics"], outputs["tensorboard"]
 
 
 def trained_model(storage_root: Path, examples: dsl.Dataset, csv: Path) -> tuple:
@@ -176,7 +173,6 @@ def test_half_a_label_transform_is_refused(storage_root, examples, synthetic_csv
 def test_reference_workload_reaches_the_quality_target(insurance_csv, tmp_path):
     """The workload's settings on the real CSV: 4 trials x 300 steps, then 1,000 steps; MAE <= 3,000."""
     from components import defaults
-    from components.tune import tune
 
     root = tmp_path / "storage"
     times = {}
@@ -189,23 +185,15 @@ def test_reference_workload_reaches_the_quality_target(insurance_csv, tmp_path):
     times["transform"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    best = dsl.Artifact(name="best_hyperparameters", uri=str(root / "kfp" / "best_hyperparameters"))
-    summary = dsl.Metrics(name="summary", uri=str(root / "kfp" / "summary"))
-    Path(best.path).parent.mkdir(parents=True, exist_ok=True)
-    tune.python_func(
-        transformed_examples=transformed[1],
-        transform_graph=transformed[0],
-        storage_root=str(root),
-        run_id="workload",
-        module_file="",
+    best, summary, _ = run_tune(
+        root,
+        transformed,
+        root,
+        "workload",
         tuner=defaults.TUNER,
         trials=defaults.TUNER_TRIALS,
         steps=defaults.TUNER_STEPS,
         batch_size=defaults.BATCH_SIZE,
-        enabled=True,
-        hyperparameters="",
-        best_hyperparameters=best,
-        summary=summary,
     )
     times["tune"] = time.perf_counter() - t
     assert summary.metadata["trials"] == defaults.TUNER_TRIALS

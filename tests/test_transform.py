@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import examples_from_csv
+from conftest import examples_from_csv, run_component
 from kfp import dsl
 
 from components import defaults, names
@@ -37,23 +37,17 @@ def run_transform_component(
 ) -> tuple[dsl.Artifact, dsl.Dataset]:
     from components.transform import transform
 
-    kfp_dir = storage_root / "kfp" / run_id
-    graph = dsl.Artifact(name="transform_graph", uri=str(kfp_dir / "transform_graph"), metadata={})
-    transformed = dsl.Dataset(
-        name="transformed_examples", uri=str(kfp_dir / "transformed_examples"), metadata={}
-    )
-    schema = dsl.Artifact(name="schema", uri=str(schema_dir), metadata={})
-    transform.python_func(
+    outputs = run_component(
+        transform,
+        storage_root / "kfp" / run_id,
         examples=examples,
-        schema=schema,
+        schema=dsl.Artifact(name="schema", uri=str(schema_dir), metadata={}),
         storage_root=str(storage_root),
         run_id=run_id,
         module_file=module_file,
         beam_args=defaults.BEAM_ARGS,
-        transform_graph=graph,
-        transformed_examples=transformed,
     )
-    return graph, transformed
+    return outputs["transform_graph"], outputs["transformed_examples"]
 
 
 def transform_outputs(
@@ -266,15 +260,15 @@ def test_beam_args_reach_beam_unchanged(storage_root, examples, tmp_path, synthe
 
     schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
     with pytest.raises(StageError) as err:
-        transform.python_func(
+        run_component(
+            transform,
+            tmp_path / "kfp",
             examples=examples,
             schema=dsl.Artifact(name="schema", uri=str(schema_dir), metadata={}),
             storage_root=str(storage_root),
             run_id="bad-runner",
             module_file="",
             beam_args="--runner=NoSuchRunnerKubetfx",
-            transform_graph=dsl.Artifact(name="g", uri=str(tmp_path / "g"), metadata={}),
-            transformed_examples=dsl.Dataset(name="t", uri=str(tmp_path / "t"), metadata={}),
         )
     assert str(err.value).startswith("[transform] beam_args '--runner=NoSuchRunnerKubetfx'")
     assert "NoSuchRunnerKubetfx" in str(err.value)

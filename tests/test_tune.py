@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kfp import dsl
+from conftest import run_component
 from test_transform import transform_outputs
 
 from components import names
@@ -29,9 +29,6 @@ def run_tune(storage_root: Path, transformed, tmp_path: Path, run_id: str, **ove
     from components.tune import tune
 
     graph, examples = transformed
-    best = dsl.Artifact(name="best_hyperparameters", uri=str(tmp_path / "kfp" / "best_hyperparameters"))
-    summary = dsl.Metrics(name="summary", uri=str(tmp_path / "kfp" / "summary"))
-    Path(best.path).parent.mkdir(parents=True, exist_ok=True)
     kwargs = dict(
         storage_root=str(storage_root),
         run_id=run_id,
@@ -44,13 +41,10 @@ def run_tune(storage_root: Path, transformed, tmp_path: Path, run_id: str, **ove
         hyperparameters="",
     )
     kwargs.update(overrides)
-    tune.python_func(
-        transformed_examples=examples,
-        transform_graph=graph,
-        best_hyperparameters=best,
-        summary=summary,
-        **kwargs,
+    outputs = run_component(
+        tune, tmp_path / "kfp", transformed_examples=examples, transform_graph=graph, **kwargs
     )
+    best, summary = outputs["best_hyperparameters"], outputs["summary"]
     values = json.loads((Path(best.path) / names.HYPERPARAMETERS_FILE).read_text())
     return best, summary, values
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_component
 
 from components import names
 from components.errors import StageError
@@ -117,7 +118,7 @@ def test_non_callable_attribute_is_refused(tmp_path):
         user_module.require(module, user_module.BUILD_MODEL, names.STAGE_TRAIN)
 
 
-def test_stages_report_a_missing_function_before_doing_work(tmp_path, make_artifact):
+def test_stages_report_a_missing_function_before_doing_work(tmp_path):
     """Each stage checks the functions it needs first: the error names its file and function."""
     from kfp import dsl
 
@@ -131,53 +132,51 @@ def test_stages_report_a_missing_function_before_doing_work(tmp_path, make_artif
     for split in names.SPLITS:
         (dummy / names.split_dir(split)).mkdir(parents=True)
     meta = {names.META_STORAGE_PATH: str(dummy)}
+    inputs = tmp_path / "inputs"
+    examples = dsl.Dataset(name="examples", uri=str(inputs / "examples"), metadata=meta)
+    graph = dsl.Artifact(name="transform_graph", uri=str(inputs / "transform_graph"), metadata=meta)
+    hp = dsl.Artifact(name="best_hyperparameters", uri=str(inputs / "best_hyperparameters"), metadata={})
+    inputs.mkdir()
+    Path(hp.path).write_text("{}")
+    common = dict(storage_root=str(tmp_path), run_id="r", module_file=rel)
     with pytest.raises(StageError) as err:
-        transform.python_func(
-            examples=make_artifact(dsl.Dataset, "examples", meta),
-            schema=make_artifact(dsl.Artifact, "schema"),
-            storage_root=str(tmp_path),
-            run_id="r",
-            module_file=rel,
+        run_component(
+            transform,
+            tmp_path / "kfp" / "transform",
+            examples=examples,
+            schema=dsl.Artifact(name="schema", uri=str(inputs / "schema"), metadata={}),
             beam_args="",
-            transform_graph=make_artifact(dsl.Artifact, "transform_graph"),
-            transformed_examples=make_artifact(dsl.Dataset, "transformed_examples"),
+            **common,
         )
     assert str(err.value) == f"[transform] {path}: user module defines no function 'preprocessing_fn'"
 
     with pytest.raises(StageError) as err:
-        tune.python_func(
-            transformed_examples=make_artifact(dsl.Dataset, "te", meta),
-            transform_graph=make_artifact(dsl.Artifact, "tg", meta),
-            storage_root=str(tmp_path),
-            run_id="r",
-            module_file=rel,
+        run_component(
+            tune,
+            tmp_path / "kfp" / "tune",
+            transformed_examples=examples,
+            transform_graph=graph,
             tuner="random",
             trials=1,
             steps=1,
             batch_size=1,
             enabled=True,
             hyperparameters="",
-            best_hyperparameters=make_artifact(dsl.Artifact, "hp"),
-            summary=make_artifact(dsl.Metrics, "summary"),
+            **common,
         )
     assert str(err.value) == f"[tune] {path}: user module defines no function 'hyperparameter_space'"
 
-    hp = make_artifact(dsl.Artifact, "hp_in")
-    Path(hp.path).write_text("{}")
     with pytest.raises(StageError) as err:
-        train.python_func(
-            transformed_examples=make_artifact(dsl.Dataset, "te2", meta),
-            transform_graph=make_artifact(dsl.Artifact, "tg2", meta),
+        run_component(
+            train,
+            tmp_path / "kfp" / "train",
+            transformed_examples=examples,
+            transform_graph=graph,
             best_hyperparameters=hp,
-            storage_root=str(tmp_path),
-            run_id="r",
-            module_file=rel,
             train_steps=1,
             eval_steps=1,
             batch_size=1,
-            model=make_artifact(dsl.Model, "model"),
-            metrics=make_artifact(dsl.Metrics, "metrics"),
-            tensorboard=make_artifact(dsl.Artifact, "tb"),
+            **common,
         )
     assert str(err.value) == f"[train] {path}: user module defines no function 'build_model'"
     # Nothing half-written is left on the volume by the failed stages.

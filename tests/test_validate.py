@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import examples_from_csv
+from conftest import examples_from_csv, output_artifacts, run_component
 from kfp import dsl
 
 from components import defaults, names
@@ -22,12 +22,10 @@ def _stats_and_schema(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.
     ex = dsl.Dataset(
         name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
     )
-    stats = dsl.Artifact(name="statistics", uri=str(out / "statistics"), metadata={})
-    statistics.python_func(
-        examples=ex, statistics=stats, report=dsl.HTML(name="r", uri=str(out / "r"), metadata={})
-    )
-    sch = dsl.Artifact(name="schema", uri=str(out / "schema"), metadata={})
-    schema.python_func(statistics=stats, label=names.LABEL, schema_file="", storage_root=str(out), schema=sch)
+    stats = run_component(statistics, out / "statistics", examples=ex)["statistics"]
+    sch = run_component(
+        schema, out / "schema", statistics=stats, label=names.LABEL, schema_file="", storage_root=str(out)
+    )["schema"]
     return stats, sch
 
 
@@ -74,7 +72,7 @@ def with_eval(examples, clean, write_csv, tmp_path):
 
 
 def run_validate(
-    make_artifact,
+    kfp_dir: Path,
     stats,
     sch,
     *,
@@ -83,8 +81,7 @@ def run_validate(
     drift=defaults.DRIFT_THRESHOLD,
     label=names.LABEL,
 ):
-    anomalies = make_artifact(dsl.Artifact, "anomalies")
-    report = make_artifact(dsl.Markdown, "report")
+    outputs = output_artifacts(validate, kfp_dir)
     error = None
     try:
         validate.python_func(
@@ -94,14 +91,13 @@ def run_validate(
             fail_on=fail_on,
             skew_threshold=skew,
             drift_threshold=drift,
-            storage_root=str(Path(anomalies.path).parent.parent / "volume"),
+            storage_root=str(kfp_dir.parent / "volume"),
             run_id="run-v",
-            anomalies=anomalies,
-            report=report,
+            **outputs,
         )
     except StageError as e:
         error = e
-    return anomalies, report, error
+    return outputs["anomalies"], outputs["report"], error
 
 
 def load_anomalies(art: dsl.Artifact):
@@ -119,11 +115,11 @@ def reason_types(anomalies, feature: str) -> set[str]:
     return {anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in anomalies.anomaly_info[feature].reason}
 
 
-def test_clean_data_is_ok(make_artifact, clean):
+def test_clean_data_is_ok(tmp_path, clean):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    anomalies, report, error = run_validate(make_artifact, *clean)
+    anomalies, report, error = run_validate(tmp_path / "kfp", *clean)
     assert error is None
     assert anomalies.metadata["verdict"] == "ok" and anomalies.metadata["anomalies"] == 0
     a = load_anomalies(anomalies)
@@ -139,10 +135,10 @@ def test_clean_data_is_ok(make_artifact, clean):
     assert report.metadata["verdict"] == "ok"
 
 
-def test_unseen_category_is_reported_not_failing(make_artifact, with_eval, synthetic_rows):
+def test_unseen_category_is_reported_not_failing(tmp_path, with_eval, synthetic_rows):
     rows = [dict(r, region="atlantis") if i % 25 == 0 else r for i, r in enumerate(synthetic_rows)]
     stats, sch = with_eval(rows)
-    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
     assert error is None
     assert anomalies.metadata["verdict"] == "anomalies"
     assert anomalies.metadata["unseen_categories"] == {"region": ["atlantis"]}
@@ -152,14 +148,14 @@ def test_unseen_category_is_reported_not_failing(make_artifact, with_eval, synth
     assert "## Categories not seen in train" in md
     assert "| `region` | `atlantis` |" in md
     # fail_on=any fails on the same data, after writing the files.
-    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="any")
+    anomalies, _, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="any")
     assert error is not None and "region" in str(error)
     assert anomalies.metadata["verdict"] == "failed"
 
 
-def test_eval_without_label_fails_and_still_writes_the_anomalies(make_artifact, with_eval, synthetic_rows):
+def test_eval_without_label_fails_and_still_writes_the_anomalies(tmp_path, with_eval, synthetic_rows):
     stats, sch = with_eval(synthetic_rows, columns=list(names.FEATURES))
-    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
     assert error is not None
     anomalies_file = Path(anomalies.path) / names.split_dir(names.EVAL) / names.ANOMALIES_FILE
     assert str(error).startswith(f"[validate] {anomalies_file}: 1 unsafe anomaly")
@@ -176,27 +172,27 @@ def test_eval_without_label_fails_and_still_writes_the_anomalies(make_artifact, 
     assert (kept / names.split_dir(names.EVAL) / names.ANOMALIES_FILE).exists()
 
 
-def test_mistyped_feature_fails(make_artifact, with_eval, synthetic_rows):
+def test_mistyped_feature_fails(tmp_path, with_eval, synthetic_rows):
     rows = [dict(r, bmi=f"x{r['bmi']}") for r in synthetic_rows]  # bmi becomes a string feature
     stats, sch = with_eval(rows)
-    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    anomalies, _, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
     assert error is not None and "bmi: Expected data of type: FLOAT but got STRING" in str(error)
     assert "UNEXPECTED_DATA_TYPE" in reason_types(load_anomalies(anomalies), "bmi")
     assert anomalies.metadata["unsafe_features"] == ["bmi"]
 
 
-def test_partly_missing_feature_is_unsafe(make_artifact, with_eval, synthetic_rows):
+def test_partly_missing_feature_is_unsafe(tmp_path, with_eval, synthetic_rows):
     rows = [dict(r, age="") if i % 5 == 0 else r for i, r in enumerate(synthetic_rows)]
     stats, sch = with_eval(rows)
-    anomalies, _, error = run_validate(make_artifact, stats, sch, fail_on="unsafe")
+    anomalies, _, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
     assert error is not None
     assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in reason_types(load_anomalies(anomalies), "age")
 
 
-def test_fail_on_none_never_raises(make_artifact, with_eval, synthetic_rows):
+def test_fail_on_none_never_raises(tmp_path, with_eval, synthetic_rows):
     rows = [dict(r, bmi=f"x{r['bmi']}", region="atlantis") for r in synthetic_rows]
     stats, sch = with_eval(rows, columns=list(names.FEATURES))
-    anomalies, report, error = run_validate(make_artifact, stats, sch, fail_on="none", drift=0.0)
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="none", drift=0.0)
     assert error is None
     assert anomalies.metadata["verdict"] == "anomalies"
     assert set(anomalies.metadata["unsafe_features"]) == {"bmi", names.LABEL}
@@ -204,8 +200,8 @@ def test_fail_on_none_never_raises(make_artifact, with_eval, synthetic_rows):
     assert "**anomalies**" in Path(report.path).read_text()
 
 
-def test_low_drift_threshold_reports_drift(make_artifact, clean):
-    anomalies, report, error = run_validate(make_artifact, *clean, drift=1e-6)
+def test_low_drift_threshold_reports_drift(tmp_path, clean):
+    anomalies, report, error = run_validate(tmp_path / "kfp", *clean, drift=1e-6)
     assert error is None  # drift alone does not make training unsafe
     assert anomalies.metadata["verdict"] == "anomalies"
     a = load_anomalies(anomalies)
@@ -219,8 +215,8 @@ def test_low_drift_threshold_reports_drift(make_artifact, clean):
     assert "comparator" not in (Path(clean[1].path) / names.SCHEMA_FILE).read_text()
 
 
-def test_low_skew_threshold_reports_skew(make_artifact, clean):
-    anomalies, _, error = run_validate(make_artifact, *clean, skew=1e-6)
+def test_low_skew_threshold_reports_skew(tmp_path, clean):
+    anomalies, _, error = run_validate(tmp_path / "kfp", *clean, skew=1e-6)
     assert error is None
     a = load_anomalies(anomalies)
     descriptions = " ".join(info.description for info in a.anomaly_info.values())
@@ -235,23 +231,23 @@ def test_low_skew_threshold_reports_skew(make_artifact, clean):
         ({"skew": float("nan")}, "skew_threshold must be a number >= 0"),
     ],
 )
-def test_bad_parameters_are_errors(make_artifact, clean, kwargs, problem):
-    _, _, error = run_validate(make_artifact, *clean, **kwargs)
+def test_bad_parameters_are_errors(tmp_path, clean, kwargs, problem):
+    _, _, error = run_validate(tmp_path / "kfp", *clean, **kwargs)
     assert error is not None and str(error).startswith("[validate]") and problem in str(error)
 
 
-def test_label_not_in_schema_is_an_error(make_artifact, clean):
-    _, _, error = run_validate(make_artifact, *clean, label="price")
+def test_label_not_in_schema_is_an_error(tmp_path, clean):
+    _, _, error = run_validate(tmp_path / "kfp", *clean, label="price")
     assert error is not None
     schema_file = Path(clean[1].path) / names.SCHEMA_FILE
     assert str(error) == f"[validate] {schema_file}: label 'price' is not a feature of the schema"
 
 
-def test_missing_eval_statistics_is_an_error(make_artifact, clean, tmp_path):
+def test_missing_eval_statistics_is_an_error(clean, tmp_path):
     stats_dir = tmp_path / "stats"
     shutil.copytree(
         Path(clean[0].path) / names.split_dir(names.TRAIN), stats_dir / names.split_dir(names.TRAIN)
     )
     stats = dsl.Artifact(name="statistics", uri=str(stats_dir), metadata={})
-    _, _, error = run_validate(make_artifact, stats, clean[1])
+    _, _, error = run_validate(tmp_path / "kfp", stats, clean[1])
     assert error is not None and "Split-eval/FeatureStats.pb: cannot read statistics" in str(error)
