@@ -31,8 +31,10 @@ def evaluate(
     model_name = metadata ``tfma_candidate_model_name``: "candidate" with a baseline, "" without;
     tfma.load_validation_result), ``summary.json``, ``blessing.json`` and ``report.html``.
     ``evaluation`` is a manifest pointing there (metadata ``storage_path``, ``eval_result``);
-    ``blessing``: ``<path>/blessing.json`` with verdict, reasons, baseline version, metrics;
-    metadata ``blessed`` (1/0) and ``verdict``; ``report``: the same HTML, shown by the KFP UI.
+    ``blessing``: ``<path>/blessing.json`` with verdict, reasons, baseline version, metrics, and
+    metadata ``blessed`` (1/0), ``verdict``, ``reasons``, ``baseline``, ``mae`` — the blessing
+    contract push reads (``components.lib.blessing``); ``report``: the same HTML, shown by the
+    KFP UI. ``baseline`` is read through the baseline contract (``components.lib.baseline``).
     Thresholds: ``mae_threshold`` and ``max_relative_degradation`` (negative = not configured),
     overridden by ``thresholds_file``.
 

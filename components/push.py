@@ -18,6 +18,8 @@ def push(
 ):
     """Push ``model`` only if ``blessing`` says BLESSED (checked here: kfp.local has no dsl.If).
 
+    The blessing is evaluate's ``blessing.json``, read through the blessing contract
+    (``components.lib.blessing``); a blessing of another model than ``model`` is refused.
     Not blessed -> success with ``pushed=0`` and the reason. Blessed -> the next integer version,
     made visible atomically and recorded in the registry with the data fingerprint of
     ``examples`` and the blessing's metrics. ``serving_root`` is relative to ``storage_root``
@@ -34,7 +36,7 @@ def push(
 
     verdict = Blessing.read(Path(blessing.path), STAGE)
     model_location = storage.storage_path_of(model.metadata, model.path, STAGE)
-    saved_model = saved_model_dir(model.metadata, model.path, STAGE)
+    model_dir = saved_model_dir(model.metadata, model.path, STAGE)
     fingerprint = examples.metadata.get(names.META_FINGERPRINT)
     if fingerprint is None:
         try:
@@ -42,7 +44,7 @@ def push(
         except (OSError, ValueError):
             fingerprint = ""
     result = push_model(
-        saved_model,
+        model_dir,
         storage_root=storage_root,
         serving_root=serving_root,
         model_name=model_name,

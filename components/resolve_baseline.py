@@ -9,6 +9,7 @@ from components.component import component
 def resolve_baseline(storage_root: str, model_name: str, baseline: Output[Model]):
     """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
 
+    The output is the baseline contract evaluate reads (``components.lib.baseline.Baseline``).
     Found: metadata ``found=True``, ``version``, ``model_path`` (the SavedModel directory),
     ``metrics``, ``run_id``. None (first run): ``found=False``, ``reason="no baseline"``. The
     artifact file holds the same as JSON plus a sentence, so the outcome is visible in the UI.

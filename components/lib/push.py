@@ -14,7 +14,8 @@ was killed, and is removed. If recording in the registry fails after the rename,
 directory is taken back, so the registry and the serving directory never disagree.
 
 A retried push task (same run id, same trained model) finds its own registry entry and reports
-that version instead of pushing a duplicate.
+that version instead of pushing a duplicate. What push acts on is a ``blessing.Blessing`` record;
+what a SavedModel is, ``saved_model`` decides.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class PushResult:
         }
         if self.pushed:
             meta[names.META_STORAGE_PATH] = self.serving_path
-            meta[names.META_MODEL_PATH] = self.serving_path  # the SavedModel dir itself (see saved_model)
+            meta[names.META_MODEL_PATH] = self.serving_path  # the SavedModel dir itself (saved_model.py)
         return meta
 
 

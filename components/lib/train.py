@@ -12,6 +12,9 @@ model and the transform graph, with ``tf.function`` signatures, saved by
   ``{"predictions": float32 [batch, 1]}`` in label units;
 - ``transform_features``: ``examples`` -> the transformed features (what the model sees).
 
+The export path and that serving contract are ``saved_model``'s, which evaluate and push check
+against; what train shares with tune (datasets, label transform, model building) is ``training``.
+
 Metrics (MAE, RMSE, R²) are computed in label units on the full eval split, and those eval
 predictions are saved with the rows' transformed features and label, so a test can check
 that the served model reproduces them (no train/serve skew).

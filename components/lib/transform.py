@@ -4,8 +4,9 @@ Reads ExampleGen's ``Split-<split>/`` gzipped TFRecords through tfx-bsl's TFXIO 
 schema, runs the user module's ``preprocessing_fn`` with ``tft_beam.AnalyzeAndTransformDataset``
 on train and ``TransformDataset`` on eval, and writes the TFT layout (``transform_graph/``,
 which ``tft.TFTransformOutput`` opens) and ``transformed_examples/Split-<split>/`` gzipped
-TFRecords. The Beam options string is handed to ``PipelineOptions`` unchanged, so a
-Dataflow/Flink/Spark runner gets exactly what the user typed.
+TFRecords (that layout is ``transform_output``, which tune and train read with). The Beam options
+string is handed to ``PipelineOptions`` unchanged, so a Dataflow/Flink/Spark runner gets exactly
+what the user typed.
 
 Every raw feature except the label is read as optional (a VarLen feature, i.e. a
 SparseTensor in ``preprocessing_fn``), whatever shape the inferred schema gives it. The

@@ -3,8 +3,9 @@
 Each trial builds the user module's model with that trial's values, trains ``steps`` steps at
 ``batch_size`` on the transformed train split and is scored by ``val_loss`` on the eval split
 (at most ``defaults.EVAL_STEPS`` batches of it, so a trial's validation cost does not grow
-with the data). The best values are written as JSON (TFX Tuner's ``best_hyperparameters.txt``)
-for the trainer.
+with the data). The best values are written as JSON (TFX Tuner's ``best_hyperparameters.txt``,
+through ``hyperparameters``, which train reads with). What a trial shares with train — the
+datasets, the label transform, building the model, the seed — is ``training``.
 
 Values given in the ``hyperparameters`` JSON string are fixed during the search (keras-tuner
 ``hp.Fixed``), so a user can pin, say, the learning rate and search the rest. With tuning

@@ -26,6 +26,10 @@ engine takes 1.5 s for the same input (model loading ~0.3 s each, the rest TFRec
 parsing and the two models' predictions on 8,192-example batches); the stage is then bound by
 importing TensorFlow and TFMA (~5 s with bytecode caches, as in the image; ~12 s without).
 
+The baseline it compares with and the blessing it writes are contracts with the stages around it,
+each one shared module: ``components.lib.baseline`` (written by resolve-baseline) and
+``components.lib.blessing`` (read by push); the SavedModel checks are ``components.lib.saved_model``.
+
 The modules:
 - ``stage``: ``evaluate_models`` (input checks, engine, judging, summary.json) and ``baseline_of``;
 - ``gating``: the thresholds (configuration, ``load_thresholds``) and ``judge`` (TFMA's
@@ -33,7 +37,7 @@ The modules:
 - ``engines``: the ``engine`` parameter's values and ``choose_engine``;
 - ``tfma_engine``: the EvalConfig both engines evaluate, and TFMA's Beam pipeline;
 - ``native_engine``: the in-process engine;
-- ``results``: TFMA's metrics read back, and ``EvaluateResult`` (the blessing, artifact metadata);
+- ``results``: TFMA's metrics read back, and ``EvaluateResult`` (the Blessing record, artifact metadata);
 - ``report``: the HTML report; ``keys``: the names they all share.
 Their top levels import only the standard library and ``components``: TensorFlow, TFMA and Beam
 are imported inside the functions that use them, so importing this package stays light.

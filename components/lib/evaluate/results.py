@@ -1,7 +1,8 @@
 """What evaluate produced: TFMA's metrics read back per slice and model, and the stage's result.
 
 ``read_metrics`` and ``overall`` read the metrics file either engine wrote. ``EvaluateResult``
-holds the blessing and the numbers behind it, and derives the artifacts' metadata from them.
+holds the blessing (a ``blessing.Blessing``) and the numbers behind it, and derives the artifacts'
+metadata from them.
 """
 
 from __future__ import annotations

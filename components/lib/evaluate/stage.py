@@ -2,8 +2,8 @@
 
 ``evaluate_models`` is what the component calls. It checks the eval split and the SavedModels'
 serving contract before an engine starts, picks the engine, has it write TFMA's result into
-``output_dir/eval_result``, judges it (``gating.judge``) and writes ``summary.json``.
-``baseline_of`` reads the baseline resolve-baseline passed.
+``output_dir/eval_result``, judges it (``gating.judge``) into a ``Blessing`` record and writes
+``summary.json``. ``baseline_of`` reads the baseline resolve-baseline passed (``Baseline``).
 """
 
 from __future__ import annotations
