@@ -76,19 +76,18 @@ class Baseline:
         meta = plain(dict(metadata))
         found = as_bool(meta.get(FOUND), FOUND, stage, where)
         skipped = [as_int(v, SKIPPED_VERSIONS, stage, where) for v in meta.get(SKIPPED_VERSIONS) or []]
-        common = {
-            "reason": str(meta.get(REASON) or ""),
-            "model_name": str(meta.get(MODEL_NAME) or ""),
-            "skipped_versions": skipped,
-        }
+        reason = str(meta.get(REASON) or "")
+        model_name = str(meta.get(MODEL_NAME) or "")
         if not found:
-            return cls(False, **common)
+            return cls(False, reason, model_name, skipped_versions=skipped)
         if not meta.get(names.META_MODEL_PATH) or meta.get(VERSION) is None:
             raise StageError(
                 stage, where, f"baseline is marked found but has no {names.META_MODEL_PATH}/version"
             )
         return cls(
             True,
+            reason,
+            model_name,
             version=as_int(meta[VERSION], VERSION, stage, where),
             model_path=str(meta[names.META_MODEL_PATH]),
             metrics=dict(meta.get(METRICS) or {}),
@@ -96,7 +95,7 @@ class Baseline:
             model_location=str(meta.get(MODEL_LOCATION) or ""),
             fingerprint=str(meta.get(names.META_FINGERPRINT) or ""),
             pushed_at=str(meta.get(PUSHED_AT) or ""),
-            **common,
+            skipped_versions=skipped,
         )
 
     @classmethod
