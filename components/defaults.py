@@ -32,5 +32,5 @@ EVAL_STEPS = 100
 MAE_UPPER_BOUND = 8000.0
 MAX_RELATIVE_DEGRADATION = 0.05
 # How evaluate computes TFMA's result: "auto" = the native engine when Beam runs locally, TFMA's
-# Beam pipeline on any other runner; "tfma" or "native" to force one (components/lib/evaluate.py).
+# Beam pipeline on any other runner; "tfma" or "native" to force one (lib/evaluate/engines.py).
 EVALUATE_ENGINE = "auto"

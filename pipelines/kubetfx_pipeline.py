@@ -14,11 +14,11 @@ import types
 from kfp import dsl, kubernetes
 
 from components import names, parameters
+from components.component import IMAGE
 from components.evaluate import evaluate
 from components.example_gen import example_gen
 from components.push import push
 from components.resolve_baseline import resolve_baseline
-from components.runtime import IMAGE
 from components.schema import schema
 from components.statistics import statistics
 from components.train import train
