@@ -50,6 +50,7 @@ def evaluate(
     from components import names
     from components.lib import storage
     from components.lib.evaluate import STAGE, baseline_of, evaluate_models, load_thresholds, render_report
+    from components.lib.evaluate.report_inputs import report_context
     from components.lib.saved_model import saved_model_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
@@ -71,7 +72,10 @@ def evaluate(
             engine=engine,
             published_dir=final,
         )
-        html = render_report(result, label=label, slice_feature=slice_feature)
+        context = report_context(
+            storage_root, run_id, model.metadata, model.path, baseline.metadata, baseline.path, label
+        )
+        html = render_report(result, label=label, slice_feature=slice_feature, context=context)
         result.blessing.write(scratch)
         (scratch / names.REPORT_HTML_FILE).write_text(html)
     storage.write_manifest(evaluation.path, final, result.evaluation_metadata())
@@ -82,4 +86,5 @@ def evaluate(
         metrics.log_metric(key, value)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(html)
+    report.metadata[names.META_STORAGE_PATH] = str(final / names.REPORT_HTML_FILE)
     print(f"[{STAGE}] {result.blessing.verdict}: " + "; ".join(result.blessing.reasons))

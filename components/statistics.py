@@ -8,28 +8,42 @@ from components.component import component
 @component
 def statistics(
     examples: Input[Dataset],
+    storage_root: str,
+    run_id: str,
     statistics: Output[Artifact],
     report: Output[HTML],
 ):
     """Write ``<statistics>/Split-<split>/FeatureStats.pb`` (TFX StatisticsGen's layout) and the report.
 
-    Statistics are small, so they live in the artifact itself rather than on the volume; the
-    examples are read in place from the volume.
+    Statistics are small, so they live in the artifact itself; the examples are read in place
+    from the volume. A copy of both goes to the volume, ``artifacts/<run id>/statistics/``
+    (``report.html`` beside the ``Split-*`` folders): the report a user opens, and the training
+    data's statistics a later run's validate compares its data with (drift), once this run's
+    model is the one being served.
     """
     import os
+    import shutil
     from pathlib import Path
 
     from components import names
     from components.lib import storage
-    from components.lib.statistics import render_report, run_statistics
+    from components.lib.statistics import run_statistics
     from components.lib.statistics_io import read_statistics
+    from components.lib.statistics_report import render_report
 
-    examples_dir = storage.storage_path_of(examples.metadata, examples.path, names.STAGE_STATISTICS)
+    stage = names.STAGE_STATISTICS
+    examples_dir = storage.storage_path_of(examples.metadata, examples.path, stage)
     os.makedirs(statistics.path, exist_ok=True)
     result = run_statistics(examples_dir, Path(statistics.path))
-    stats = {s: read_statistics(Path(statistics.path), s, names.STAGE_STATISTICS) for s in result.rows}
+    stats = {s: read_statistics(Path(statistics.path), s, stage) for s in result.rows}
+    html = render_report(stats, run_id=run_id)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    Path(report.path).write_text(render_report(stats), encoding="utf-8")
-    meta = result.metadata()
-    statistics.metadata.update(meta)
-    report.metadata.update({names.META_ROWS: result.rows})
+    Path(report.path).write_text(html, encoding="utf-8")
+    kept = storage.stage_dir(storage_root, run_id, stage)
+    with storage.atomic_dir(kept, stage) as scratch:
+        shutil.copytree(statistics.path, scratch, dirs_exist_ok=True)
+        (scratch / names.REPORT_HTML_FILE).write_text(html, encoding="utf-8")
+    statistics.metadata.update({**result.metadata(), names.META_STORAGE_PATH: str(kept)})
+    report.metadata.update(
+        {names.META_ROWS: result.rows, names.META_STORAGE_PATH: str(kept / names.REPORT_HTML_FILE)}
+    )

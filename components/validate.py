@@ -1,6 +1,6 @@
-"""Validate stage: eval statistics against the schema, train/eval drift and skew, and the verdict."""
+"""Validate stage: eval statistics against the schema, train/eval skew, drift, and the verdict."""
 
-from kfp.dsl import Artifact, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Input, Output
 
 from components.component import component
 
@@ -15,17 +15,23 @@ def validate(
     drift_threshold: float,
     storage_root: str,
     run_id: str,
+    model_name: str,
     anomalies: Output[Artifact],
-    report: Output[Markdown],
+    report: Output[HTML],
 ):
-    """Write ``<anomalies>/Split-eval/SchemaDiff.pb`` (TFX ExampleValidator's layout) and a Markdown report.
+    """Write ``<anomalies>/Split-eval/SchemaDiff.pb`` (TFX ExampleValidator's layout) and an HTML report.
 
     ``fail_on``: "unsafe" fails the run only on anomalies that make training unsafe (missing
     label or feature, type or shape mismatch), "any" on every anomaly, "none" never. The
-    anomalies, the report and the verdict metadata are written before the stage fails, and the
-    report is printed to the log. A copy also goes to the volume
-    (``artifacts/<run id>/validate/``): KFP does not upload a failed task's outputs, and the
-    report of a failed validation is the one a user most needs.
+    anomalies, the report and the verdict metadata are written before the stage fails, and a
+    summary is printed to the log. A copy also goes to the volume
+    (``artifacts/<run id>/validate/``, with ``report.html``): KFP does not upload a failed
+    task's outputs, and the report of a failed validation is the one a user most needs.
+
+    Skew compares the eval split with this run's train split; drift compares this run's train
+    split with the one the served version of ``model_name`` was trained on (the registry's latest
+    blessed version, whose run's statistics are on the volume), or the report says why it was
+    not computed.
     """
     import os
     import shutil
@@ -33,7 +39,7 @@ def validate(
 
     from components import names
     from components.lib import storage
-    from components.lib.validate import META_ANOMALIES, META_VERDICT, run_validate
+    from components.lib.validate import META_ANOMALIES, META_VERDICT, run_validate, summary_lines
 
     os.makedirs(anomalies.path, exist_ok=True)
     result = run_validate(
@@ -44,17 +50,25 @@ def validate(
         fail_on=fail_on,
         skew_threshold=skew_threshold,
         drift_threshold=drift_threshold,
+        storage_root=storage_root,
+        model_name=model_name,
+        run_id=run_id,
     )
     meta = result.metadata()
     anomalies.metadata.update(meta)
-    report.metadata.update({k: meta[k] for k in (META_VERDICT, META_ANOMALIES)})
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(anomalies.path) / names.REPORT_MD_FILE, report.path)
-    print(Path(report.path).read_text(encoding="utf-8"), flush=True)
+    shutil.copyfile(Path(anomalies.path) / names.REPORT_HTML_FILE, report.path)
+    print("\n".join(summary_lines(result)), flush=True)
     kept = storage.stage_dir(storage_root, run_id, names.STAGE_VALIDATE)
     with storage.atomic_dir(kept, names.STAGE_VALIDATE) as scratch:
         shutil.copytree(anomalies.path, scratch, dirs_exist_ok=True)
     anomalies.metadata[names.META_STORAGE_PATH] = str(kept)
+    report.metadata.update(
+        {
+            **{k: meta[k] for k in (META_VERDICT, META_ANOMALIES)},
+            names.META_STORAGE_PATH: str(kept / names.REPORT_HTML_FILE),
+        }
+    )
     error = result.error()
     if error is not None:
         raise error

@@ -161,24 +161,39 @@ def outcome(run: Any, storage: Path, model_name: str) -> tuple[str, list[str]]: 
         where = pushed.get("serving_path") or pushed.get(names.META_STORAGE_PATH) or ""
         lines = [f"BLESSED, pushed {model_name} v{_figure(pushed.get('version'))} → {where}".rstrip(" →")]
         word = "BLESSED"
+    elif blessing.get(names.META_VERDICT) == names.BLESSED and pushed.get("reason"):
+        lines = [f"BLESSED, NOT pushed: {pushed['reason']}"]  # e.g. the baseline changed meanwhile
+        word = "NOT PUSHED"
     else:
         why = "; ".join(str(r) for r in reasons) or "see the evaluation report"
         lines = [f"NOT BLESSED: {why}; nothing pushed"]
         word = "NOT BLESSED"
     reports = []
-    for task, output in (
-        (names.STAGE_STATISTICS, "report"),
-        (names.STAGE_VALIDATE, "report"),
-        (names.STAGE_EVALUATE, "report"),
-    ):
-        art = tasks[task].outputs.get(output) if task in tasks else None
-        path = getattr(art, "path", None)
-        if path and Path(path).exists():
-            reports.append(f"  {task:<11}{path}")
-    if reports:
-        lines += ["reports:", *reports]
+    for task in (names.STAGE_STATISTICS, names.STAGE_VALIDATE, names.STAGE_EVALUATE):
+        meta = _meta(tasks[task], "report") if task in tasks else {}
+        path = on_host(meta.get(names.META_STORAGE_PATH), storage)
+        if path and path.exists():
+            reports.append(f"report {task:<11}{path}")
+    lines += reports
     train = tasks.get(names.STAGE_TRAIN)
-    logs = _meta(train, "tensorboard").get(names.META_STORAGE_PATH) if train else None
+    logs = on_host(_meta(train, "tensorboard").get(names.META_STORAGE_PATH), storage) if train else None
     if logs:
-        lines.append(f"TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {logs}")
+        # The run's folder: train's curves (train/logs) and the tuner's trials (tune/logs, HPARAMS tab).
+        run_dir = logs.parent.parent if logs.parent.name == names.STAGE_TRAIN else logs
+        lines.append(f"TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {run_dir}")
     return word, lines
+
+
+def on_host(path: Any, storage: Path) -> Path | None:  # noqa: ANN401
+    """A volume path as this machine sees it.
+
+    ``--runner backend`` pods mount the storage at the mount path (``/mnt/kubetfx``), which is
+    the storage folder here.
+    """
+    if not path:
+        return None
+    p = Path(str(path))
+    mount = Path(names.DEFAULT_MOUNT_PATH)
+    if not p.exists() and p.is_relative_to(mount):
+        return Path(storage) / p.relative_to(mount)
+    return p

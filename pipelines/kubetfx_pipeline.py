@@ -105,7 +105,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
     _place(example_gen_task, names.STAGE_EXAMPLE_GEN, opts)
     examples = example_gen_task.outputs["examples"]
 
-    statistics_task = statistics(examples=examples)
+    statistics_task = statistics(examples=examples, storage_root=p.storage_root, run_id=run_id)
     _place(statistics_task, names.STAGE_STATISTICS, opts)
 
     schema_task = schema(
@@ -125,6 +125,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         drift_threshold=p.drift_threshold,
         storage_root=p.storage_root,
         run_id=run_id,
+        model_name=p.model_name,  # drift: against the served version's training data
     )
     _place(validate_task, names.STAGE_VALIDATE, opts)
 

@@ -9,7 +9,8 @@ identified by URI, so a task's input is the very artifact its upstream task prod
     python -m pipelines.lineage --storage kubetfx_storage --version 1 [--model insurance]
 
 answers, for a pushed model version, which run, data, schema, transform graph and
-hyperparameters produced it.
+hyperparameters produced it, how it was evaluated and against which baseline
+(``lineage_report``); a version that was never pushed lists the ones that were.
 """
 
 from __future__ import annotations
@@ -294,7 +295,9 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
         and _props(a).get("model_name", model_name) == model_name
     ]
     if not pushed:
-        raise LookupError(f"no pushed artifact for model {model_name!r} version {version} in {db_path}")
+        known = pushed_versions(store, model_name)
+        listed = f"pushed versions: {', '.join(map(str, known))}" if known else "no version was pushed"
+        raise LookupError(f"no version {version} of model {model_name!r} in {db_path}; {listed}")
     target = pushed[-1]
     types = {t.id: t.name for t in store.get_artifact_types()}
     seen: dict[int, dict[str, Any]] = {}
@@ -307,14 +310,16 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
         art = store.get_artifacts_by_id([aid])[0]
         seen[aid] = {"type": types.get(art.type_id, art.type), "uri": art.uri, **_props(art)}
         for ev in store.get_events_by_artifact_ids([aid]):
-            if ev.type != pb.Event.OUTPUT or ev.execution_id in executions:
+            if ev.type != pb.Event.OUTPUT:
                 continue
             ex = store.get_executions_by_id([ev.execution_id])[0]
+            seen[aid]["produced_by"] = _props(ex).get("task", ex.name)
+            if ex.id in executions:
+                continue
             executions[ex.id] = {"execution": ex.name, **_props(ex)}
             for inp in store.get_events_by_execution_ids([ex.id]):
                 if inp.type == pb.Event.INPUT:
                     frontier.append(inp.artifact_id)
-            seen[aid]["produced_by"] = _props(ex).get("task", ex.name)
     runs = {c.name for e in executions for c in store.get_contexts_by_execution(e) if c.type == RUN_CONTEXT}
     by_name = {v.get("display_name"): v for v in seen.values()}
     return {
@@ -327,6 +332,8 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
         "transform_graph": by_name.get("transform_graph"),
         "hyperparameters": by_name.get("best_hyperparameters"),
         "model_trained": by_name.get("model"),
+        "blessing": by_name.get("blessing"),
+        "baseline": by_name.get("baseline"),
         "artifacts": list(seen.values()),
         "executions": list(executions.values()),
     }
@@ -353,26 +360,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(trace, indent=2, default=str))
         return 0
-    print(f"model {trace['model']} version {trace['version']}")
-    print(f"  run(s):          {', '.join(trace['runs'])}")
-    for label, key in (
-        ("data", "data"),
-        ("schema", "schema"),
-        ("transform graph", "transform_graph"),
-        ("hyperparameters", "hyperparameters"),
-        ("trained model", "model_trained"),
-    ):
-        art = trace.get(key) or {}
-        where = art.get(names.META_STORAGE_PATH) or art.get("uri", "?")
-        extra = ""
-        if key == "data":
-            extra = (
-                f"  files={art.get('input_files')} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
-            )
-        elif key == "hyperparameters" and art.get("hyperparameters"):
-            extra = f"  {art['hyperparameters']}"
-        print(f"  {label + ':':<17}{where}{extra}")
+    from pipelines.lineage_report import describe
+
+    print("\n".join(describe(trace)))
     return 0
+
+
+def pushed_versions(store: Any, model_name: str) -> list[int]:  # noqa: ANN401 (an MLMD MetadataStore)
+    """The versions of ``model_name`` a recorded push published, in order."""
+    found = set()
+    for a in store.get_artifacts():
+        props = _props(a)
+        if props.get("pushed") in (1, True) and props.get("model_name", model_name) == model_name:
+            if isinstance(props.get("version"), int | float):
+                found.add(int(props["version"]))
+    return sorted(found)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,13 @@ def test_committed_yaml_runs_twice_on_the_2_5_backend(kfp_backend_ready, tmp_pat
     index = json.loads((storage / names.REGISTRY_INDEX).read_text())
     assert [v["version"] for v in index["versions"]][0] == 1
     assert second["evaluate"].outputs["blessing"].metadata["baseline"] == 1
+    # Drift: the second run found the served v1's training statistics through the registry's run id.
+    drift = second["validate"].outputs["anomalies"].metadata["drift_reference"]
+    assert drift.startswith(f"the train split of insurance v1, the served model (run {runs[0].run_id}"), drift
+    for run in runs:
+        for stage in (names.STAGE_STATISTICS, names.STAGE_VALIDATE, names.STAGE_EVALUATE):
+            page = storage / names.ARTIFACTS_DIR / run.run_id / stage / names.REPORT_HTML_FILE
+            assert page.read_text().startswith("<!DOCTYPE html>"), page
 
     mount = "/mnt/kubetfx/"
     for where, text in _reported_documents(storage).items():

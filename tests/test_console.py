@@ -120,3 +120,29 @@ def test_unwritable_storage_is_one_line_before_anything_is_made(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"[submit] {target}: the storage root is not a directory"
+
+
+def test_the_outcome_lists_the_html_reports_on_the_volume_and_tensorboard_over_the_run(tmp_path):
+    run_dir = tmp_path / names.ARTIFACTS_DIR / "r1"
+    for stage in (names.STAGE_STATISTICS, names.STAGE_VALIDATE, names.STAGE_EVALUATE):
+        (run_dir / stage).mkdir(parents=True)
+        (run_dir / stage / names.REPORT_HTML_FILE).write_text("<!DOCTYPE html>")
+    pod_view = f"{names.DEFAULT_MOUNT_PATH}/{names.ARTIFACTS_DIR}/r1"  # --runner backend: the pod's mount
+    run = _run(
+        _record("statistics", report={names.META_STORAGE_PATH: f"{pod_view}/statistics/report.html"}),
+        _record("validate", report={names.META_STORAGE_PATH: str(run_dir / "validate" / "report.html")}),
+        _record("train", tensorboard={names.META_STORAGE_PATH: f"{pod_view}/train/logs"}),
+        _record(
+            "evaluate",
+            blessing={"verdict": "BLESSED"},
+            report={names.META_STORAGE_PATH: str(run_dir / "evaluate" / "report.html")},
+        ),
+        _record("push", pushed_model={"pushed": 1, "version": 1.0, "serving_path": "/v/1"}),
+    )
+    _, lines = console.outcome(run, tmp_path, "insurance")
+    assert lines[1:4] == [
+        f"report {stage:<11}{run_dir / stage / names.REPORT_HTML_FILE}"
+        for stage in (names.STAGE_STATISTICS, names.STAGE_VALIDATE, names.STAGE_EVALUATE)
+    ]
+    # The run's folder: train's curves and the tuner's trials (HPARAMS) in one TensorBoard.
+    assert lines[-1].startswith("TensorBoard: ") and lines[-1].endswith(f" --logdir {run_dir}")

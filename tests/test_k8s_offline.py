@@ -35,6 +35,7 @@ SHELL_SCRIPTS = [
     *sorted(REPO.glob("scripts/*.sh")),
     REPO / "images" / "build.sh",
     REPO / "tests" / "k8s_tools.sh",
+    REPO / "tests" / "browser_tools.sh",
 ]
 
 NAMESPACE = "kubeflow"
@@ -238,15 +239,36 @@ def test_storageclass_examples_are_rwx_classes_named_for_the_cloud_overlay() -> 
         assert doc["provisioner"], path
 
 
-def test_volume_shell_mounts_the_volume() -> None:
-    assert [p.name for p in EXTRAS] == ["volume-shell.yaml"]
-    docs = [d for d in yaml.safe_load_all(EXTRAS[0].read_text()) if d]
+def _extra(name: str) -> list[dict[str, Any]]:
+    """The documents of one manifests/extras/ file, all in the pipeline's namespace."""
+    docs = [d for d in yaml.safe_load_all((MANIFESTS / "extras" / name).read_text()) if d]
     assert all(d["metadata"]["namespace"] == NAMESPACE for d in docs)
-    pod = _one(docs, "Pod", "kubetfx-volume-shell")["spec"]
+    return docs
+
+
+def test_volume_shell_mounts_the_volume() -> None:
+    assert [p.name for p in EXTRAS] == ["tensorboard.yaml", "volume-shell.yaml"]
+    pod = _one(_extra("volume-shell.yaml"), "Pod", "kubetfx-volume-shell")["spec"]
     (container,) = pod["containers"]
     assert container["image"] == RUNTIME_IMAGE
     assert _mount_of_pvc(pod, container)["mountPath"] == MOUNT_PATH
     assert pod["activeDeadlineSeconds"] <= 3600
+
+
+def test_tensorboard_reads_every_runs_logs_from_the_volume_read_only() -> None:
+    docs = _extra("tensorboard.yaml")
+    pod = _one(docs, "Pod", "kubetfx-tensorboard")["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == RUNTIME_IMAGE
+    mount = _mount_of_pvc(pod, container)
+    assert mount["mountPath"] == MOUNT_PATH and mount["readOnly"] is True
+    claim = next(v for v in pod["volumes"] if v.get("persistentVolumeClaim"))["persistentVolumeClaim"]
+    assert claim["readOnly"] is True
+    command = container["command"]
+    assert command[0] == "tensorboard" and command[command.index("--logdir") + 1] == f"{MOUNT_PATH}/artifacts"
+    assert command[command.index("--host") + 1] == "127.0.0.1"  # reached by kubectl port-forward only
+    policy = _one(docs, "NetworkPolicy", "kubetfx-tensorboard")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and not policy.get("ingress")
 
 
 # --- linters ------------------------------------------------------------------------------------

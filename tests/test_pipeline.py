@@ -4,6 +4,7 @@ whole pipeline runs locally from the compiled spec (both local runners)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,9 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
         shown = run.stdout + run.stderr
         assert not any(noise in shown for noise in ("Epoch 1/", "crcmod", "Instructions for"))
         assert lines[-1].startswith("TensorBoard: ") and "--logdir" in lines[-1]
+        reports = [x.split()[-1] for x in lines if x.strip().endswith(names.REPORT_HTML_FILE)]
+        assert len(reports) == 3 and all(Path(r).is_file() for r in reports), run.stdout
+        assert f"{names.PROGRESS_PREFIX}trial 1/1: " in run.stdout  # the tuner's trial, as it ends
     assert "BLESSED, pushed insurance v1 → " in first.stdout
     assert "BLESSED, pushed insurance v2 → " in second.stdout
 
@@ -186,11 +190,31 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
     trace = json.loads(lineage.stdout)
     assert trace["data"]["input_files"][0].endswith("insurance.csv")
     assert trace["schema"] and trace["transform_graph"] and trace["hyperparameters"]
-    _tensorboard_serves(storage / names.ARTIFACTS_DIR)
+    shown = subprocess.run(
+        [sys.executable, "-m", "pipelines.lineage", "--storage", str(storage), "--version", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert re.search(r"hyperparameters: (\w+ [\d.e-]+, )*\w+ [\d.e-]+  \(searched: 1 trial,", shown), shown
+    assert not re.search(r"(num_layers|units) \d+\.0\b", shown), shown  # as users wrote them
+    assert "  evaluation:      BLESSED, MAE " in shown
+    assert re.search(r"  baseline:        version 1 \(run local-[\w-]+, MAE [\d,]+\)", shown), shown
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipelines.lineage", "--storage", str(storage), "--version", "9"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 1 and missing.stderr.rstrip().endswith("pushed versions: 1, 2")
+    _tensorboard_serves(Path(second.stdout.strip().splitlines()[-1].split("--logdir ")[1]))
 
 
 def _tensorboard_serves(logdir: Path) -> None:
-    """TensorBoard from the locked environment starts on a run's logs and serves their scalars."""
+    """TensorBoard from the locked environment starts on a run's logs and serves their scalars,
+    and the tuner's trials in its HParams view."""
     import socket
     import time
     import urllib.request
@@ -218,6 +242,24 @@ def _tensorboard_serves(logdir: Path) -> None:
             time.sleep(1)
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert any("epoch_loss" in t for t in tags.values()), tags
+        base = f"http://127.0.0.1:{port}/data"
+        plugins = json.loads(urllib.request.urlopen(f"{base}/plugins_listing", timeout=10).read())
+        assert plugins["hparams"]["enabled"], plugins
+        request = urllib.request.Request(
+            f"{base}/plugin/hparams/session_groups",
+            data=json.dumps(
+                {
+                    "experimentName": "",
+                    "allowedStatuses": ["STATUS_UNKNOWN"],
+                    "startIndex": 0,
+                    "sliceSize": 10,
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        groups = json.loads(urllib.request.urlopen(request, timeout=10).read())["sessionGroups"]
+        assert len(groups) == 1, groups  # FAST: one trial
+        assert groups[0]["hparams"] and groups[0]["metricValues"][0]["name"]["tag"] == "val_loss", groups
     finally:
         proc.kill()
         proc.wait()

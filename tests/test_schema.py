@@ -16,7 +16,9 @@ from components.statistics import statistics
 
 def run_stats(examples: dsl.Dataset, out: Path) -> dsl.Artifact:
     ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
-    return run_component(statistics, out, examples=ex)["statistics"]
+    return run_component(statistics, out, examples=ex, storage_root=str(out / "volume"), run_id="schema")[
+        "statistics"
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from kfp import dsl
 
 from components import names
 from components.errors import StageError
-from components.lib import html
+from components.lib import charts, html
 from components.lib.examples import split_files
 from components.lib.statistics import compute_statistics, compute_statistics_beam
 from components.lib.statistics_io import feature_name
@@ -26,7 +26,7 @@ def run_statistics_on(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.
     ex = dsl.Dataset(
         name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
     )
-    outputs = run_component(statistics, out, examples=ex)
+    outputs = run_component(statistics, out, examples=ex, storage_root=str(out / "volume"), run_id="stats")
     return outputs["statistics"], outputs["report"]
 
 
@@ -35,7 +35,7 @@ def stats_run(examples, tmp_path_factory) -> tuple[dsl.Artifact, dsl.HTML]:
     """The statistics stage on the session's ExampleGen output, run once for this module."""
     out = tmp_path_factory.mktemp("statistics")
     ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
-    outputs = run_component(statistics, out, examples=ex)
+    outputs = run_component(statistics, out, examples=ex, storage_root=str(out / "volume"), run_id="stats")
     return outputs["statistics"], outputs["report"]
 
 
@@ -140,10 +140,23 @@ def test_report_is_self_contained_and_covers_every_feature(stats_run):
     for feature in names.COLUMNS:
         assert f'id="{html.anchor_id(feature)}"' in doc, feature
         assert f"<h3>{feature} (" in doc, feature
-    # One histogram per numeric feature and split, one bar chart per categorical feature and split.
-    assert doc.count("<svg") == 2 * len(names.COLUMNS)
+    # One chart per feature: the splits share its axes (overlaid histogram, side-by-side bars).
+    assert doc.count("<svg") == len(names.COLUMNS)
     for split in names.SPLITS:
         assert f"{split}: present" in doc
+    assert not re.search(r"\de[+-]\d", doc)  # no 6.377e+04: numbers for people
+
+
+def test_report_is_kept_on_the_volume_beside_the_statistics(stats_run):
+    stats, report = stats_run
+    kept = Path(stats.metadata[names.META_STORAGE_PATH])
+    assert kept.parts[-3:] == (names.ARTIFACTS_DIR, "stats", names.STAGE_STATISTICS)
+    assert report.metadata[names.META_STORAGE_PATH] == str(kept / names.REPORT_HTML_FILE)
+    assert (kept / names.REPORT_HTML_FILE).read_text() == Path(report.path).read_text()
+    for split in names.SPLITS:  # what a later run's validate compares its data with (drift)
+        assert (kept / names.split_dir(split) / names.STATS_FILE).read_bytes() == (
+            Path(stats.path) / names.split_dir(split) / names.STATS_FILE
+        ).read_bytes()
 
 
 def test_missing_eval_split_is_an_error(examples, tmp_path):
@@ -181,15 +194,14 @@ def test_html_helpers_escape_text_and_draw_charts():
         "<Report & co>",
         [
             html.section("S", html.table(["a<b", "n"], [["<i>x</i>", 1234.5], [html.Raw("<b>ok</b>"), 3]])),
-            html.histogram([(0.0, 1.0, 3.0), (1.0, 2.0, 6.0)], title="h"),
-            html.bar_chart(["x&y", "z"], [1.0, 2.0], title="bars"),
+            charts.grouped_bars(["x&y", "z"], [("s", html.PALETTE[0], [1.0, 2.0])], label="bars"),
         ],
     )
     assert "<title>&lt;Report &amp; co&gt;</title>" in doc
     assert "<th>a&lt;b</th>" in doc and "&lt;i&gt;x&lt;/i&gt;" in doc and "<b>ok</b>" in doc
     assert '<td class="num">1,234</td>' in doc or '<td class="num">1,234.5</td>' in doc
-    assert doc.count("<rect") == 4 and "x&amp;y" in doc
+    assert doc.count("<rect") == 2 and "x&amp;y" in doc
     assert "http" not in doc
-    # The taller bucket gets the taller bar.
-    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)" fill', doc)[:2]]
-    assert heights[1] == pytest.approx(2 * heights[0])
+    # The larger value gets the longer bar.
+    widths = [float(w) for w in re.findall(r'<rect [^>]*width="([\d.]+)"', doc)]
+    assert widths[1] == pytest.approx(2 * widths[0])

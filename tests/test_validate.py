@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def _stats_and_schema(examples_dir: Path, out: Path) -> tuple[dsl.Artifact, dsl.
     ex = dsl.Dataset(
         name="examples", uri=str(out / "examples"), metadata={names.META_STORAGE_PATH: str(examples_dir)}
     )
-    stats = run_component(statistics, out / "statistics", examples=ex)["statistics"]
+    stats = run_component(
+        statistics, out / "statistics", examples=ex, storage_root=str(out / "volume"), run_id="v"
+    )["statistics"]
     sch = run_component(
         schema, out / "schema", statistics=stats, label=names.LABEL, schema_file="", storage_root=str(out)
     )["schema"]
@@ -93,6 +96,7 @@ def run_validate(
             drift_threshold=drift,
             storage_root=str(kfp_dir.parent / "volume"),
             run_id="run-v",
+            model_name=names.MODEL_NAME,
             **outputs,
         )
     except StageError as e:
@@ -127,11 +131,16 @@ def test_clean_data_is_ok(tmp_path, clean):
     # Drift and skew were measured for every feature, below the thresholds.
     measured = {".".join(d.path.step) for d in a.drift_skew_info}
     assert measured == set(names.COLUMNS)
-    assert all(0 <= v < defaults.DRIFT_THRESHOLD for v in anomalies.metadata["drift"].values())
+    skew = anomalies.metadata["skew"]
+    assert set(skew) == set(names.COLUMNS) and all(0 <= v < defaults.SKEW_THRESHOLD for v in skew.values())
+    # No model is served on this volume: drift is not computed, and the report says why.
+    assert anomalies.metadata["drift"] == {}
+    assert anomalies.metadata["drift_reference"].startswith("not computed: no version of model 'insurance'")
     text = (Path(anomalies.path) / names.split_dir(names.EVAL) / names.ANOMALIES_TEXT_FILE).read_text()
     assert text_format.Parse(text, anomalies_pb2.Anomalies()) == a
-    md = Path(report.path).read_text()
-    assert md.startswith("# Data validation") and "**ok**" in md and "No anomalies." in md
+    page = Path(report.path).read_text()
+    assert page.startswith("<!DOCTYPE html>") and '<span class="badge ok">OK</span>' in page
+    assert "No anomalies." in page and "Drift was not computed: no version of model" in page
     assert report.metadata["verdict"] == "ok"
 
 
@@ -144,9 +153,10 @@ def test_unseen_category_is_reported_not_failing(tmp_path, with_eval, synthetic_
     assert anomalies.metadata["unseen_categories"] == {"region": ["atlantis"]}
     assert anomalies.metadata["unsafe"] == 0
     assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in reason_types(load_anomalies(anomalies), "region")
-    md = Path(report.path).read_text()
-    assert "## Categories not seen in train" in md
-    assert "| `region` | `atlantis` |" in md
+    page = Path(report.path).read_text()
+    assert "<h2>Categories not seen in train</h2>" in page
+    assert "<td><code>region</code></td><td><code>atlantis</code></td>" in page
+    assert "add them to the schema&#x27;s domain" in page  # what to do about it
     # fail_on=any fails on the same data, after writing the files.
     anomalies, _, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="any")
     assert error is not None and "region" in str(error)
@@ -163,12 +173,17 @@ def test_eval_without_label_fails_and_still_writes_the_anomalies(tmp_path, with_
     assert "SCHEMA_MISSING_COLUMN" in reason_types(load_anomalies(anomalies), names.LABEL)
     assert anomalies.metadata["verdict"] == "failed"
     assert anomalies.metadata["unsafe_features"] == [names.LABEL]
-    md = Path(report.path).read_text()
-    assert "**failed**" in md and "| `charges` | ERROR | **yes** | **yes** |" in md
+    page = Path(report.path).read_text()
+    assert '<span class="badge bad">FAILED</span>' in page
+    row = re.search(r'<tr class="bad"><td><code>charges</code></td>(.*?)</tr>', page)
+    assert row, page
+    assert '<span class="badge bad">ERROR</span>' in row[1] and "stops the run" in row[1]
+    assert "The column is missing from the eval data" in row[1]  # what to do
     # KFP does not upload a failed task's outputs: the report is kept on the volume too.
     kept = Path(anomalies.metadata[names.META_STORAGE_PATH])
     assert kept.parts[-3:] == (names.ARTIFACTS_DIR, "run-v", names.STAGE_VALIDATE)
-    assert (kept / names.REPORT_MD_FILE).read_text() == md
+    assert (kept / names.REPORT_HTML_FILE).read_text() == page
+    assert report.metadata[names.META_STORAGE_PATH] == str(kept / names.REPORT_HTML_FILE)
     assert (kept / names.split_dir(names.EVAL) / names.ANOMALIES_FILE).exists()
 
 
@@ -197,22 +212,80 @@ def test_fail_on_none_never_raises(tmp_path, with_eval, synthetic_rows):
     assert anomalies.metadata["verdict"] == "anomalies"
     assert set(anomalies.metadata["unsafe_features"]) == {"bmi", names.LABEL}
     assert anomalies.metadata["unseen_categories"] == {"region": ["atlantis"]}
-    assert "**anomalies**" in Path(report.path).read_text()
+    assert '<span class="badge warn">ANOMALIES</span>' in Path(report.path).read_text()
 
 
-def test_low_drift_threshold_reports_drift(tmp_path, clean):
+def serve_a_model(volume: Path, train_stats: Path, run_id: str = "served-run") -> None:
+    """A volume on which version 1 of the model is served, trained on ``train_stats`` in ``run_id``.
+
+    What push and statistics leave there: the registry entry, the version's SavedModel directory
+    (its saved_model.pb is all the baseline rule looks at) and the run's statistics.
+    """
+    import json
+
+    serving = volume / names.SERVING_DIR / names.MODEL_NAME / "1"
+    serving.mkdir(parents=True)
+    (serving / "saved_model.pb").write_bytes(b"")
+    kept = volume / names.ARTIFACTS_DIR / run_id / names.STAGE_STATISTICS / names.split_dir(names.TRAIN)
+    kept.mkdir(parents=True)
+    shutil.copyfile(train_stats, kept / names.STATS_FILE)
+    entry = {
+        "version": 1,
+        "model_name": names.MODEL_NAME,
+        "model_location": "",
+        "serving_path": str(serving),
+        "blessing": {"verdict": names.BLESSED},
+        "metrics": {},
+        "fingerprint": "",
+        "run_id": run_id,
+        "time": "",
+    }
+    (volume / names.REGISTRY_DIR).mkdir(parents=True)
+    (volume / names.REGISTRY_INDEX).write_text(json.dumps({"format": 1, "versions": [entry]}))
+
+
+def test_drift_compares_the_train_split_with_the_served_models_and_skew_the_splits(
+    tmp_path, clean, with_eval, synthetic_rows
+):
+    # The served model was trained on other rows (a third of them): the data moved a little.
+    other, _ = with_eval(synthetic_rows[::3])
+    serve_a_model(tmp_path / "volume", Path(other.path) / names.split_dir(names.EVAL) / names.STATS_FILE)
     anomalies, report, error = run_validate(tmp_path / "kfp", *clean, drift=1e-6)
     assert error is None  # drift alone does not make training unsafe
     assert anomalies.metadata["verdict"] == "anomalies"
     a = load_anomalies(anomalies)
     assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in reason_types(a, "bmi")
     assert "COMPARATOR_L_INFTY_HIGH" in reason_types(a, "smoker")
-    drift = anomalies.metadata["drift"]
+    drift, skew = anomalies.metadata["drift"], anomalies.metadata["skew"]
     assert set(drift) == set(names.COLUMNS) and drift["bmi"] > 1e-6
-    md = Path(report.path).read_text()
-    assert "## Drift and skew" in md and "**over threshold**" in md
+    assert drift != skew  # they compare different data
+    reference = anomalies.metadata["drift_reference"]
+    assert reference.startswith("the train split of insurance v1, the served model (run served-run")
+    page = Path(report.path).read_text()
+    assert "Drift: this run&#x27;s training data vs the served model&#x27;s" in page
+    assert "Skew: eval split vs train split of this run" in page and "over threshold" in page
     # The schema artifact itself is not modified by the comparators.
     assert "comparator" not in (Path(clean[1].path) / names.SCHEMA_FILE).read_text()
+
+
+def test_drift_on_unchanged_data_is_zero(tmp_path, clean):
+    serve_a_model(tmp_path / "volume", Path(clean[0].path) / names.split_dir(names.TRAIN) / names.STATS_FILE)
+    anomalies, _, error = run_validate(tmp_path / "kfp", *clean)
+    assert error is None and anomalies.metadata["verdict"] == "ok"
+    assert set(anomalies.metadata["drift"]) == set(names.COLUMNS)
+    assert set(anomalies.metadata["drift"].values()) == {0.0}
+    assert any(v > 0 for v in anomalies.metadata["skew"].values())
+
+
+def test_drift_without_the_served_runs_statistics_says_why(tmp_path, clean):
+    serve_a_model(tmp_path / "volume", Path(clean[0].path) / names.split_dir(names.TRAIN) / names.STATS_FILE)
+    shutil.rmtree(tmp_path / "volume" / names.ARTIFACTS_DIR / "served-run")
+    anomalies, report, _ = run_validate(tmp_path / "kfp", *clean)
+    assert anomalies.metadata["drift"] == {}
+    assert anomalies.metadata["drift_reference"].startswith(
+        "not computed: the training statistics of insurance v1 (run served-run) are not on the volume"
+    )
+    assert "Drift was not computed: the training statistics of insurance v1" in Path(report.path).read_text()
 
 
 def test_low_skew_threshold_reports_skew(tmp_path, clean):

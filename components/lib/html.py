@@ -1,9 +1,14 @@
-"""Self-contained HTML reports: escaping, one small stylesheet, tables and inline SVG charts.
+"""Self-contained HTML reports: escaping, readable numbers, one small stylesheet, tables, legends.
 
 Every report a stage writes must open from a pipeline UI, a laptop without network or an
 air-gapped cluster, so a page built here references nothing outside itself: no scripts, no
-style sheets, no fonts, no images by URL. Charts are inline ``<svg>`` elements (no ``xmlns``
-attribute is needed inside HTML5, so not even a namespace URL appears in the document).
+style sheets, no fonts, no images by URL. Charts are inline ``<svg>`` elements drawn by
+``components.lib.charts`` (no ``xmlns`` attribute is needed inside HTML5, so not even a
+namespace URL appears in the document).
+
+Pages are responsive: the body is at most ``MAX_WIDTH`` px wide, cards and charts sit in a grid
+that wraps, an SVG shrinks with its box (never grows past its drawn size, so its text stays
+the drawn size) and a wide table scrolls inside its own box instead of widening the page.
 
 The helpers return HTML strings. Text is always escaped; a string that is already HTML is
 passed as :class:`Raw` so it is inserted as is. Standard library only, so any stage can use it
@@ -19,34 +24,58 @@ from typing import Any
 
 # Two colours for the two sides of a comparison (train/eval, candidate/baseline), then more.
 PALETTE = ("#3b6fb6", "#e08a2c", "#4c9f70", "#b8474d", "#7d5ba6", "#8c8c8c")
+THRESHOLD_COLOR = "#cf222e"
+MAX_WIDTH = 1400
 
-CSS = """
-:root { --fg: #1f2328; --muted: #656d76; --line: #d0d7de; --bg: #ffffff; --soft: #f6f8fa;
-        --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; }
-* { box-sizing: border-box; }
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--fg);
-       background: var(--bg); margin: 0 auto; padding: 1.5rem 2rem 3rem; max-width: 1280px;
-       font-size: 14px; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin: 0 0 .25rem; }
-h2 { font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .3rem; border-bottom: 1px solid var(--line); }
-h3 { font-size: 1.05rem; margin: 1.2rem 0 .4rem; }
-p.subtitle, .muted { color: var(--muted); }
-table { border-collapse: collapse; margin: .4rem 0 1rem; }
-caption { text-align: left; color: var(--muted); padding-bottom: .25rem; }
-th, td { border: 1px solid var(--line); padding: .25rem .55rem; text-align: left; vertical-align: top; }
-th { background: var(--soft); font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.grid { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
-.grid > div { flex: 1 1 360px; min-width: 0; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: .6rem 1rem 1rem; margin: 1rem 0; }
-.badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .8rem;
-         font-weight: 600; color: #fff; background: var(--muted); }
-.badge.ok { background: var(--ok); } .badge.warn { background: var(--warn); }
-.badge.bad { background: var(--bad); }
-nav a { margin-right: .8rem; }
-svg text { font-family: inherit; font-size: 11px; fill: var(--fg); }
-svg .axis { stroke: var(--muted); stroke-width: 1; }
-code { background: var(--soft); padding: 0 .25rem; border-radius: 3px; }
+CSS = f"""
+:root {{ --fg: #1f2328; --muted: #656d76; --line: #d0d7de; --bg: #ffffff; --soft: #f6f8fa;
+        --ok: #1a7f37; --warn: #9a6700; --bad: #cf222e; --warnbg: #fff8c5; --badbg: #ffebe9; }}
+* {{ box-sizing: border-box; }}
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--fg);
+       background: var(--bg); margin: 0 auto; padding: 1.5rem 2rem 3rem; max-width: {MAX_WIDTH}px;
+       font-size: 14px; line-height: 1.45; }}
+@media (max-width: 700px) {{ body {{ padding: 1rem .75rem 2rem; }} }}
+h1 {{ font-size: 1.6rem; margin: 0 0 .25rem; overflow-wrap: anywhere; }}
+h2 {{ font-size: 1.25rem; margin: 2rem 0 .6rem; padding-bottom: .3rem;
+      border-bottom: 1px solid var(--line); }}
+h3 {{ font-size: 1.05rem; margin: .2rem 0 .5rem; }}
+p.subtitle, .muted {{ color: var(--muted); }}
+p, li {{ overflow-wrap: anywhere; }}
+.table-wrap {{ max-width: 100%; overflow-x: auto; margin: .4rem 0 1rem; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid var(--line); padding: .25rem .55rem; text-align: left; vertical-align: top; }}
+th {{ background: var(--soft); font-weight: 600; }}
+td {{ overflow-wrap: break-word; }}
+p.caption {{ margin: 0 0 .25rem; max-width: 36rem; }}
+td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+tr.warn td {{ background: var(--warnbg); }} tr.bad td {{ background: var(--badbg); }}
+tr.ok td {{ background: #dafbe1; }}
+td.better {{ color: var(--ok); font-weight: 600; }} td.worse {{ color: var(--bad); font-weight: 600; }}
+.grid {{ display: flex; flex-wrap: wrap; gap: 1rem 1.5rem; align-items: flex-start; }}
+.grid > div {{ flex: 1 1 400px; min-width: 0; max-width: 100%; }}
+.grid > div.fit {{ flex: 0 0 auto; }}
+.card {{ border: 1px solid var(--line); border-radius: 6px; padding: .6rem 1rem 1rem; margin: 1rem 0; }}
+.card.warn {{ border-left: 4px solid var(--warn); }} .card.bad {{ border-left: 4px solid var(--bad); }}
+.badge {{ display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .8rem;
+         font-weight: 600; color: #fff; background: var(--muted); white-space: nowrap; }}
+.badge.ok {{ background: var(--ok); }} .badge.warn {{ background: var(--warn); }}
+.badge.bad {{ background: var(--bad); }}
+.verdict {{ font-size: 1.15rem; font-weight: 600; margin: .4rem 0; }}
+.verdict .badge {{ font-size: 1rem; padding: .1rem .7rem; vertical-align: middle; }}
+nav {{ margin: .6rem 0; }} nav a {{ margin-right: .8rem; white-space: nowrap; }}
+figure {{ margin: 0 0 1rem; max-width: 100%; }}
+figcaption {{ color: var(--muted); font-size: .85rem; max-width: 40rem; }}
+.legend {{ display: flex; flex-wrap: wrap; gap: .2rem 1rem; font-size: .85rem; margin: .2rem 0; }}
+.legend i {{ display: inline-block; width: .9rem; height: .9rem; border-radius: 2px;
+            vertical-align: -2px; margin-right: .3rem; }}
+.legend i.line {{ height: 3px; vertical-align: 3px; }}
+svg {{ width: 100%; height: auto; display: block; }}
+svg text {{ font-family: inherit; font-size: 11px; fill: var(--fg); }}
+svg text.muted {{ fill: var(--muted); }}
+svg .axis {{ stroke: var(--muted); stroke-width: 1; }}
+svg .gridline {{ stroke: #eaeef2; stroke-width: 1; }}
+code {{ background: var(--soft); padding: 0 .25rem; border-radius: 3px; white-space: nowrap; }}
+code.path {{ white-space: normal; word-break: break-all; }}
 """
 
 
@@ -61,10 +90,14 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def fmt_num(value: Any, digits: int = 4) -> str:
-    """A number for people: thousands separators, ``digits`` significant digits, NaN/None empty.
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
-    Strings pass through, so a table cell can mix numbers and text.
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    """A number for people: thousands separators, about ``digits`` significant digits, never ``e+04``.
+
+    63,770.1 -> ``63,770``; 0.13421 -> ``0.1342``; 21,518,685.1 -> ``21,518,685``; 3.2e-7 ->
+    ``3.2×10⁻⁷``; NaN/None -> empty. Strings pass through, so a table cell can mix numbers and text.
     """
     if value is None:
         return ""
@@ -72,22 +105,37 @@ def fmt_num(value: Any, digits: int = 4) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if math.isinf(value):
-            return "∞" if value > 0 else "-∞"
-        if value == int(value) and abs(value) < 1e15:
-            return f"{int(value):,}"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.{digits}g}"
-        return f"{value:,.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}g}"
-    return str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if value == int(value) and magnitude < 1e15:
+        return f"{int(value):,}"
+    if magnitude >= 1:
+        decimals = max(0, digits - 1 - int(math.floor(math.log10(magnitude))))
+        text = f"{value:,.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if magnitude >= 1e-4:
+        return f"{value:.{digits}g}"
+    mantissa, exponent = f"{value:.{max(digits - 2, 1)}e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def fmt_pct(fraction: float, digits: int = 1) -> str:
     """0.1234 -> ``12.3 %``."""
     return f"{100.0 * fraction:.{digits}f} %"
+
+
+def fmt_change(new: float | None, old: float | None) -> str:
+    """Relative change of ``new`` against ``old``: ``+4.2 %``; empty when it is undefined."""
+    if new is None or old is None or not old or math.isnan(new) or math.isnan(old):
+        return ""
+    return f"{100.0 * (new - old) / abs(old):+.1f} %"
 
 
 def page(title: str, sections: Iterable[str], *, subtitle: str = "") -> str:
@@ -112,10 +160,18 @@ def section(title: str, *parts: str, anchor: str | None = None, level: int = 2) 
     return f"<section{ident}>\n<h{level}>{esc(title)}</h{level}>\n" + "\n".join(parts) + "\n</section>"
 
 
-def card(title: str, *parts: str, anchor: str | None = None) -> str:
-    """A bordered box with a small heading, for one item among many (a feature, a slice)."""
+def card(title: str, *parts: str, anchor: str | None = None, kind: str = "", heading: str = "") -> str:
+    """A bordered box with a small heading, for one item among many (a feature, a slice).
+
+    ``kind`` ``warn``/``bad`` marks the box's edge; ``heading`` is extra HTML after the title (badges).
+    """
     ident = f' id="{esc(anchor)}"' if anchor else ""
-    return f'<div class="card"{ident}>\n<h3>{esc(title)}</h3>\n' + "\n".join(parts) + "\n</div>"
+    cls = f"card {esc(kind)}".strip()
+    return (
+        f'<div class="{cls}"{ident}>\n<h3>{esc(title)}{" " + heading if heading else ""}</h3>\n'
+        + "\n".join(parts)
+        + "\n</div>"
+    )
 
 
 def nav(links: Sequence[tuple[str, str]]) -> str:
@@ -129,14 +185,47 @@ def paragraph(text: str, *, muted: bool = False) -> str:
     return f"<p{cls}>{esc(text)}</p>"
 
 
+def bullets(items: Iterable[Any]) -> str:
+    """An unordered list of escaped items."""
+    return "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
+
+
 def badge(text: str, kind: str = "") -> str:
     """A coloured label; ``kind`` is ``ok``, ``warn``, ``bad`` or empty (grey)."""
     return f'<span class="badge {esc(kind)}">{esc(text)}</span>'
 
 
-def grid(*cells: str) -> str:
-    """Cells side by side (wrapping on narrow screens): e.g. train next to eval."""
-    return '<div class="grid">' + "".join(f"<div>{c}</div>" for c in cells) + "</div>"
+def verdict_line(word: str, kind: str, sentence: str, *, value: str = "") -> str:
+    """The first thing a report says: a large badge and one sentence (``value``: the verdict as data)."""
+    data = f' data-verdict="{esc(value)}"' if value else ""
+    return f'<p class="verdict"{data}>{badge(word, kind)} {esc(sentence)}</p>'
+
+
+def grid(*cells: str, fit: Sequence[int] = ()) -> str:
+    """Cells side by side (wrapping on narrow screens): e.g. a table next to its chart.
+
+    The cells whose indexes are in ``fit`` take their content's width (a table); the others share the rest.
+    """
+    return (
+        '<div class="grid">'
+        + "".join(
+            f'<div class="fit">{c}</div>' if i in fit else f"<div>{c}</div>" for i, c in enumerate(cells) if c
+        )
+        + "</div>"
+    )
+
+
+def legend(items: Sequence[tuple[str, str]], *, lines: Sequence[tuple[str, str]] = ()) -> str:
+    """A chart's legend as HTML: ``[(label, colour), ...]`` swatches, then ``lines`` as strokes."""
+    swatches = [f'<span><i style="background:{esc(c)}"></i>{esc(t)}</span>' for t, c in items]
+    swatches += [f'<span><i class="line" style="background:{esc(c)}"></i>{esc(t)}</span>' for t, c in lines]
+    return '<div class="legend">' + "".join(swatches) + "</div>"
+
+
+def figure(svg: str, *, legend_html: str = "", caption: str = "") -> str:
+    """A chart with its legend above and a caption below."""
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f"<figure>{legend_html}{svg}{cap}</figure>"
 
 
 def table(
@@ -145,19 +234,33 @@ def table(
     *,
     caption: str = "",
     numeric: Sequence[int] | None = None,
+    row_classes: Sequence[str] | None = None,
+    cell_classes: dict[tuple[int, int], str] | None = None,
 ) -> str:
-    """A table; numbers are formatted with :func:`fmt_num` and right-aligned.
+    """A table in a box that scrolls sideways when it is wider than the page.
 
-    No ``headers`` (None or empty): no header row. ``numeric`` lists the column indexes to
-    right-align; by default a cell is right-aligned when it holds an ``int`` or ``float``.
+    Numbers are formatted with :func:`fmt_num` and right-aligned. No ``headers`` (None or empty):
+    no header row. ``numeric`` lists the column indexes to right-align; by default a cell is
+    right-aligned when it holds an ``int`` or ``float``. ``row_classes`` (``warn``/``bad``/"")
+    highlight rows; ``cell_classes`` maps (row, column) to a class (``better``/``worse``).
     """
-    out = ["<table>"]
-    if caption:
-        out.append(f"<caption>{esc(caption)}</caption>")
+    out = ['<div class="table-wrap">']
+    if caption:  # above the table, not a <caption>: that would wrap to the table's width
+        out.append(f'<p class="caption muted">{esc(caption)}</p>')
+    out.append("<table>")
     if headers:
-        out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>")
+        out.append(
+            "<thead><tr>"
+            + "".join(
+                f'<th class="num">{esc(h)}</th>'
+                if numeric is not None and i in numeric
+                else f"<th>{esc(h)}</th>"
+                for i, h in enumerate(headers)
+            )
+            + "</tr></thead>"
+        )
     out.append("<tbody>")
-    for row in rows:
+    for r, row in enumerate(rows):
         cells = []
         for i, v in enumerate(row):
             is_num = (
@@ -165,105 +268,28 @@ def table(
                 if numeric is not None
                 else isinstance(v, int | float) and not isinstance(v, bool)
             )
+            classes = " ".join(
+                c for c in ("num" if is_num else "", (cell_classes or {}).get((r, i), "")) if c
+            )
+            attr = f' class="{classes}"' if classes else ""
             text = esc(v) if isinstance(v, Raw) else esc(fmt_num(v))
-            cells.append(f'<td class="num">{text}</td>' if is_num else f"<td>{text}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+            cells.append(f"<td{attr}>{text}</td>")
+        kind = row_classes[r] if row_classes and r < len(row_classes) and row_classes[r] else ""
+        out.append((f'<tr class="{esc(kind)}">' if kind else "<tr>") + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
 def kv_table(pairs: Iterable[tuple[str, Any]], *, caption: str = "") -> str:
-    """A two-column table of name/value pairs (no header row)."""
-    return table(None, pairs, caption=caption)
+    """A two-column table of name/value pairs (no header row), values left-aligned."""
+    return table(None, pairs, caption=caption, numeric=[])
 
 
-def _svg_open(width: int, height: int, label: str) -> str:
-    return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{esc(label)}">'
-    )
+def code(text: Any) -> Raw:
+    """Inline code (a name, a value) as a table cell or in a sentence; it does not wrap."""
+    return Raw(f"<code>{esc(text)}</code>")
 
 
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def bar_chart(
-    labels: Sequence[str],
-    values: Sequence[float],
-    *,
-    title: str = "",
-    width: int = 420,
-    bar_height: int = 18,
-    color: str = PALETTE[0],
-    value_format: Any = fmt_num,
-) -> str:
-    """Horizontal bars, one per label (categories, top values, metric per slice) as inline SVG."""
-    if not labels:
-        return paragraph("(no values)", muted=True)
-    label_w = min(160, 8 + 7 * max(len(_short(str(x), 22)) for x in labels))
-    value_w = 70
-    top = 18 if title else 4
-    plot_w = max(40, width - label_w - value_w)
-    height = top + len(labels) * (bar_height + 4) + 4
-    vmax = max((v for v in values if v is not None and math.isfinite(v)), default=0.0)
-    vmax = vmax if vmax > 0 else 1.0
-    out = [_svg_open(width, height, title or "bar chart")]
-    if title:
-        out.append(f'<text x="0" y="12" font-weight="600">{esc(title)}</text>')
-    for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
-        y = top + i * (bar_height + 4)
-        v = 0.0 if v is None or not math.isfinite(v) else float(v)
-        w = max(0.0, plot_w * v / vmax)
-        out.append(
-            f'<text x="{label_w - 6}" y="{y + bar_height * 0.7:.1f}" text-anchor="end">'
-            f"<title>{esc(lab)}</title>{esc(_short(str(lab), 22))}</text>"
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_height}" fill="{esc(color)}">'
-            f"<title>{esc(lab)}: {esc(value_format(v))}</title></rect>"
-            f'<text x="{label_w + w + 4:.1f}" y="{y + bar_height * 0.7:.1f}">{esc(value_format(v))}</text>'
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def histogram(
-    buckets: Sequence[tuple[float, float, float]],
-    *,
-    title: str = "",
-    width: int = 420,
-    height: int = 170,
-    color: str = PALETTE[0],
-) -> str:
-    """Vertical bars over a numeric range: ``[(low, high, count), ...]`` in order, as inline SVG.
-
-    Bars are drawn by bucket index (equal widths), which suits both equal-width and quantile
-    buckets; the axis shows the lowest and highest bound, and each bar's tooltip its range.
-    """
-    if not buckets:
-        return paragraph("(no histogram)", muted=True)
-    top = 18 if title else 6
-    bottom = 18
-    left, right = 4, 4
-    plot_w = width - left - right
-    plot_h = height - top - bottom
-    cmax = max((c for _, _, c in buckets), default=0.0) or 1.0
-    bw = plot_w / len(buckets)
-    out = [_svg_open(width, height, title or "histogram")]
-    if title:
-        out.append(f'<text x="0" y="12" font-weight="600">{esc(title)}</text>')
-    for i, (lo, hi, c) in enumerate(buckets):
-        h = plot_h * c / cmax
-        x = left + i * bw
-        out.append(
-            f'<rect x="{x + 0.5:.1f}" y="{top + plot_h - h:.1f}" width="{max(bw - 1, 0.5):.1f}" '
-            f'height="{h:.1f}" fill="{esc(color)}"><title>[{esc(fmt_num(lo))}, {esc(fmt_num(hi))}]: '
-            f"{esc(fmt_num(c))}</title></rect>"
-        )
-    y_axis = top + plot_h + 0.5
-    out.append(f'<line class="axis" x1="{left}" y1="{y_axis}" x2="{left + plot_w}" y2="{y_axis}"/>')
-    out.append(f'<text x="{left}" y="{height - 4}">{esc(fmt_num(buckets[0][0]))}</text>')
-    out.append(
-        f'<text x="{left + plot_w}" y="{height - 4}" text-anchor="end">{esc(fmt_num(buckets[-1][1]))}</text>'
-    )
-    out.append("</svg>")
-    return "".join(out)
+def path(text: Any) -> Raw:
+    """A file path as code that may wrap anywhere, so a long path never widens its table."""
+    return Raw(f'<code class="path">{esc(text)}</code>')

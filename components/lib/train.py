@@ -33,6 +33,7 @@ from components import names
 from components.errors import StageError
 from components.lib import saved_model, user_module
 from components.lib.hyperparameters import read_hyperparameters
+from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE
 from components.lib.training import (
     build_user_model,
     label_functions,
@@ -46,9 +47,6 @@ STAGE = names.STAGE_TRAIN
 PREDICT_BATCH = 4096  # batch size of the final passes over eval (and a train sample)
 MAX_EPOCHS = 10  # train_steps are split into up to this many epochs, for per-epoch logs
 MAX_STEPS_PER_EXECUTION = 100  # see steps_per_execution()
-EVAL_PREDICTIONS_FILE = "eval_predictions.csv"
-SUMMARY_FILE = "training_summary.json"
-PREDICTION_COLUMN = "prediction"
 
 
 def steps_per_execution(*step_counts: int) -> int:

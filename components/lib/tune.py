@@ -24,7 +24,7 @@ from typing import Any
 
 from components import defaults, names
 from components.errors import StageError, stage_error_in
-from components.lib import training, user_module
+from components.lib import training, tuner_progress, user_module
 from components.lib.transform_output import open_transform_output, transformed_files
 
 STAGE = names.STAGE_TUNE
@@ -176,6 +176,7 @@ def run_tune(
 
     training.set_seed()
     search = _make_tuner(kind, build, hp, trials, work_dir)
+    tuner_progress.attach(search, trials, work_dir)  # a console line, HParams and trials.json per trial
     # The model's input names, to feed it exactly the transformed features it declares.
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
     inputs = training.model_input_names(probe)

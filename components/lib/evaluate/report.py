@@ -1,95 +1,308 @@
-"""The evaluate stage's HTML report: verdict and reasons, overall and per-slice metrics, comparison."""
+"""The evaluate stage's HTML report, verdict first.
+
+1. the verdict and its reasons, the thresholds; 2. the metrics with their change against the
+baseline; 3. per slice, candidate and baseline bars with the MAE bound drawn; 4. predicted vs
+actual and the residuals (train's eval predictions of this candidate); 5. loss and metric curves
+per epoch (the training summary); 6. the tuner's trials and the hyperparameters train used.
+The title names the model, the run and the baseline (the candidate's version is decided by push).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from components import names
+from components.lib import charts
+from components.lib import html as h
 from components.lib.evaluate.keys import BASELINE, CANDIDATE, COUNT, MAE, MSE
+from components.lib.evaluate.report_inputs import ReportContext
 from components.lib.evaluate.results import EvaluateResult
+from components.lib.tuner_progress import METRIC, format_value
+
+SCATTER_POINTS = 1200  # at most this many dots per scatter plot (evenly spaced rows)
+CAND_COLOR, BASE_COLOR = h.PALETTE[0], h.PALETTE[1]
+LOWER_IS_BETTER = ("mae", "mse", "rmse")
 
 
-def render_report(result: EvaluateResult, *, label: str, slice_feature: str) -> str:
-    """A self-contained HTML page: verdict and reasons, overall and per-slice metrics, comparison."""
-    from components.lib import html as h
-
+def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
     b = result.blessing
-    has_base = bool(result.baseline)
-    ok = b.blessed
     t = b.thresholds or {}
-    parts = [
-        h.section(
-            "Verdict",
-            h.badge(b.verdict, "ok" if ok else "bad"),
-            "<ul>" + "".join(f"<li>{h.esc(r)}</li>" for r in b.reasons) + "</ul>",
-            h.kv_table(
-                [
-                    (
-                        "MAE upper bound",
-                        "not configured" if t["mae_threshold"] is None else t["mae_threshold"],
-                    ),
-                    (
-                        "max relative degradation",
-                        "not configured"
-                        if t["max_relative_degradation"] is None
-                        else h.fmt_pct(t["max_relative_degradation"]),
-                    ),
-                    ("thresholds from", t["source"]),
-                    (
-                        "baseline",
-                        f"version {b.baseline}" if b.baseline is not None else names.NO_BASELINE,
-                    ),
-                    ("candidate model", b.model_path),
-                    ("baseline model", b.baseline_model_path or ""),
-                ],
-                caption="Configuration",
-            ),
+    sentence = (
+        "the candidate passes its gates; push publishes it as the next version."
+        if b.blessed
+        else "the candidate fails a gate; push publishes nothing."
+    )
+    rel = t.get("max_relative_degradation")
+    baseline = (
+        f"{ctx.model_name} v{b.baseline}" + (f" (run {ctx.baseline_run_id})" if ctx.baseline_run_id else "")
+        if b.baseline is not None
+        else names.NO_BASELINE
+    )
+    return h.section(
+        "Verdict",
+        h.verdict_line(b.verdict.replace("_", " "), "ok" if b.blessed else "bad", sentence, value=b.verdict),
+        h.bullets(b.reasons),
+        h.kv_table(
+            [
+                (
+                    "MAE upper bound",
+                    "not configured" if t.get("mae_threshold") is None else t["mae_threshold"],
+                ),
+                ("max relative degradation", "not configured" if rel is None else h.fmt_pct(rel)),
+                ("thresholds from", t.get("source", "")),
+                ("baseline", baseline),
+                ("candidate model", h.path(b.model_path)),
+                ("baseline model", h.path(b.baseline_model_path) if b.baseline_model_path else ""),
+            ],
+            caption="Gates and models",
+        ),
+        anchor="verdict",
+    )
+
+
+def _metrics(result: EvaluateResult, label: str) -> str:
+    cand, base, has_base = result.candidate, result.baseline, bool(result.baseline)
+    rows, classes = [], {}
+    for r, (key, title) in enumerate(
+        (
+            ("example_count", "examples"),
+            ("mae", "mean absolute error"),
+            ("mse", "mean squared error"),
+            ("rmse", "root mean squared error"),
         )
-    ]
-    cand, base = result.candidate, result.baseline
-    rows = []
-    for key, title in (
-        ("example_count", "examples"),
-        ("mae", "mean absolute error"),
-        ("mse", "mean squared error"),
-        ("rmse", "root mean squared error"),
     ):
         row: list[Any] = [title, cand.get(key)]
         if has_base:
-            bv, cv = base.get(key), cand.get(key)
-            row += [f"{(cv - bv) / bv:+.1%}" if bv and cv is not None and key != "example_count" else ""]
-            row.insert(2, bv)
+            change = h.fmt_change(cand.get(key), base.get(key)) if key in LOWER_IS_BETTER else ""
+            row += [base.get(key), change]
+            if change and cand.get(key) != base.get(key):
+                classes[(r, 3)] = "better" if cand[key] < base[key] else "worse"
         rows.append(row)
     headers = ["metric", "candidate"] + (["baseline", "change"] if has_base else [])
-    parts.append(h.section("Overall", h.table(headers, rows, caption=f"label {label!r}, eval split")))
-
-    slice_rows, labels, maes = [], [], []
-    for name, by_model in sorted(result.metrics.items(), key=lambda kv: (kv[0] != "Overall", kv[0])):
-        c = by_model.get(CANDIDATE, {})
-        row = [name, c.get(COUNT), c.get(MAE), c.get(MSE)]
-        labels.append(f"{name} candidate" if has_base else name)
-        maes.append(c.get(MAE) or 0.0)
-        if has_base:
-            bm = by_model.get(BASELINE, {})
-            row += [bm.get(MAE), bm.get(MSE)]
-            labels.append(f"{name} baseline")  # one chart, one scale: bars side by side compare
-            maes.append(bm.get(MAE) or 0.0)
-        slice_rows.append(row)
-    sh = ["slice", "examples", "MAE", "MSE"] + (["baseline MAE", "baseline MSE"] if has_base else [])
-    chart = h.bar_chart(labels, maes, title="MAE per slice", width=520)
-    parts.append(
-        h.section(
-            f"Slices (overall and by {slice_feature!r})" if slice_feature else "Slices",
-            h.table(sh, slice_rows),
-            chart,
-        )
+    note = "" if has_base else " No baseline: the candidate is shown alone."
+    return h.section(
+        "Metrics",
+        h.table(
+            headers,
+            rows,
+            numeric=list(range(1, len(headers))),
+            cell_classes=classes,
+            caption=f"label {label!r} on the eval split, in label units; change: lower is better.{note}",
+        ),
+        anchor="metrics",
     )
-    parts.append(
+
+
+def _slices(result: EvaluateResult, slice_feature: str) -> str:
+    has_base = bool(result.baseline)
+    ordered = sorted(result.metrics.items(), key=lambda kv: (kv[0] != "Overall", kv[0]))
+    rows = []
+    for name, by_model in ordered:
+        c, bm = by_model.get(CANDIDATE, {}), by_model.get(BASELINE, {})
+        row: list[Any] = [name, c.get(COUNT), c.get(MAE), c.get(MSE)]
+        if has_base:
+            row += [bm.get(MAE), h.fmt_change(c.get(MAE), bm.get(MAE))]
+        rows.append(row)
+    headers = ["slice", "examples", "MAE", "MSE"] + (["baseline MAE", "MAE change"] if has_base else [])
+    series = [("candidate", CAND_COLOR, [m.get(CANDIDATE, {}).get(MAE) for _, m in ordered])]
+    if has_base:
+        series.append(("baseline", BASE_COLOR, [m.get(BASELINE, {}).get(MAE) for _, m in ordered]))
+    bound = (result.blessing.thresholds or {}).get("mae_threshold")
+    chart = charts.grouped_bars(
+        [n for n, _ in ordered],
+        series,
+        label="MAE per slice",
+        x_label="mean absolute error",
+        threshold=bound,
+        threshold_label=f"MAE upper bound {h.fmt_num(bound)}" if bound is not None else "",
+    )
+    legend = h.legend(
+        [(n, c) for n, c, _ in series],
+        lines=[("MAE upper bound (overall)", h.THRESHOLD_COLOR)] if bound is not None else [],
+    )
+    title = f"Slices: overall and by {slice_feature!r}" if slice_feature else "Slices"
+    return h.section(
+        title,
+        h.grid(
+            h.table(headers, rows, numeric=list(range(1, len(headers)))),
+            h.figure(chart, legend_html=legend),
+            fit=(0,),
+        ),
+        anchor="slices",
+    )
+
+
+def _quantile(sorted_values: list[float], p: float) -> float:
+    k = (len(sorted_values) - 1) * p
+    lo = math.floor(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def _predictions(ctx: ReportContext, label: str) -> str:
+    if not ctx.actual:
+        return h.section(
+            "Predictions",
+            h.paragraph(f"No eval predictions found in {ctx.train_dir or 'the train output'}.", muted=True),
+            anchor="predictions",
+        )
+    n = len(ctx.actual)
+    step = max(1, math.ceil(n / SCATTER_POINTS))
+    idx = range(0, n, step)
+    residuals = [p - a for a, p in zip(ctx.actual, ctx.predicted, strict=True)]
+    pred_vs_actual = charts.scatter(
+        [(ctx.actual[i], ctx.predicted[i]) for i in idx],
+        label="predicted vs actual",
+        x_label=f"actual {label}",
+        y_label=f"predicted {label}",
+        diagonal=True,
+    )
+    resid = charts.scatter(
+        [(ctx.predicted[i], residuals[i]) for i in idx],
+        label="residuals",
+        x_label=f"predicted {label}",
+        y_label="residual = predicted − actual",
+        zero_line=True,
+        color=h.PALETTE[2],
+    )
+    abs_sorted = sorted(abs(r) for r in residuals)
+    shown = f"{len(idx):,} of {n:,} eval rows" if step > 1 else f"all {n:,} eval rows"
+    summary = (
+        f"Mean residual {h.fmt_num(sum(residuals) / n)} (above 0: over-predicts on average); half the "
+        f"absolute errors are under {h.fmt_num(_quantile(abs_sorted, 0.5))}, "
+        f"90 % under {h.fmt_num(_quantile(abs_sorted, 0.9))}."
+    )
+    return h.section(
+        "Predictions",
+        h.paragraph(
+            f"The candidate's predictions on the eval split (written by train), {shown} shown. {summary}"
+        ),
+        h.grid(
+            h.figure(
+                pred_vs_actual,
+                legend_html=h.legend(
+                    [("eval row", CAND_COLOR)], lines=[("perfect prediction", h.THRESHOLD_COLOR)]
+                ),
+            ),
+            h.figure(
+                resid,
+                legend_html=h.legend([("eval row", h.PALETTE[2])], lines=[("no error", h.THRESHOLD_COLOR)]),
+            ),
+        ),
+        anchor="predictions",
+    )
+
+
+def _training(ctx: ReportContext) -> str:
+    history = ctx.history
+    names_ = [k for k in history if not k.startswith("val_")]
+    if not names_:
+        return h.section("Training", h.paragraph("No training history found.", muted=True), anchor="training")
+    figures = []
+    for key in names_:
+        series = [("train", CAND_COLOR, [(i + 1.0, v) for i, v in enumerate(history[key])])]
+        val = history.get(f"val_{key}", [])
+        if val:
+            series.append(("validation", BASE_COLOR, [(i + 1.0, v) for i, v in enumerate(val)]))
+        chart = charts.line_chart(series, label=f"{key} per epoch", x_label="epoch", y_label=key)
+        caption = ""
+        if val:
+            best = min(range(len(val)), key=lambda i: val[i])
+            caption = (
+                f"validation {key}: lowest {h.fmt_num(val[best])} at epoch {best + 1}, "
+                f"{h.fmt_num(val[-1])} at the last epoch ({len(val)})"
+            )
+        if key == "loss":
+            caption += ". Loss is on the label as the module's label_transform makes it for training."
+        figures.append(h.figure(chart, legend_html=h.legend([(n, c) for n, c, _ in series]), caption=caption))
+    return h.section("Training curves", h.grid(*figures), anchor="training")
+
+
+def _tuning(ctx: ReportContext) -> str:
+    used = h.kv_table(
+        [(k, h.code(format_value(v))) for k, v in ctx.hyperparameters.items()],
+        caption="Hyperparameters train used",
+    )
+    if not ctx.trials:
+        return h.section(
+            "Hyperparameters",
+            h.paragraph(
+                "No tuner trials for this run (tuning was off: train used the module's defaults and the "
+                "hyperparameters parameter)."
+            ),
+            used if ctx.hyperparameters else "",
+            anchor="tuning",
+        )
+    keys: list[str] = []
+    for t in ctx.trials:
+        keys += [k for k in t.get("values", {}) if k not in keys]
+    scored = [t for t in ctx.trials if t.get(METRIC) is not None]
+    best = min(scored, key=lambda t: t[METRIC]) if scored else None
+    rows = [
+        [
+            str(i + 1),
+            *(h.code(format_value(t["values"][k])) if k in t.get("values", {}) else "" for k in keys),
+            t.get(METRIC) if t.get(METRIC) is not None else str(t.get("status", "")),
+            h.Raw(h.badge("best", "ok")) if t is best else "",
+        ]
+        for i, t in enumerate(ctx.trials)
+    ]
+    return h.section(
+        f"Tuner trials ({len(ctx.trials)})",
+        h.grid(
+            h.table(
+                ["trial", *keys, f"{METRIC}", ""],
+                rows,
+                numeric=[len(keys) + 1],
+                row_classes=["ok" if t is best else "" for t in ctx.trials],
+                caption=f"{METRIC}: the tuner's objective on the eval split (lower is better); "
+                "the trials are also in TensorBoard's HPARAMS tab",
+            ),
+            used if ctx.hyperparameters else "",
+            fit=(0, 1),
+        ),
+        anchor="tuning",
+    )
+
+
+def render_report(
+    result: EvaluateResult, *, label: str, slice_feature: str, context: ReportContext | None = None
+) -> str:
+    """A self-contained HTML page: verdict first, then metrics, slices, predictions, training, tuning."""
+    ctx = context or ReportContext()
+    b = result.blessing
+    model = ctx.model_name or "model"
+    baseline = (
+        f"baseline {model} v{b.baseline}" + (f" (run {ctx.baseline_run_id})" if ctx.baseline_run_id else "")
+        if b.baseline is not None
+        else names.NO_BASELINE
+    )
+    title = f"Model evaluation: {model} candidate" + (f", run {ctx.run_id}" if ctx.run_id else "")
+    parts = [
+        h.nav(
+            [
+                ("Verdict", "verdict"),
+                ("Metrics", "metrics"),
+                ("Slices", "slices"),
+                ("Predictions", "predictions"),
+                ("Training", "training"),
+                ("Hyperparameters", "tuning"),
+            ]
+        ),
+        _verdict(result, ctx),
+        _metrics(result, label),
+        _slices(result, slice_feature),
+        _predictions(ctx, label),
+        _training(ctx),
+        _tuning(ctx),
         h.paragraph(
             f"TFMA result: {result.eval_result_dir} (tfma.load_eval_result(path"
-            + (f", model_name='{CANDIDATE}'" if has_base else "")
-            + f"), tfma.load_validation_result(path)). TFMA wall time {result.seconds:.1f} s.",
+            + (f", model_name='{CANDIDATE}'" if result.baseline else "")
+            + f"), tfma.load_validation_result(path)); engine {result.engine}, {result.seconds:.1f} s.",
             muted=True,
-        )
+        ),
+    ]
+    return h.page(
+        title, parts, subtitle=f"{b.verdict.replace('_', ' ')} · compared with {baseline} · {b.time}"
     )
-    return h.page("Model evaluation", parts, subtitle=f"{b.verdict} - {b.time}")

@@ -1,12 +1,13 @@
-"""Validate logic: eval statistics against the schema, train/eval drift and skew, and the verdict.
+"""Validate logic: eval statistics against the schema, train/eval skew, drift, and the verdict.
 
 What TFX's ExampleValidator does (``tfdv.validate_statistics`` of the eval split against the
-schema, in the TRAINING environment), plus the train/eval comparison TFDV offers through
-comparators: on a copy of the schema every feature gets a drift comparator (eval against
-train as the "previous" data) and a skew comparator (train as the "serving" data) —
-L-infinity distance for categorical features, approximate Jensen-Shannon divergence for
-numeric ones — so their figures land in the anomalies proto (``drift_skew_info``) and any
-feature over a threshold becomes an anomaly. The user's schema file is never changed.
+schema, in the TRAINING environment), plus the comparisons TFDV offers through
+comparators on a copy of the schema: skew (the eval split against this run's train split as
+the "serving" data) and, when a model is being served, drift (this run's train split against
+the served model's, found through the registry, as the "previous" data) — L-infinity distance
+for categorical features, approximate Jensen-Shannon divergence for numeric ones — so their
+figures land in the anomalies proto (``drift_skew_info``) and any feature over a threshold
+becomes an anomaly. The user's schema file is never changed.
 
 Not every anomaly should stop a run. ``fail_on="unsafe"`` fails only on anomalies that make
 training unsafe: a missing label, a schema feature missing from the data (entirely or in some
@@ -20,10 +21,12 @@ The modules:
 - ``stage``: ``run_validate`` (inputs, TFDV's validation with comparators, its answer read back,
   the anomalies written);
 - ``verdict``: what fails the run (``UNSAFE_REASONS``, ``fail_on``) and ``ValidationResult``;
-- ``report``: the Markdown report.
+- ``drift``: the served model's training statistics, drift's reference (through the registry);
+- ``report``: the HTML report and the log's summary lines.
 """
 
-from components.lib.validate.report import render_markdown
+from components.lib.validate.drift import DriftReference, served_statistics
+from components.lib.validate.report import advice, render_html, summary_lines
 from components.lib.validate.stage import (
     check_parameters,
     comparisons_of,
@@ -69,7 +72,11 @@ __all__ = [
     "check_parameters",
     "comparisons_of",
     "findings_of",
-    "render_markdown",
+    "render_html",
+    "served_statistics",
+    "summary_lines",
+    "advice",
+    "DriftReference",
     "run_validate",
     "unseen_categories",
     "validate",

@@ -1,132 +1,248 @@
-"""Validate's Markdown report: verdict, anomalies, unseen categories by value, drift and skew figures."""
+"""Validate's HTML report and log summary.
+
+The verdict, one table of anomalies with what to do, unseen categories, then skew and drift,
+each saying what it compared. Skew compares this run's eval split with its train split; drift
+compares this run's train split with the one the served model was trained on (``drift``), or
+says why it was not computed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from components.lib import charts
+from components.lib import html as h
 from components.lib.validate.verdict import (
     VERDICT_ANOMALIES,
     VERDICT_FAILED,
     VERDICT_OK,
     Comparison,
+    Finding,
     ValidationResult,
 )
 
+MEASURES = {"L_INFTY": "L∞ distance", "JENSEN_SHANNON_DIVERGENCE": "JS divergence"}
 
-def _cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
+# What a user should do about an anomaly, by TFDV's AnomalyInfo.Type (first match wins).
+_MISSING = {"SCHEMA_MISSING_COLUMN", "FEATURE_TYPE_NOT_PRESENT", "FEATURE_TYPE_NO_VALUES", "NO_DATA_IN_SPAN"}
+_PARTLY = {"FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_PRESENT"}
+_SHAPE = {
+    "FEATURE_TYPE_LOW_NUMBER_VALUES",
+    "FEATURE_TYPE_HIGH_NUMBER_VALUES",
+    "FEATURE_TYPE_UNEXPECTED_REPEATED",
+    "INVALID_FEATURE_SHAPE",
+    "VALUE_NESTEDNESS_MISMATCH",
+}
+ADVICE: tuple[tuple[Any, str], ...] = (
+    (
+        _MISSING,
+        "The column is missing from the eval data: fix the export that wrote the CSV; if the "
+        "feature is gone for good, remove it from the schema (schema_file) and the user module.",
+    ),
+    (
+        _PARTLY,
+        "Some rows lack a value: fill or drop those rows at the source, or relax the feature's "
+        "presence in the schema (schema_file) and impute it in the module's preprocessing_fn.",
+    ),
+    (_SHAPE, "Rows carry a different number of values: make the column one value per row at the source."),
+    (
+        {"FLOAT_TYPE_HAS_NAN", "FLOAT_TYPE_HAS_INF"},
+        "NaN or infinite values: remove or impute them at the source.",
+    ),
+    (
+        {"ENUM_TYPE_UNEXPECTED_STRING_VALUES"},
+        "Categories the schema does not know: if they are valid, add them to the schema's domain "
+        "(schema_file); until then Transform maps them to the out-of-vocabulary bucket.",
+    ),
+    (
+        {"SCHEMA_NEW_COLUMN"},
+        "A column the schema does not have: add it to the schema and the module to use it; "
+        "otherwise it is ignored.",
+    ),
+    (
+        {"COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"},
+        "The distribution moved beyond the threshold: check the data source for a change; if it "
+        "is real, retrain on recent data; if it is expected, raise skew_threshold / drift_threshold.",
+    ),
+)
+TYPE_ADVICE = (
+    "Values of another type (e.g. text in a numeric column): clean the source column, or update "
+    "the schema's type (schema_file) if the change is intended."
+)
+DEFAULT_ADVICE = (
+    "Read TFDV's description: fix the data, or update the schema (schema_file) if the change is intended."
+)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def advice(finding: Finding) -> str:
+    """What to do about one anomaly."""
+    reasons = set(finding.reasons)
+    for types, text in ADVICE:
+        if reasons & types:
+            return text
+    if any("TYPE" in r for r in reasons):
+        return TYPE_ADVICE
+    return DEFAULT_ADVICE
 
 
-def _num(value: float) -> str:
-    return f"{value:.4g}"
-
-
-VERDICT_TEXT = {
-    VERDICT_OK: "✅ **ok** — the eval data matches the schema and the train data.",
-    VERDICT_ANOMALIES: "⚠️ **anomalies** — reported below; none fails the run under fail_on={fail_on}.",
-    VERDICT_FAILED: "❌ **failed** — {n} anomal{ies} under fail_on={fail_on}; the run stops here.",
+VERDICT = {
+    VERDICT_OK: ("OK", "ok", "the eval data matches the schema{skew}."),
+    VERDICT_ANOMALIES: (
+        "ANOMALIES",
+        "warn",
+        "{n} anomal{ies} below; none stops the run under fail_on={fail_on}.",
+    ),
+    VERDICT_FAILED: ("FAILED", "bad", "{n} anomal{ies} stop the run under fail_on={fail_on}: see below."),
 }
 
 
-def render_markdown(result: ValidationResult, *, label: str) -> str:
-    """A readable report: verdict, anomalies, unseen categories by value, drift and skew figures."""
-    n = len(result.failing)
-    verdict = VERDICT_TEXT[result.verdict].format(fail_on=result.fail_on, n=n, ies="y" if n == 1 else "ies")
-    env = f"environment {result.environment}" if result.environment else "no environment"
-    out = [
-        "# Data validation",
-        "",
-        f"Verdict: {verdict}",
-        "",
-        _table(
-            ["Item", "Value"],
-            [
-                ["Validated", f"eval split ({result.eval_rows:,} rows) against the schema ({env})"],
-                ["Compared with", f"train split ({result.train_rows:,} rows)"],
-                ["Label", label],
-                ["fail_on", result.fail_on],
-                ["Skew threshold", _num(result.skew_threshold)],
-                ["Drift threshold", _num(result.drift_threshold)],
-            ],
+def _verdict(result: ValidationResult) -> tuple[str, str, str]:
+    word, kind, text = VERDICT[result.verdict]
+    n = len(result.failing) if result.verdict == VERDICT_FAILED else len(result.findings)
+    skew = " and its distributions are close to the train split's"
+    return word, kind, text.format(n=n, ies="y" if n == 1 else "ies", fail_on=result.fail_on, skew=skew)
+
+
+def _comparison_section(title: str, intro: str, comparisons: list[Comparison], threshold: float) -> str:
+    if not comparisons:
+        return h.section(title, h.paragraph(intro), h.paragraph("No feature could be compared.", muted=True))
+    comparisons = sorted(comparisons, key=lambda c: -c.value)
+    rows = [
+        [
+            h.code(c.feature),
+            MEASURES.get(c.measure, c.measure),
+            c.value,
+            c.threshold,
+            h.Raw(h.badge("over threshold", "warn") if c.exceeded else h.badge("ok", "ok")),
+        ]
+        for c in comparisons
+    ]
+    chart = charts.grouped_bars(
+        [c.feature for c in comparisons],
+        [("distance", h.PALETTE[0], [c.value for c in comparisons])],
+        label=title,
+        x_label="distance (0 = identical)",
+        threshold=threshold,
+        threshold_label=f"threshold {h.fmt_num(threshold)}",
+    )
+    return h.section(
+        title,
+        h.paragraph(intro),
+        h.grid(
+            h.table(
+                ["feature", "measure", "distance", "threshold", ""],
+                rows,
+                numeric=[2, 3],
+                row_classes=["warn" if c.exceeded else "" for c in comparisons],
+            ),
+            h.figure(
+                chart,
+                legend_html=h.legend([("distance", h.PALETTE[0])], lines=[("threshold", h.THRESHOLD_COLOR)]),
+            ),
+            fit=(0,),
         ),
-        "",
-        f"## Anomalies ({len(result.findings)})",
-        "",
+    )
+
+
+def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> str:
+    """The report: verdict, what was compared, anomalies with what to do, unseen values, skew, drift."""
+    word, kind, sentence = _verdict(result)
+    env = f"environment {result.environment}" if result.environment else "no environment"
+    failing = {id(f) for f in result.failing}
+    parts = [
+        h.verdict_line(word, kind, sentence),
+        h.kv_table(
+            [
+                (
+                    "validated",
+                    f"the eval split ({result.eval_rows:,} rows) against the schema ({env}), label {label!r}",
+                ),
+                ("skew compares", f"the eval split with this run's train split ({result.train_rows:,} rows)"),
+                (
+                    "drift compares",
+                    f"this run's train split ({result.train_rows:,} rows) with {result.drift_reference}"
+                    if result.drift_computed
+                    else f"drift was {result.drift_reference}",
+                ),
+                ("fail_on", result.fail_on),
+                ("skew threshold", result.skew_threshold),
+                ("drift threshold", result.drift_threshold),
+            ],
+            caption="What was checked",
+        ),
     ]
     if result.findings:
         rows = [
             [
-                f"`{f.feature}`",
-                f.severity,
-                "**yes**" if f.unsafe else "no",
-                "**yes**" if f in result.failing else "no",
-                f.short_description,
-                f.description,
+                h.code(f.feature),
+                h.Raw(h.badge(f.severity, "bad" if f.severity == "ERROR" else "warn")),
+                h.Raw(f"<strong>{h.esc(f.short_description)}</strong><br>{h.esc(f.description)}"),
+                h.Raw(h.badge("stops the run", "bad") if id(f) in failing else "no"),
+                advice(f),
             ]
             for f in result.findings
         ]
-        out.append(
-            _table(["Feature", "Severity", "Unsafe", "Fails run", "Short description", "Description"], rows)
+        body = h.table(
+            ["feature", "severity", "what TFDV found", "stops the run", "what to do"],
+            rows,
+            row_classes=["bad" if id(f) in failing else "warn" for f in result.findings],
         )
-        out += [
-            "",
-            "Unsafe: the label or a schema feature is missing, or a type or shape does not match — "
-            "training on this data would fail or be wrong.",
-        ]
     else:
-        out.append("No anomalies.")
-    out += ["", "## Categories not seen in train", ""]
+        body = h.paragraph("No anomalies.")
+    parts.append(h.section(f"Anomalies ({len(result.findings)})", body, anchor="anomalies"))
     if result.unseen:
-        rows = []
+        unseen: list[list[Any]] = []
         for feature, values in result.unseen.items():
-            total = max(result.eval_rows, 1)
             if not values:
-                rows.append([f"`{feature}`", "(see the anomaly's description)", "", ""])
+                unseen.append([h.code(feature), "(see the anomaly's description)", "", ""])
             for v, c in values:
-                rows.append([f"`{feature}`", f"`{v}`", f"{c:,.0f}", f"{100 * c / total:.2f} %"])
-        out.append(_table(["Feature", "Value", "Eval count", "Eval share"], rows))
-        out += ["", "Transform maps a category it has not seen to the out-of-vocabulary bucket."]
-    else:
-        out.append("None: every categorical value in eval is in the schema's domain.")
-    out += [
-        "",
-        "## Drift and skew (eval compared with train)",
-        "",
-        "L∞: largest difference of a category's share; JSD: approximate Jensen-Shannon divergence of the "
-        "histograms. A figure above its threshold is an anomaly.",
-        "",
-    ]
-    by_feature: dict[str, dict[str, Comparison]] = {}
-    for comparison in result.comparisons:
-        by_feature.setdefault(comparison.feature, {})[comparison.kind] = comparison
-    if by_feature:
-        rows = []
-        for feature, kinds in by_feature.items():
-            d, s = kinds.get("drift"), kinds.get("skew")
-            measure = next(iter(kinds.values())).measure
-            flag = "**over threshold**" if any(k.exceeded for k in kinds.values()) else "ok"
-            rows.append(
-                [
-                    f"`{feature}`",
-                    {"L_INFTY": "L∞", "JENSEN_SHANNON_DIVERGENCE": "JSD"}.get(measure, measure),
-                    _num(d.value) if d else "",
-                    _num(d.threshold) if d else "",
-                    _num(s.value) if s else "",
-                    _num(s.threshold) if s else "",
-                    flag,
-                ]
+                unseen.append([h.code(feature), h.code(v), c, h.fmt_pct(c / max(result.eval_rows, 1), 2)])
+        parts.append(
+            h.section(
+                "Categories not seen in train",
+                h.table(["feature", "value", "eval rows", "eval share"], unseen, numeric=[2, 3]),
+                h.paragraph(
+                    "Transform maps a category it has not seen to the out-of-vocabulary bucket.", muted=True
+                ),
             )
-        out.append(
-            _table(["Feature", "Measure", "Drift", "Drift threshold", "Skew", "Skew threshold", ""], rows)
+        )
+    measures = (
+        "L∞: the largest difference of a category's share; JS divergence: the Jensen-Shannon "
+        "divergence of the histograms of a number."
+    )
+    parts.append(
+        _comparison_section(
+            "Skew: eval split vs train split of this run",
+            f"Do the two splits of this run's data agree? {measures}",
+            [c for c in result.comparisons if c.kind == "skew"],
+            result.skew_threshold,
+        )
+    )
+    if result.drift_computed:
+        parts.append(
+            _comparison_section(
+                "Drift: this run's training data vs the served model's",
+                "Has the data moved since the model being served was trained? This run's train split "
+                f"compared with {result.drift_reference}. {measures}",
+                [c for c in result.comparisons if c.kind == "drift"],
+                result.drift_threshold,
+            )
         )
     else:
-        out.append("No figures (no feature could be compared).")
-    out.append("")
-    return "\n".join(out)
+        parts.append(h.section("Drift", h.paragraph(f"Drift was {result.drift_reference}.")))
+    title = "Data validation" + (f": run {run_id}" if run_id else "")
+    n = len(result.findings)
+    found = f"{n} anomal{'y' if n == 1 else 'ies'}"
+    return h.page(title, parts, subtitle=f"{word} · {found} · TensorFlow Data Validation")
+
+
+def summary_lines(result: ValidationResult) -> list[str]:
+    """A few plain lines for the task log: the verdict, each anomaly, what drift compared."""
+    word, _, sentence = _verdict(result)
+    lines = [f"validation {word}: {sentence}"]
+    failing = {id(f) for f in result.failing}
+    for f in result.findings:
+        stop = " (stops the run)" if id(f) in failing else ""
+        lines.append(f"  {f.feature}: {f.severity} {f.short_description}{stop}")
+    lines.append(f"  drift: {'against ' if result.drift_computed else ''}{result.drift_reference}")
+    return lines

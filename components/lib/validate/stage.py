@@ -2,7 +2,8 @@
 
 ``run_validate`` is what the component calls: it reads the statistics and the schema through
 their contracts (``statistics_io``, ``schema_io``), has TFDV validate the eval split against the
-schema and compare it with train, and writes the anomalies and the Markdown report.
+schema, compare it with train (skew) and with the served model's training data (drift, see
+``drift``), and writes the anomalies and the HTML report.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from components import names
 from components.errors import StageError
 from components.lib.schema_io import read_schema
 from components.lib.statistics_io import feature_name, read_statistics
-from components.lib.validate.report import render_markdown
+from components.lib.validate.drift import DriftReference, merge_drift, not_computed, served_statistics
+from components.lib.validate.report import render_html
 from components.lib.validate.verdict import (
     DATASET_KEY,
     FAIL_MODES,
@@ -54,8 +56,8 @@ def is_categorical(feature: Any) -> bool:
     )
 
 
-def with_comparators(schema: Any, skew_threshold: float, drift_threshold: float) -> Any:
-    """A copy of ``schema`` with a skew and a drift comparator on every feature.
+def with_comparators(schema: Any, skew_threshold: float | None, drift_threshold: float | None) -> Any:
+    """A copy of ``schema`` with a skew and/or a drift comparator per feature (a None threshold: none).
 
     Categorical features: L-infinity distance of the value distributions; numeric features:
     approximate Jensen-Shannon divergence of the histograms.
@@ -66,12 +68,17 @@ def with_comparators(schema: Any, skew_threshold: float, drift_threshold: float)
     for feature in out.feature:
         if feature.type not in (schema_pb2.BYTES, schema_pb2.INT, schema_pb2.FLOAT):
             continue  # STRUCT and unknown types have no distribution to compare
-        if is_categorical(feature):
-            feature.skew_comparator.infinity_norm.threshold = skew_threshold
-            feature.drift_comparator.infinity_norm.threshold = drift_threshold
-        else:
-            feature.skew_comparator.jensen_shannon_divergence.threshold = skew_threshold
-            feature.drift_comparator.jensen_shannon_divergence.threshold = drift_threshold
+        categorical = is_categorical(feature)
+        for comparator, threshold in (
+            (feature.skew_comparator, skew_threshold),
+            (feature.drift_comparator, drift_threshold),
+        ):
+            if threshold is None:
+                continue
+            if categorical:
+                comparator.infinity_norm.threshold = threshold
+            else:
+                comparator.jensen_shannon_divergence.threshold = threshold
     return out
 
 
@@ -178,19 +185,34 @@ def validate(
     fail_on: str,
     skew_threshold: float,
     drift_threshold: float,
+    reference: DriftReference | None = None,
 ) -> ValidationResult:
-    """Validate ``eval_stats`` against ``schema`` and compare it with ``train_stats``."""
+    """Validate ``eval_stats`` against ``schema``, compare it with ``train_stats`` (skew); drift.
+
+    Skew: the eval split against this run's train split (TFDV's ``serving_statistics``). Drift:
+    this run's train split against the served model's (``reference``, TFDV's
+    ``previous_statistics``), merged into the same anomalies (``drift.merge_drift``); not
+    computed without a reference (``reference.note`` says why).
+    """
     import tensorflow_data_validation as tfdv
 
     check_parameters(fail_on, skew_threshold, drift_threshold)
+    reference = reference or not_computed("no served model was looked up")
     environment = TRAINING if TRAINING in schema.default_environment else ""
     anomalies = tfdv.validate_statistics(
         eval_stats,
-        with_comparators(schema, float(skew_threshold), float(drift_threshold)),
+        with_comparators(schema, float(skew_threshold), None),
         environment=environment or None,
-        previous_statistics=train_stats,
         serving_statistics=train_stats,
     )
+    if reference.computed:
+        drift = tfdv.validate_statistics(
+            train_stats,
+            with_comparators(schema, None, float(drift_threshold)),
+            environment=environment or None,
+            previous_statistics=reference.statistics,
+        )
+        merge_drift(anomalies, drift)
     findings = findings_of(anomalies)
     return ValidationResult(
         anomalies=anomalies,
@@ -203,6 +225,8 @@ def validate(
         skew_threshold=float(skew_threshold),
         drift_threshold=float(drift_threshold),
         environment=environment,
+        drift_reference=reference.note,
+        drift_computed=reference.computed,
     )
 
 
@@ -227,11 +251,15 @@ def run_validate(
     fail_on: str,
     skew_threshold: float,
     drift_threshold: float,
+    storage_root: str = "",
+    model_name: str = "",
+    run_id: str = "",
 ) -> ValidationResult:
-    """Load the statistics and the schema, validate, write the anomalies and ``report.md``.
+    """Load the statistics and the schema, validate, write the anomalies and ``report.html``.
 
-    Does not raise for anomalies: the caller records the verdict first, then raises
-    ``result.error()``. Bad parameters and unreadable inputs raise at once.
+    Drift is measured against the served ``model_name``'s training statistics on ``storage_root``
+    (``drift.served_statistics``). Does not raise for anomalies: the caller records the verdict
+    first, then raises ``result.error()``. Bad parameters and unreadable inputs raise at once.
     """
     fail_on = fail_on.strip().lower()
     check_parameters(fail_on, skew_threshold, drift_threshold)
@@ -240,11 +268,22 @@ def run_validate(
         raise StageError(STAGE, str(schema_path), f"label {label!r} is not a feature of the schema")
     train = read_statistics(stats_dir, names.TRAIN, STAGE)
     eval_ = read_statistics(stats_dir, names.EVAL, STAGE)
+    reference = (
+        served_statistics(storage_root, model_name)
+        if storage_root
+        else not_computed("no storage root was given, so no registry to find the served model in")
+    )
     result = validate(
-        train, eval_, schema, fail_on=fail_on, skew_threshold=skew_threshold, drift_threshold=drift_threshold
+        train,
+        eval_,
+        schema,
+        fail_on=fail_on,
+        skew_threshold=skew_threshold,
+        drift_threshold=drift_threshold,
+        reference=reference,
     )
     result.anomalies_path = write_anomalies(result.anomalies, output_dir)
-    (Path(output_dir) / names.REPORT_MD_FILE).write_text(
-        render_markdown(result, label=label), encoding="utf-8"
+    (Path(output_dir) / names.REPORT_HTML_FILE).write_text(
+        render_html(result, label=label, run_id=run_id), encoding="utf-8"
     )
     return result

@@ -30,7 +30,9 @@ META_ANOMALOUS_FEATURES = "anomalous_features"
 META_UNSAFE_FEATURES = "unsafe_features"
 META_UNSEEN = "unseen_categories"
 META_FAIL_ON = "fail_on"
-META_DRIFT = "drift"
+META_DRIFT = "drift"  # {feature: distance} against the served model's training data (when computed)
+META_SKEW = "skew"  # {feature: distance} between this run's eval and train splits
+META_DRIFT_REFERENCE = "drift_reference"  # what drift compared with, or why it was not computed
 
 DATASET_KEY = "(dataset)"  # the finding for dataset-level anomalies
 MAX_IN_ERROR = 5  # anomalies quoted in the failure message (all are in the report)
@@ -130,6 +132,8 @@ class ValidationResult:
     skew_threshold: float
     drift_threshold: float
     environment: str
+    drift_reference: str = "not computed"
+    drift_computed: bool = False
     anomalies_path: Path | None = None
 
     @property
@@ -148,6 +152,7 @@ class ValidationResult:
 
     def metadata(self) -> dict[str, Any]:
         drift = {c.feature: round(c.value, 6) for c in self.comparisons if c.kind == "drift"}
+        skew = {c.feature: round(c.value, 6) for c in self.comparisons if c.kind == "skew"}
         return {
             META_VERDICT: self.verdict,
             META_ANOMALIES: len(self.findings),
@@ -157,6 +162,8 @@ class ValidationResult:
             META_UNSEEN: {k: [v for v, _ in vals] for k, vals in self.unseen.items()},
             META_FAIL_ON: self.fail_on,
             META_DRIFT: drift,
+            META_SKEW: skew,
+            META_DRIFT_REFERENCE: self.drift_reference,
         }
 
     def error(self) -> StageError | None:

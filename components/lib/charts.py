@@ -1,0 +1,387 @@
+"""Inline SVG charts for the reports: axes, overlaid histograms, grouped bars, lines, scatter plots.
+
+Axes get readable ticks; grouped bars can draw a threshold line. Each chart is drawn at a
+natural size in px and returned as one ``<svg>`` string with a ``viewBox``: it fills its box's
+width (``html.CSS``), shrinking with a narrow box and growing to at most ``MAX_GROWTH`` times its
+natural size in a wide one, so its 11-px text stays legible. Series share one axis, so train and
+eval (or candidate and baseline) compare by position, not by reading two scales. Legends are
+HTML (``html.legend``), so they wrap on narrow screens. Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from components.lib.html import PALETTE, THRESHOLD_COLOR, esc, fmt_num, paragraph
+
+Format = Callable[[float], str]
+CHAR_W = 6.2  # approximate width of one 11-px character, for margins and truncation
+MAX_GROWTH = 1.25
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` round values (1, 2, 2.5, 5 × 10^k steps) covering ``[lo, hi]``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return [0.0]
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step + 1e-9) * step
+    ticks, v = [], first
+    while v <= hi + step * 1e-9:
+        ticks.append(round(v, 12))
+        v += step
+    if ticks[-1] < hi - step * 1e-9:
+        ticks.append(round(v, 12))
+    return ticks
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Frame:
+    """A plot area with its axes: maps data to pixels and draws ticks, grid lines and axis titles."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        x_range: tuple[float, float],
+        y_range: tuple[float, float],
+        *,
+        x_label: str = "",
+        y_label: str = "",
+        x_format: Format = fmt_num,
+        y_format: Format = fmt_num,
+        x_ticks: Sequence[float] | None = None,
+        extend_y: bool = True,
+        extend_x: bool = False,
+        bottom_extra: int = 0,
+    ) -> None:
+        self.width, self.height = width, height
+        lo, hi = y_range
+        if hi <= lo:
+            lo, hi = (lo - 1, hi + 1) if lo else (0.0, 1.0)
+        self.y_ticks = nice_ticks(lo, hi, 5)
+        if extend_y:
+            lo, hi = min(lo, self.y_ticks[0]), max(hi, self.y_ticks[-1])
+        self.y_ticks = [t for t in self.y_ticks if lo - 1e-12 <= t <= hi + 1e-12]
+        self.y_lo, self.y_hi = lo, hi
+        x_lo, x_hi = x_range
+        if x_hi <= x_lo:
+            x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+        self.x_lo, self.x_hi = x_lo, x_hi
+        ticks = list(x_ticks) if x_ticks is not None else nice_ticks(x_lo, x_hi, max(3, width // 90))
+        if extend_x:
+            x_lo, x_hi = min(x_lo, ticks[0]), max(x_hi, ticks[-1])
+            self.x_lo, self.x_hi = x_lo, x_hi
+        self.x_ticks = [t for t in ticks if x_lo - 1e-9 <= t <= x_hi + 1e-9]
+        self.x_format, self.y_format = x_format, y_format
+        self.x_label, self.y_label = x_label, y_label
+        label_w = max((len(y_format(t)) for t in self.y_ticks), default=1) * CHAR_W
+        self.left = int(label_w + 12)
+        self.right = int(max(14.0, len(x_format(self.x_hi)) * CHAR_W / 2 + 4))
+        self.top = 20 if y_label else 8
+        self.bottom = 22 + (16 if x_label else 0) + bottom_extra
+        self.bottom_extra = bottom_extra
+        self.plot_w = width - self.left - self.right
+        self.plot_h = height - self.top - self.bottom
+
+    def x(self, v: float) -> float:
+        return self.left + self.plot_w * (v - self.x_lo) / (self.x_hi - self.x_lo)
+
+    def y(self, v: float) -> float:
+        return self.top + self.plot_h * (1 - (v - self.y_lo) / (self.y_hi - self.y_lo))
+
+    def axes(self) -> str:
+        out = []
+        for t in self.y_ticks:
+            y = self.y(t)
+            out.append(
+                f'<line class="gridline" x1="{self.left}" y1="{y:.1f}" '
+                f'x2="{self.left + self.plot_w}" y2="{y:.1f}"/>'
+                f'<text x="{self.left - 6}" y="{y + 4:.1f}" text-anchor="end">{esc(self.y_format(t))}</text>'
+            )
+        base = self.top + self.plot_h
+        out.append(
+            f'<line class="axis" x1="{self.left}" y1="{base + 0.5}" '
+            f'x2="{self.left + self.plot_w}" y2="{base + 0.5}"/>'
+        )
+        out.append(
+            f'<line class="axis" x1="{self.left - 0.5}" y1="{self.top}" x2="{self.left - 0.5}" y2="{base}"/>'
+        )
+        label_y = base + self.bottom_extra + 15
+        for t in self.x_ticks:
+            x = self.x(t)
+            out.append(
+                f'<line class="axis" x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}"/>'
+                f'<text x="{x:.1f}" y="{label_y}" text-anchor="middle">{esc(self.x_format(t))}</text>'
+            )
+        if self.x_label:
+            out.append(
+                f'<text class="muted" x="{self.left + self.plot_w / 2:.1f}" y="{label_y + 16}" '
+                f'text-anchor="middle">{esc(self.x_label)}</text>'
+            )
+        if self.y_label:
+            out.append(f'<text class="muted" x="{self.left}" y="12">{esc(self.y_label)}</text>')
+        return "".join(out)
+
+    def svg(self, label: str, *body: str) -> str:
+        return (
+            f'<svg width="{self.width}" height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
+            f'style="max-width:{int(self.width * MAX_GROWTH)}px" role="img" aria-label="{esc(label)}">'
+            + self.axes()
+            + "".join(body)
+            + "</svg>"
+        )
+
+
+def overlaid_histogram(
+    edges: Sequence[float],
+    series: Sequence[tuple[str, str, Sequence[float]]],
+    *,
+    label: str,
+    x_label: str = "",
+    y_label: str = "% of rows",
+    strips: Sequence[tuple[str, dict[str, float]]] = (),
+    width: int = 440,
+    height: int = 200,
+) -> str:
+    """Several series over the same bins (``edges``: n+1 bounds), drawn over each other.
+
+    ``series``: ``[(name, colour, n values)]`` — values in % so splits of any size compare. The
+    first is drawn as filled bars, the others as step outlines on top (``histogram_legend``).
+    ``strips``: ``[(colour, {"min", "p25", "p50", "p75", "max"})]`` drawn under the bars on the
+    same x axis, one per series (a box from the 25th to the 75th percentile, the median marked).
+    """
+    if len(edges) < 2 or not series:
+        return paragraph("(no histogram)", muted=True)
+    top = max(_finite([v for _, _, vs in series for v in vs]), default=0.0) or 1.0
+    frame = Frame(
+        width,
+        height,
+        (edges[0], edges[-1]),
+        (0.0, top),
+        x_label=x_label,
+        y_label=y_label,
+        y_format=lambda v: f"{v:g} %",
+        bottom_extra=12 * len(strips) + (4 if strips else 0),
+    )
+    body = []
+    base = frame.top + frame.plot_h
+    for n, (name, color, values) in enumerate(series):
+        tips = (
+            "".join(
+                f'<rect x="{frame.x(edges[i]):.1f}" y="{frame.top}" '
+                f'width="{frame.x(edges[i + 1]) - frame.x(edges[i]):.1f}" '
+                f'height="{frame.plot_h}" fill="transparent"><title>{esc(name)} [{esc(fmt_num(edges[i]))}, '
+                f"{esc(fmt_num(edges[i + 1]))}): {v:.1f} %</title></rect>"
+                for i, v in enumerate(values)
+            )
+            if n == len(series) - 1
+            else ""
+        )
+        if n == 0:  # the first series as filled bars
+            for i, v in enumerate(values):
+                if v:
+                    x0, x1, y = frame.x(edges[i]), frame.x(edges[i + 1]), frame.y(v)
+                    body.append(
+                        f'<rect x="{x0 + 0.5:.1f}" y="{y:.1f}" width="{max(x1 - x0 - 1, 0.8):.1f}" '
+                        f'height="{base - y:.1f}" fill="{esc(color)}" fill-opacity="0.45"/>'
+                    )
+        else:  # the others as step outlines over them
+            points = [f"{frame.x(edges[0]):.1f},{base:.1f}"]
+            for i, v in enumerate(values):
+                y = frame.y(v)
+                points += [f"{frame.x(edges[i]):.1f},{y:.1f}", f"{frame.x(edges[i + 1]):.1f},{y:.1f}"]
+            points.append(f"{frame.x(edges[-1]):.1f},{base:.1f}")
+            body.append(
+                f'<polyline points="{" ".join(points)}" fill="none" '
+                f'stroke="{esc(color)}" stroke-width="2.5"/>'
+            )
+        body.append(tips)
+    for k, (color, q) in enumerate(strips):
+        y = base + 8 + 12 * k
+        x = {key: frame.x(q[key]) for key in ("min", "p25", "p50", "p75", "max") if key in q}
+        if len(x) < 5:
+            continue
+        tip = ", ".join(f"{key} {fmt_num(q[key])}" for key in ("min", "p25", "p50", "p75", "max"))
+        body.append(
+            f'<g><title>{esc(tip)}</title><line x1="{x["min"]:.1f}" y1="{y}" x2="{x["max"]:.1f}" y2="{y}" '
+            f'stroke="{esc(color)}"/><rect x="{x["p25"]:.1f}" y="{y - 4}" '
+            f'width="{max(x["p75"] - x["p25"], 1):.1f}" '
+            f'height="8" fill="{esc(color)}" fill-opacity="0.6"/><line x1="{x["p50"]:.1f}" y1="{y - 5}" '
+            f'x2="{x["p50"]:.1f}" y2="{y + 5}" stroke="#1f2328" stroke-width="2"/></g>'
+        )
+    return frame.svg(label, *body)
+
+
+def grouped_bars(
+    categories: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[float | None]]],
+    *,
+    label: str,
+    x_label: str = "",
+    value_format: Format = fmt_num,
+    threshold: float | None = None,
+    threshold_label: str = "",
+    width: int = 520,
+    bar_height: int = 14,
+) -> str:
+    """Horizontal bars, one group per category and one bar per series, on one shared axis.
+
+    ``threshold``: a dashed vertical line (e.g. the MAE upper bound) the axis always reaches.
+    """
+    if not categories or not series:
+        return paragraph("(no values)", muted=True)
+    label_w = min(170, int(8 + CHAR_W * max(len(_short(str(c), 26)) for c in categories)))
+    values = _finite([v for _, _, vs in series for v in vs]) + ([threshold] if threshold is not None else [])
+    hi = max(values, default=0.0) or 1.0
+    group_h = bar_height * len(series) + 8
+    height = (
+        22 + 20 + (16 if x_label else 0) + group_h * len(categories) + (14 if threshold is not None else 0)
+    )
+    longest = max((len(value_format(v)) for v in values), default=4)
+    frame = Frame(width, height, (0.0, hi * 1.02), (0.0, 1.0), x_label=x_label, extend_y=False)
+    frame.left = label_w
+    frame.right = int(longest * CHAR_W + 10)
+    frame.top = 16 if threshold is not None else 4
+    frame.y_ticks = []
+    frame.plot_w = width - frame.left - frame.right
+    frame.plot_h = group_h * len(categories)
+    frame.x_ticks = [t for t in nice_ticks(0.0, hi, max(3, frame.plot_w // 80)) if t <= frame.x_hi]
+    body = []
+    for g, cat in enumerate(categories):
+        y0 = frame.top + g * group_h + 4
+        body.append(
+            f'<text x="{label_w - 6}" y="{y0 + group_h / 2 + 0:.1f}" text-anchor="end">'
+            f"<title>{esc(cat)}</title>{esc(_short(str(cat), 26))}</text>"
+        )
+        for s, (name, color, vals) in enumerate(series):
+            v = vals[g]
+            if v is None or not math.isfinite(v):
+                continue
+            y = y0 + s * bar_height
+            w = max(0.0, frame.x(v) - frame.left)
+            body.append(
+                f'<rect x="{frame.left}" y="{y}" width="{w:.1f}" height="{bar_height - 2}" '
+                f'fill="{esc(color)}">'
+                f"<title>{esc(cat)} · {esc(name)}: {esc(value_format(v))}</title></rect>"
+                f'<text x="{frame.left + w + 4:.1f}" y="{y + bar_height - 4}">{esc(value_format(v))}</text>'
+            )
+    if threshold is not None:
+        x = frame.x(threshold)
+        body.append(
+            f'<line x1="{x:.1f}" y1="{frame.top - 4}" x2="{x:.1f}" y2="{frame.top + frame.plot_h}" '
+            f'stroke="{THRESHOLD_COLOR}" stroke-width="2" stroke-dasharray="5 3"/>'
+            f'<text x="{x:.1f}" y="11" text-anchor="{"end" if x > width * 0.6 else "start"}" '
+            f'fill="{THRESHOLD_COLOR}">{esc(threshold_label or fmt_num(threshold))}</text>'
+        )
+    return frame.svg(label, *body)
+
+
+def line_chart(
+    series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
+    *,
+    label: str,
+    x_label: str = "",
+    y_label: str = "",
+    width: int = 440,
+    height: int = 220,
+) -> str:
+    """Lines with dots (e.g. loss per epoch, train and validation), on shared axes."""
+    points = [p for _, _, ps in series for p in ps if math.isfinite(p[1])]
+    if not points:
+        return paragraph("(no values)", muted=True)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    pad = (max(ys) - min(ys)) * 0.05 or abs(max(ys)) * 0.05 or 1.0
+    integer_x = all(float(x).is_integer() for x in xs)
+    x_ticks = None
+    if integer_x:
+        step = max(1, math.ceil((max(xs) - min(xs) + 1) / max(3, width // 60)))
+        x_ticks = [float(x) for x in range(int(min(xs)), int(max(xs)) + 1, step)]
+    frame = Frame(
+        width,
+        height,
+        (min(xs), max(xs)),
+        (min(ys) - pad, max(ys) + pad),
+        x_label=x_label,
+        y_label=y_label,
+        x_ticks=x_ticks,
+    )
+    body = []
+    for name, color, ps in series:
+        good = [(frame.x(x), frame.y(y), x, y) for x, y in ps if math.isfinite(y)]
+        if not good:
+            continue
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in good)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{esc(color)}" stroke-width="2"/>')
+        body += [
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{esc(color)}">'
+            f"<title>{esc(name)} at {esc(fmt_num(float(x)))}: {esc(fmt_num(float(y)))}</title></circle>"
+            for px, py, x, y in good
+        ]
+    return frame.svg(label, *body)
+
+
+def scatter(
+    points: Sequence[tuple[float, float]],
+    *,
+    label: str,
+    x_label: str = "",
+    y_label: str = "",
+    diagonal: bool = False,
+    zero_line: bool = False,
+    color: str = PALETTE[0],
+    width: int = 440,
+    height: int = 300,
+) -> str:
+    """Dots (semi-transparent, so dense areas show), optionally with y = x or y = 0 drawn.
+
+    ``diagonal``: both axes get the same range, so a perfect prediction lies on the line.
+    """
+    pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        return paragraph("(no values)", muted=True)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x_range, y_range = (min(xs), max(xs)), (min(ys), max(ys))
+    if diagonal:
+        both = (min(x_range[0], y_range[0]), max(x_range[1], y_range[1]))
+        x_range = y_range = both
+    if zero_line:
+        y_range = (min(y_range[0], 0.0), max(y_range[1], 0.0))
+    frame = Frame(width, height, x_range, y_range, x_label=x_label, y_label=y_label, extend_x=True)
+    body = [
+        f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="2.2" '
+        f'fill="{esc(color)}" fill-opacity="0.45"/>'
+        for x, y in pts
+    ]
+    ref = f'stroke="{THRESHOLD_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"'
+    if diagonal:
+        lo, hi = max(frame.x_lo, frame.y_lo), min(frame.x_hi, frame.y_hi)
+        body.append(
+            f'<line x1="{frame.x(lo):.1f}" y1="{frame.y(lo):.1f}" '
+            f'x2="{frame.x(hi):.1f}" y2="{frame.y(hi):.1f}" {ref}/>'
+        )
+    if zero_line:
+        body.append(
+            f'<line x1="{frame.left}" y1="{frame.y(0):.1f}" '
+            f'x2="{frame.left + frame.plot_w}" y2="{frame.y(0):.1f}" {ref}/>'
+        )
+    return frame.svg(label, *body)
+
+
+def histogram_legend(series: Sequence[tuple[str, str, Any]]) -> str:
+    """The legend of :func:`overlaid_histogram`: a swatch for the first series, strokes for the others."""
+    from components.lib.html import legend
+
+    return legend([(series[0][0], series[0][1])], lines=[(n, c) for n, c, _ in series[1:]]) if series else ""
