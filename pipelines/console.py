@@ -133,17 +133,19 @@ def describe_outputs(record: Any) -> list[str]:  # noqa: ANN401
 
 
 def stage_line(record: Any) -> str:  # noqa: ANN401
+    """``✔ transform   5.7 s   806 MB  rows eval 450 / train 888``: time, peak memory, figures."""
     mark = "✔" if record.status == "SUCCESS" else "✗"
-    return f"{mark} {record.task:<17}{record.seconds:>6.1f} s  {stage_figures(record)}".rstrip()
+    figures = stage_figures(record) if record.status == "SUCCESS" else "FAILED"
+    return (
+        f"{mark} {record.task:<17}{record.seconds:>6.1f} s{record.peak_rss_mb:>6.0f} MB  {figures}".rstrip()
+    )
 
 
 def summary_table(run: Any, verdict: str) -> str:  # noqa: ANN401 (pipelines.local_runner.LocalRun)
-    """The end-of-run table: stage, status, wall time, peak memory; the total says the outcome."""
-    rows = [f"{'stage':<18}{'status':<9}{'wall s':>8}{'peak MB':>9}"]
-    for t in run.tasks:
-        rows.append(f"{t.task:<18}{t.status:<9}{t.seconds:>8.1f}{t.peak_rss_mb:>9.0f}")
-    rows.append(f"{'total':<18}{verdict:<9}{run.seconds:>8.1f}")
-    return "\n".join(rows)
+    """The run's total in one line (each stage's time and memory are on its own line above)."""
+    peak = max((t.peak_rss_mb for t in run.tasks), default=0.0)
+    done = sum(t.status == "SUCCESS" for t in run.tasks)
+    return f"total {run.seconds:.1f} s, peak {peak:.0f} MB, {done}/{len(run.tasks)} stages: {verdict}"
 
 
 def outcome(run: Any, storage: Path, model_name: str) -> tuple[str, list[str]]:  # noqa: ANN401

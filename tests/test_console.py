@@ -53,7 +53,7 @@ def test_the_outcome_says_not_blessed_and_that_nothing_was_pushed(tmp_path):
     word, lines = console.outcome(run, tmp_path, "insurance")
     assert word == "NOT BLESSED"
     assert lines[0] == "NOT BLESSED: MAE 9,100 > 8,000; nothing pushed"
-    assert "total             NOT BLESSED" in console.summary_table(run, word)
+    assert console.summary_table(run, word) == "total 2.0 s, peak 1 MB, 2/2 stages: NOT BLESSED"
 
 
 def test_the_outcome_names_the_pushed_version(tmp_path):
@@ -65,7 +65,7 @@ def test_the_outcome_names_the_pushed_version(tmp_path):
         console.outcome(run, tmp_path, "insurance")[1][0]
         == "BLESSED, pushed insurance v2 → /v/serving/insurance/2"
     )
-    assert console.stage_line(run.tasks[0]).endswith("BLESSED, MAE 1,806")
+    assert console.stage_line(run.tasks[0]) == "✔ evaluate            1.0 s     1 MB  BLESSED, MAE 1,806"
 
 
 def test_a_damaged_lineage_store_is_set_aside_and_a_new_one_started(tmp_path):
