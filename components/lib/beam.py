@@ -6,6 +6,11 @@ local runner (``DirectRunner``, the default) is run as the ``FnApiRunner`` that 
 DirectRunner falls back to anyway — it first tries the Prism runner, which downloads a
 binary from GitHub with no timeout, so a pod without internet access could hang there.
 ``--direct_num_workers`` and ``--direct_running_mode`` apply to the FnApiRunner unchanged.
+
+``runs_in_process`` is the one rule a stage with an in-process fast path applies: the fast path
+when Beam would run in this very process anyway (the local runner in its ``in_memory`` or
+``multi_threading`` mode), Beam for everything else — a remote runner (Dataflow, Flink, Spark, a
+``PortableRunner`` job service) or local worker processes (``--direct_running_mode=multi_processing``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from components.errors import StageError
 
 LOCAL_RUNNERS = ("direct", "switchingdirect")  # Beam's names for "pick a local runner"
+IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")  # after pipeline_options' rewrite
+IN_PROCESS_MODES = ("in_memory", "multi_threading")  # --direct_running_mode values with no worker process
 
 
 def pipeline_options(beam_args: str, stage: str) -> Any:
@@ -31,3 +38,25 @@ def pipeline_options(beam_args: str, stage: str) -> Any:
     if name.removesuffix("runner") in LOCAL_RUNNERS:
         std.runner = "FnApiRunner"
     return options
+
+
+def runner_name(beam_args: str, stage: str) -> str:
+    """The runner ``beam_args`` asks for, as Beam names its class (``FnApiRunner`` for a local one)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = pipeline_options(beam_args, stage).view_as(StandardOptions).runner or "FnApiRunner"
+    return str(runner).rsplit(".", 1)[-1]
+
+
+def runs_in_process(beam_args: str, stage: str) -> bool:
+    """True when Beam would run in this process: the local runner with no worker processes.
+
+    Empty ``beam_args`` count as local. ``--direct_running_mode=multi_processing`` asks for
+    worker processes and so counts as out of process, as does every non-local runner.
+    """
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    if runner_name(beam_args, stage).lower() not in IN_PROCESS_RUNNERS:
+        return False
+    mode = pipeline_options(beam_args, stage).view_as(DirectOptions).direct_running_mode or "in_memory"
+    return str(mode) in IN_PROCESS_MODES

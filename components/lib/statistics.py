@@ -7,8 +7,14 @@ tfx-bsl's C++ ``ExamplesToRecordBatchDecoder`` (the decoder TFX's Beam source us
 into the generators' accumulators — ``tfdv.generate_statistics_from_dataframe`` does the same
 on one in-memory batch. Memory stays flat (one batch plus the generators' sketches), so this
 path also serves large splits; the output equals the Beam path's up to float rounding in the
-last digit (a test compares them). ``beam_args`` switches to the Beam path
-(``tfdv.generate_statistics_from_tfrecord``) for data that needs a distributed runner.
+last digit (a test compares them).
+
+The rule (``beam.runs_in_process``, shared with the other stages' fast paths): in process when
+``beam_args`` would run Beam in this process anyway (the default ``DirectRunner``, empty
+options); TFDV's Beam pipeline (``tfdv.generate_statistics_from_tfrecord``, TFX's path) for any
+other runner — Dataflow, Flink, Spark, a ``PortableRunner`` job, or local worker processes
+(``--direct_running_mode=multi_processing``). The output metadata says which ran (``method``,
+``runner``); a test checks that both give the same statistics on real worker processes.
 
 The output layout is TFX's: ``<out>/Split-<split>/FeatureStats.pb``, a binary
 ``DatasetFeatureStatisticsList`` that ``tfdv.load_stats_binary`` reads, written through
@@ -43,6 +49,7 @@ class StatisticsResult:
     features: dict[str, int]
     feature_names: list[str]
     method: str
+    runner: str = ""
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class StatisticsResult:
             META_FEATURES_PER_SPLIT: self.features,
             "feature_names": self.feature_names,
             "method": self.method,
+            "runner": self.runner or "none",
         }
 
 
@@ -96,34 +104,52 @@ def compute_statistics(files: list[Path], *, batch_size: int = BATCH_SIZE) -> An
     return stats_impl.extract_statistics_output(accumulators, generators)
 
 
-def compute_statistics_beam(files: list[Path], beam_args: str) -> Any:
-    """The same statistics through Beam (``tfdv.generate_statistics_from_tfrecord``), as TFX runs them."""
+def compute_statistics_beam(files: list[Path], beam_args: str, *, scratch: Path | None = None) -> Any:
+    """The same statistics through Beam (``tfdv.generate_statistics_from_tfrecord``), as TFX runs them.
+
+    TFDV's pipeline writes its result to a file that the driver then reads: ``scratch`` is where,
+    a folder the workers can write to (on a cluster, beside the stage's output on the shared
+    storage, not the driver's local disk); a local temporary folder when not given.
+    """
+    import shutil
     import tempfile
 
     import tensorflow_data_validation as tfdv
 
     from components.lib.beam import pipeline_options
 
-    with tempfile.TemporaryDirectory() as tmp:
+    options = pipeline_options(beam_args, STAGE)
+    folder = Path(tempfile.mkdtemp(prefix=".beam-stats-", dir=scratch))
+    try:
         return tfdv.generate_statistics_from_tfrecord(
             [str(f) for f in files],  # type: ignore[arg-type]  # tfx-bsl's source takes a list of patterns
-            output_path=str(Path(tmp) / "stats.tfrecord"),
-            pipeline_options=pipeline_options(beam_args, STAGE),
+            output_path=str(folder / "stats.tfrecord"),
+            pipeline_options=options,
         )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_statistics(examples_dir: Path, output_dir: Path, *, beam_args: str = "") -> StatisticsResult:
     """Statistics for every split under ``examples_dir``, written to ``output_dir/Split-<split>/``.
 
-    ``beam_args`` empty: in-process (fast, memory-bounded); otherwise the Beam path with these options.
+    In process when ``beam_args`` would run Beam in this process anyway (``beam.runs_in_process``:
+    fast, memory-bounded); TFDV's Beam pipeline on the runner ``beam_args`` names otherwise.
     """
+    from components.lib.beam import runner_name, runs_in_process
+
+    on_beam = not runs_in_process(beam_args, STAGE)
     splits = examples.find_splits(examples_dir, STAGE)
     rows: dict[str, int] = {}
     features: dict[str, int] = {}
     ordered: list[str] = []
     for split, folder in splits.items():
         files = examples.split_files(examples_dir, split, STAGE)
-        stats = compute_statistics_beam(files, beam_args) if beam_args else compute_statistics(files)
+        if on_beam:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            stats = compute_statistics_beam(files, beam_args, scratch=Path(output_dir))
+        else:
+            stats = compute_statistics(files)
         dataset = stats.datasets[0]
         if dataset.num_examples == 0:
             raise StageError(STAGE, str(folder), "split has no examples")
@@ -132,5 +158,9 @@ def run_statistics(examples_dir: Path, output_dir: Path, *, beam_args: str = "")
         features[split] = len(dataset.features)
         ordered += [n for n in (feature_name(f) for f in dataset.features) if n not in ordered]
     return StatisticsResult(
-        rows=rows, features=features, feature_names=ordered, method="beam" if beam_args else "in-process"
+        rows=rows,
+        features=features,
+        feature_names=ordered,
+        method="beam" if on_beam else "in-process",
+        runner=runner_name(beam_args, STAGE) if on_beam else "",
     )
