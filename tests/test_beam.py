@@ -31,3 +31,33 @@ def test_runner_choice(args, runner):
 def test_unparsable_options_name_the_stage():
     with pytest.raises(StageError, match=r"^\[evaluate\] beam_args .* cannot be parsed"):
         pipeline_options("--runner='unterminated", "evaluate")
+
+
+def test_worker_requirements_are_the_lock_pinned_for_pip(tmp_path):
+    """scripts/beam_worker_deps.sh: the lock without dev tools, all pinned, and the project's wheel."""
+    import shutil
+    import subprocess
+    import tomllib
+    import zipfile
+    from pathlib import Path
+
+    if not shutil.which("uv"):
+        pytest.skip("uv is not on PATH (make setup installs it)")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["bash", str(repo / "scripts" / "beam_worker_deps.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in (tmp_path / "requirements.txt").read_text().splitlines() if ln and ln[0] != "#"]
+    pins = dict(ln.split(" ;")[0].split("==", 1) for ln in lines)
+    assert all("==" in ln for ln in lines)
+    lock = {p["name"]: p.get("version") for p in tomllib.loads((repo / "uv.lock").read_text())["package"]}
+    assert pins["apache-beam"] == lock["apache-beam"] == "2.72.0"
+    assert pins["tensorflow"] == pins["tensorflow-cpu"] == lock["tensorflow-cpu"]
+    assert pins["tensorflow-data-validation"] == lock["tensorflow-data-validation"]
+    assert not {"pytest", "ruff", "mypy", "kubetfx"} & set(pins)  # no dev group, not the project itself
+    (wheel,) = tmp_path.glob("kubetfx-*-py3-none-any.whl")
+    assert "components/lib/statistics.py" in zipfile.ZipFile(wheel).namelist()

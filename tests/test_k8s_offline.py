@@ -331,6 +331,21 @@ def test_dockerfile_conventions() -> None:
     assert not re.search(r"apt-get (dist-)?upgrade", text)
 
 
+def test_runtime_image_is_a_beam_sdk_worker_image() -> None:
+    """Beam's boot program of the locked Beam version is the ENTRYPOINT, in the venv's environment."""
+    import tomllib
+
+    text = (REPO / "images" / "Dockerfile").read_text()
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    beam = next(p["version"] for p in lock["package"] if p["name"] == "apache-beam")
+    assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{beam}" in text
+    assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in text
+    assert re.search(r'^ENTRYPOINT \["/opt/apache/beam/boot"\]$', text, re.M)
+    assert "RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1" in text  # else boot builds a venv without our stack
+    assert "-m ensurepip" in text  # boot runs `python -m pip show apache-beam`
+    assert not re.search(r"^CMD ", text, re.M)  # arguments would go to boot
+
+
 def test_build_context_holds_what_the_dockerfile_copies() -> None:
     """images/build.sh stages a minimal context: it must hold every COPY source, and no more."""
     dockerfile = (REPO / "images" / "Dockerfile").read_text()
