@@ -4,6 +4,7 @@
                                   [--source ../shared/data/insurance.csv] [--json out.json]
                                   [--tfx] [--tfx-python /opt/tfx116/venv/bin/python]
                                   [--only-tfx] [--keep DIR]
+                                  [--beam-args="--runner=..."] [--worker-pool N]
 
 Size 1338 uses the real CSV when ``--source`` exists (else generated rows); larger sizes are
 the real rows resampled with small jitter (``components.lib.datagen``), as the workload says.
@@ -29,6 +30,11 @@ What the figures mean:
 - ``other processes used X of N cores``: the machine's busy CPU time during the run (``/proc/stat``)
   minus the child's own, per second of wall time. Timings taken while other work competed for
   the cores are not comparable; the comparison prints a WARNING when X exceeds a quarter of them.
+- ``--worker-pool N``: the run's data stages on a local Beam worker pool (``benchmarks.worker_pool``)
+  with N SDK worker processes (``beam_args`` = PortableRunner, EXTERNAL environment); the pool's
+  processes are sampled every 0.5 s: ``pool peak MB`` is the largest single worker process and
+  the largest sum of all of them, apart from the pipeline process's own per-stage peaks.
+  ``--beam-args`` sets the ``beam_args`` run parameter itself (e.g. the multi-processing DirectRunner).
 - ``bytecode_compiled`` (JSON; a WARNING when False): whether each environment's TensorFlow has
   cached bytecode. Where PYTHONDONTWRITEBYTECODE is set, one without it compiles TensorFlow & co.
   from source in every process, which adds ~9 s to a run of either system.
@@ -186,7 +192,7 @@ t0 = time.perf_counter()
 from pathlib import Path
 from pipelines.local import run_locally
 t1 = time.perf_counter()
-res = run_locally(Path(sys.argv[1]), Path(sys.argv[2]), {}, mode=sys.argv[3],
+res = run_locally(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[4]), mode=sys.argv[3],
                   log=lambda s: print(s, file=sys.stderr, flush=True))
 t2 = time.perf_counter()
 
@@ -206,16 +212,38 @@ print("@@" + json.dumps({
 """
 
 
-def run_ours(csv: Path, runner: str, workdir: Path, rows: int) -> dict[str, Any]:
-    """Our pipeline once on ``csv`` in a child process; the normalized figures."""
+def run_ours(
+    csv: Path, runner: str, workdir: Path, rows: int, beam_args: str | None = None, pool_workers: int = 0
+) -> dict[str, Any]:
+    """Our pipeline once on ``csv`` in a child process; the normalized figures.
+
+    ``pool_workers``: run the data stages on a fresh local worker pool with that many workers.
+    """
+    from benchmarks.worker_pool import PoolMemory, start_pool, stop_pool
+
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     load = os.getloadavg()[0]
-    m = run_measured(
-        [sys.executable, "-c", _OURS_CHILD, str(workdir / "storage"), str(csv), runner],
-        workdir,
-        "kubetfx",
-        env=env,
-    )
+    pool = start_pool(workdir / "worker_pool.log") if pool_workers else None
+    if pool is not None:
+        beam_args = pool.beam_args(workers=pool_workers)
+    params = {} if beam_args is None else {"beam_args": beam_args}
+    cmd = [sys.executable, "-c", _OURS_CHILD, str(workdir / "storage"), str(csv), runner, json.dumps(params)]
+    try:
+        if pool is None:
+            m = run_measured(cmd, workdir, "kubetfx", env=env)
+            pool_mb: dict[str, Any] = {}
+        else:
+            with PoolMemory(pool) as memory:
+                m = run_measured(cmd, workdir, "kubetfx", env=env)
+            pool_mb = {
+                "pool_workers": pool_workers,
+                "pool_started_workers": pool.started_workers(),
+                "pool_peak_process_mb": memory.peak_process_mb,
+                "pool_peak_total_mb": memory.peak_total_mb,
+            }
+    finally:
+        if pool is not None:
+            stop_pool(pool)
     raw = last_json_line(m.stdout, RESULT_PREFIX)
     if raw is None:
         return _failed("kubetfx", m, rows, load)
@@ -232,6 +260,18 @@ def run_ours(csv: Path, runner: str, workdir: Path, rows: int) -> dict[str, Any]
     evaluate = next((t for t in raw["tasks"] if stage_of_task(t["task"]) == names.STAGE_EVALUATE), None)
     return {
         **_figures("kubetfx", rows, raw, m, load, stages),
+        "beam_args": beam_args,
+        **pool_mb,
+        "methods": {
+            stage_of_task(t["task"]): {
+                k: v
+                for out in (t["outputs"] or {}).values()
+                if isinstance(out, dict)
+                for k, v in out.items()
+                if k in ("method", "runner", "engine")
+            }
+            for t in raw["tasks"]
+        },
         "mae": find_number(evaluate["outputs"], MAE_KEYS) if evaluate else None,
         "error": next((s["error"] for s in stages if s["error"]), ""),
         "tasks_raw": raw["tasks"],
@@ -371,6 +411,15 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"  {'sum of stages':<18}{total:>8.1f}")
     if result.get("mae") is not None:
         lines.append(f"  eval MAE {result['mae']:,.0f}")
+    if result.get("beam_args"):
+        lines.append(f"  beam_args {result['beam_args']}")
+    if result.get("pool_workers"):
+        started = result.get("pool_started_workers", 0)
+        one, total = result["pool_peak_process_mb"], result["pool_peak_total_mb"]
+        lines.append(
+            f"  worker pool: {result['pool_workers']} workers ({started} started),"
+            f" peak MB one process {one:.0f}, all {total:.0f}"
+        )
     if not result["ok"] and result.get("error"):
         lines.append(f"  error: {result['error']}")
     return "\n".join(lines)
@@ -465,9 +514,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tfx-python", type=Path, default=DEFAULT_TFX_PYTHON, help="the TFX venv's python")
     parser.add_argument("--only-tfx", action="store_true", help="run TFX alone (implies --tfx)")
     parser.add_argument("--keep", type=Path, help="keep every run's files under this folder")
+    parser.add_argument("--beam-args", help="the beam_args run parameter (default: the pipeline's)")
+    parser.add_argument(
+        "--worker-pool", type=int, default=0, metavar="N", help="run on a local Beam worker pool of N workers"
+    )
     args = parser.parse_args(argv)
     if args.only_tfx:
         args.tfx = True
+    if args.worker_pool and args.beam_args:
+        parser.error("--worker-pool sets beam_args itself: give one of --worker-pool and --beam-args")
     if args.tfx and not args.tfx_python.exists():
         parser.error(f"--tfx-python {args.tfx_python} does not exist: run benchmarks/tfx_reference/setup.sh")
     return args
@@ -521,7 +576,9 @@ def run_size(rows: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
     csv = prepare_csv(rows, args.source, workdir)
     entry: dict[str, Any] = {"rows": rows, "csv": str(csv), "kubetfx": None, "tfx": None, "ratios": None}
     if not args.only_tfx:
-        entry["kubetfx"] = run_ours(csv, args.runner, workdir / "kubetfx", rows)
+        entry["kubetfx"] = run_ours(
+            csv, args.runner, workdir / "kubetfx", rows, args.beam_args, args.worker_pool
+        )
         print(table(entry["kubetfx"]), flush=True)
     if args.tfx:
         entry["tfx"] = run_tfx(csv, args.tfx_python, workdir, rows)

@@ -255,6 +255,45 @@ def test_only_tfx_implies_tfx_and_a_missing_tfx_python_is_an_error(tmp_path, cap
     assert "setup.sh" in capsys.readouterr().err
 
 
+def test_worker_pool_and_beam_args_exclude_each_other(capsys):
+    assert benchmark.parse_args(["--worker-pool", "2"]).worker_pool == 2
+    assert benchmark.parse_args(["--beam-args=--runner=DirectRunner"]).beam_args == "--runner=DirectRunner"
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--worker-pool", "2", "--beam-args=--runner=DirectRunner"])
+    assert "give one of" in capsys.readouterr().err
+
+
+def test_the_table_names_the_beam_args_and_the_pools_memory():
+    text = benchmark.table(
+        _ours(
+            beam_args="--runner=PortableRunner",
+            pool_workers=2,
+            pool_started_workers=4,
+            pool_peak_process_mb=812.4,
+            pool_peak_total_mb=1650.0,
+        )
+    )
+    assert "beam_args --runner=PortableRunner" in text
+    assert "worker pool: 2 workers (4 started), peak MB one process 812, all 1650" in text
+
+
+def test_pool_memory_samples_the_pools_processes_and_stop_ends_them(tmp_path):
+    from benchmarks.worker_pool import PoolMemory, start_pool, stop_pool
+
+    pool = start_pool(tmp_path / "pool.log")
+    try:
+        with PoolMemory(pool, interval_s=0.1) as memory:
+            import time
+
+            time.sleep(0.5)
+        assert 10 < memory.peak_process_mb <= memory.peak_total_mb < 4000
+    finally:
+        stop_pool(pool)
+    assert pool.process.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pool.process.pid, 0)  # no process of its group is left
+
+
 def test_prepare_csv_uses_the_real_file_at_1338_rows_and_generates_otherwise(tmp_path):
     real = tmp_path / "real.csv"
     real.write_text(",".join(names.COLUMNS) + "\n" + "30,male,25.0,1,no,southwest,4000.0\n" * 5)

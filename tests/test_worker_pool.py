@@ -81,4 +81,4 @@ def test_statistics_on_worker_processes_equal_in_process(
         )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # TFDV's scratch is gone
     if runner == "PortableRunner":  # the pool, not this process, ran the pipeline
-        assert "Starting worker with command" in beam_pool.log.read_text(errors="replace")
+        assert beam_pool.started_workers() > 0
