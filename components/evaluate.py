@@ -1,6 +1,6 @@
 """Evaluate stage: TFMA metrics on the eval split (candidate vs baseline in one pass) -> blessing + report."""
 
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
 from components.component import component
 
@@ -22,7 +22,11 @@ def evaluate(
     blessing: Output[Artifact],
     metrics: Output[Metrics],
     report: Output[HTML],
+    classification: Output[ClassificationMetrics],
     engine: str,
+    # Literals: KFP runs the function's own source. They equal the vocabulary's defaults (tested).
+    naive_margin: float = 0.1,
+    min_accuracy: float = -1.0,
 ):
     """Evaluate ``model`` (and ``baseline`` if resolve-baseline found one) and ALWAYS write a blessing.
 
@@ -35,8 +39,14 @@ def evaluate(
     metadata ``blessed`` (1/0), ``verdict``, ``reasons``, ``baseline``, ``mae`` — the blessing
     contract push reads (``components.lib.blessing``); ``report``: the same HTML, shown by the
     KFP UI. ``baseline`` is read through the baseline contract (``components.lib.baseline``).
-    Thresholds: ``mae_threshold`` and ``max_relative_degradation`` (negative = not configured),
-    overridden by ``thresholds_file``.
+    Thresholds (``gating``; negative = not configured), overridden by ``thresholds_file``: the
+    candidate's error (MAE; classification: 1 - accuracy) at least ``naive_margin`` below a
+    naive predictor's (training median; majority class), ``mae_threshold`` / ``min_accuracy``
+    (absolute, off by default), ``max_relative_degradation`` against the baseline. A baseline
+    that is not a version of this model (another label, classes or input features) is refused
+    with the model name and the fix. The task and classes are the candidate's (its label
+    contract); ``classification``: the KFP UI's confusion matrix (and ROC curve for a binary
+    label) of the candidate, empty for regression.
 
     ``engine``: how the TFMA result is computed. ``"tfma"``: TFMA's Beam pipeline on the runner of
     ``beam_args`` (the path to Dataflow/Flink). ``"native"``: the same metrics, validation and
@@ -49,14 +59,23 @@ def evaluate(
 
     from components import names
     from components.lib import storage
-    from components.lib.evaluate import STAGE, baseline_of, evaluate_models, load_thresholds, render_report
+    from components.lib.evaluate import (
+        CANDIDATE,
+        STAGE,
+        baseline_of,
+        evaluate_models,
+        load_thresholds,
+        render_report,
+    )
     from components.lib.evaluate.report_inputs import report_context
     from components.lib.saved_model import saved_model_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
     candidate_dir = saved_model_dir(model.metadata, model.path, STAGE)
     baseline_dir, baseline_version = baseline_of(baseline.metadata, baseline.path)
-    thresholds = load_thresholds(mae_threshold, max_relative_degradation, thresholds_file, storage_root)
+    thresholds = load_thresholds(
+        mae_threshold, max_relative_degradation, thresholds_file, storage_root, naive_margin, min_accuracy
+    )
     final = storage.stage_dir(storage_root, run_id, STAGE)
     with storage.atomic_dir(final, STAGE) as scratch:
         result = evaluate_models(
@@ -84,6 +103,14 @@ def evaluate(
     blessing.metadata.update(result.blessing_metadata())
     for key, value in result.logged_metrics().items():
         metrics.log_metric(key, value)
+    if result.classification:
+        from components.lib.evaluate.results import classification_plots
+
+        curves = classification_plots(final / names.EVAL_RESULT_DIR, CANDIDATE, result.label_info.num_classes)
+        if "confusion_matrix" in curves:
+            classification.log_confusion_matrix(list(result.label_info.classes), curves["confusion_matrix"])
+        if "roc" in curves:
+            classification.log_roc_curve(*curves["roc"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(html)
     report.metadata[names.META_STORAGE_PATH] = str(final / names.REPORT_HTML_FILE)

@@ -14,11 +14,13 @@ def example_gen(
     split_buckets: str,
     schema_file: str,
     examples: Output[Dataset],
+    column_types: str = "",
 ):
     """Read ``data`` (relative to ``storage_root``) and write ``Split-train/`` and ``Split-eval/``.
 
     The examples are written once on the volume; the artifact points at them. An empty
-    ``schema_file`` means column types are inferred.
+    ``schema_file`` means column types are inferred (digit strings with leading zeros stay text);
+    ``column_types`` (``zip:string,age:float``) overrides inference or the schema per column.
     """
     from components import names
     from components.lib import storage

@@ -8,6 +8,8 @@ is imported when the pipeline is compiled.
 from __future__ import annotations
 
 # --- The reference workload (../shared/WORKLOAD.md): medical insurance costs. -------------
+# Defaults of the run parameters and the insurance module's columns only: stages take the label
+# from the ``label`` parameter, never from here.
 LABEL = "charges"
 NUMERIC_FEATURES = ("age", "bmi", "children")
 CATEGORICAL_FEATURES = ("sex", "smoker", "region")
@@ -91,8 +93,14 @@ HYPERPARAMETERS_FILE = "best_hyperparameters.txt"  # JSON, TFX Tuner's file name
 SERVING_SIGNATURE = "serving_default"  # serialized raw tf.Example (no label) -> predictions
 TRANSFORM_SIGNATURE = "transform_features"  # serialized raw tf.Example -> transformed features
 EXAMPLES_INPUT_KEY = "examples"
-PREDICTIONS_KEY = "predictions"
-DEFAULT_MODULE = "components.modules.insurance"  # the built-in user module
+PREDICTIONS_KEY = "predictions"  # regression: the value [batch, 1]; classification: the class name
+SCORES_KEY = "scores"  # classification: the probability of each class [batch, K]
+CLASSES_KEY = "classes"  # classification: the class names [batch, K] (TF Serving's classify outputs)
+# The module a run uses when it names none: derived from the schema, for any table.
+DEFAULT_MODULE = "components.modules.tabular"
+INSURANCE_MODULE = "components.modules.insurance"  # the worked example of a hand-written module
+LABEL_INFO_FILE = "kubetfx_label.json"  # the label contract (lib/label.py) beside a graph or model
+SERVING_INPUTS_FILE = "kubetfx_inputs.json"  # the raw features a served model parses (assets.extra/)
 
 # --- Gate stages. -------------------------------------------------------------------------
 EVAL_RESULT_DIR = "eval_result"  # tfma.load_eval_result / load_validation_result read it

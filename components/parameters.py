@@ -20,6 +20,7 @@ from components import defaults, names
 # Choices of the enumerated parameters (the stages check the same tuples: see tests).
 FAIL_ON_CHOICES = ("unsafe", "any", "none")
 TUNER_CHOICES = ("random", "bayesian", "hyperband")
+TASK_CHOICES = ("auto", "regression", "classification")  # lib/label.py TASKS
 EVALUATE_ENGINE_CHOICES = ("auto", "tfma", "native")
 
 TRUE_WORDS = ("true", "1", "yes", "on")
@@ -65,16 +66,32 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("data", str, names.DEFAULT_DATA_FILE, "input CSV file or folder, relative to the storage root"),
     Parameter("label", str, names.LABEL, "the column to predict"),
     Parameter(
+        "task",
+        str,
+        defaults.TASK,
+        "auto: text or small integer labels are classes, numbers regression",
+        TASK_CHOICES,
+    ),
+    Parameter(
         "split_buckets", str, defaults.SPLIT_BUCKETS, "hash split into train and eval, as name:buckets"
     ),
     Parameter("schema_file", str, "", "a schema.pbtxt to use instead of inferring one (empty: infer)"),
+    Parameter(
+        "column_types",
+        str,
+        "",
+        "column types that override inference, e.g. zip:string,age:float (empty: inferred)",
+    ),
     Parameter("fail_on", str, defaults.FAIL_ON, "which anomalies stop the run at validate", FAIL_ON_CHOICES),
     Parameter("skew_threshold", float, defaults.SKEW_THRESHOLD, "train/eval skew limit (L-infinity)"),
     Parameter(
         "drift_threshold", float, defaults.DRIFT_THRESHOLD, "drift limit (Jensen-Shannon / L-infinity)"
     ),
     Parameter(
-        "module_file", str, "", "user module: a .py path on the volume or a dotted name (empty: built-in)"
+        "module_file",
+        str,
+        "",
+        "user module: a .py path on the volume or a dotted name (empty: derived from the schema)",
     ),
     Parameter("beam_args", str, defaults.BEAM_ARGS, "Beam pipeline options for the data stages"),
     Parameter("tuner", str, defaults.TUNER, "keras-tuner search algorithm", TUNER_CHOICES),
@@ -86,17 +103,22 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("train_steps", int, defaults.TRAIN_STEPS, "training steps of the final model"),
     Parameter("eval_steps", int, defaults.EVAL_STEPS, "validation steps during training"),
     Parameter("model_name", str, names.MODEL_NAME, "name of the served model (serving/<name>/<version>)"),
+    Parameter("slice_feature", str, "", "feature whose values evaluate slices by (empty: none)"),
     Parameter(
-        "slice_feature", str, names.SLICE_FEATURE, "feature whose values evaluate slices by (empty: none)"
+        "naive_margin",
+        float,
+        defaults.NAIVE_MARGIN,
+        "bless only if the error is this much below a naive predictor's (median / majority class)",
     ),
-    Parameter("mae_threshold", float, defaults.MAE_UPPER_BOUND, "bless only if MAE <= this (negative: off)"),
+    Parameter("mae_threshold", float, defaults.MAE_THRESHOLD, "bless only if MAE <= this (negative: off)"),
+    Parameter("min_accuracy", float, defaults.MIN_ACCURACY, "classification: bless only if accuracy >= this"),
     Parameter(
         "max_relative_degradation",
         float,
         defaults.MAX_RELATIVE_DEGRADATION,
         "bless only if at most this much worse than the baseline (negative: off)",
     ),
-    Parameter("thresholds_file", str, "", "JSON thresholds file overriding the two above (empty: none)"),
+    Parameter("thresholds_file", str, "", "JSON thresholds file overriding the gates above (empty: none)"),
     Parameter(
         "evaluate_engine",
         str,

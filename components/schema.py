@@ -12,11 +12,14 @@ def schema(
     schema_file: str,
     storage_root: str,
     schema: Output[Artifact],
+    task: str = "auto",
 ):
     """Write ``<schema>/schema.pbtxt`` (TFX SchemaGen's file name).
 
     An empty ``schema_file`` means infer from the train statistics; otherwise that file
-    (relative to ``storage_root``, or absolute) is used as the schema.
+    (relative to ``storage_root``, or absolute) is used as the schema. ``task`` (auto, regression,
+    classification) is decided here and written into the label's domain (metadata ``task``,
+    ``classes``).
     """
     import os
     from pathlib import Path
@@ -29,6 +32,7 @@ def schema(
         Path(statistics.path),
         Path(schema.path),
         label=label,
+        task=task,
         schema_file=storage.resolve(storage_root, schema_file) if schema_file else None,
     )
     schema.metadata.update(result.metadata())

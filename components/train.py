@@ -16,15 +16,18 @@ def train(
     train_steps: int,
     eval_steps: int,
     batch_size: int,
+    label: str,
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
 ):
-    """Train ``train_steps`` steps; export ``Format-Serving/`` (raw tf.Example in, charges out).
+    """Train ``train_steps`` steps; export ``Format-Serving/`` (raw tf.Example in, without the label).
 
     The model artifact points at the stage directory (the SavedModel is its ``Format-Serving``
     subdirectory, as TFX's Trainer lays it out); the tensorboard artifact at its ``logs/``.
-    Metrics: train/eval loss, train MAE and eval MAE, RMSE, R² in label units.
+    ``label``: the column to predict. Metrics: train/eval loss; regression: train MAE and eval
+    MAE, RMSE, R² in label units; classification: train and eval accuracy, eval log loss.
+    Model metadata: hyperparameters, metrics, label, task, classes.
     """
     import math
     from pathlib import Path
@@ -52,6 +55,7 @@ def train(
             train_steps=train_steps,
             eval_steps=eval_steps,
             batch_size=batch_size,
+            label=label,
         )
     meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(export_dir(out))}
     meta.update(result.metadata())

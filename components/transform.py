@@ -13,23 +13,28 @@ def transform(
     run_id: str,
     module_file: str,
     beam_args: str,
+    label: str,
     transform_graph: Output[Artifact],
     transformed_examples: Output[Dataset],
 ):
     """Fit the user module's ``preprocessing_fn`` on train, apply it to every split.
 
     Writes ``transform_graph/`` and ``transformed_examples/Split-*/`` under the stage
-    directory; both artifacts point at it. ``module_file`` empty = the built-in module;
-    ``beam_args`` go to Beam's PipelineOptions unchanged.
+    directory; both artifacts point at it. ``module_file`` empty = the default module (derived
+    from the schema); ``beam_args`` go to Beam's PipelineOptions unchanged; ``label``: the column
+    to predict (its task and classes come from the schema). Metadata: rows, transformed features,
+    module, label, task, classes.
     """
     from pathlib import Path
 
     from components import names
     from components.lib import storage
+    from components.lib.artifact_metadata import plain
     from components.lib.transform import run_transform
     from components.lib.transform_output import graph_dir, transformed_examples_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, names.STAGE_TRANSFORM)
+    sources = plain(examples.metadata.get("input_files")) or []
     out = storage.stage_dir(storage_root, run_id, names.STAGE_TRANSFORM)
     with storage.atomic_dir(out, names.STAGE_TRANSFORM) as scratch:
         result = run_transform(
@@ -39,6 +44,8 @@ def transform(
             module_file=module_file,
             storage_root=storage_root,
             beam_args=beam_args,
+            label=label,
+            source=sources[0] if len(sources) == 1 else None,
         )
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     for artifact, part in (

@@ -18,6 +18,7 @@ def tune(
     batch_size: int,
     enabled: bool,
     hyperparameters: str,
+    label: str,
     best_hyperparameters: Output[Artifact],
     summary: Output[Metrics],
 ):
@@ -25,7 +26,8 @@ def tune(
 
     ``best_hyperparameters.path`` becomes a directory holding ``best_hyperparameters.txt``;
     keras-tuner's working files go to the stage directory on the volume. ``enabled=False``:
-    no search, the module's defaults updated by the ``hyperparameters`` JSON.
+    no search, the module's defaults updated by the ``hyperparameters`` JSON. ``label``: the
+    column to predict (transform's label contract gives its task and classes).
     """
     from pathlib import Path
 
@@ -54,6 +56,7 @@ def tune(
             batch_size=batch_size,
             enabled=enabled,
             hyperparameters=hyperparameters,
+            label=label,
         )
 
     meta = {}

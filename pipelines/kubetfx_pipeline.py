@@ -101,6 +101,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         label=p.label,
         split_buckets=p.split_buckets,
         schema_file=p.schema_file,
+        column_types=p.column_types,
     )
     _place(example_gen_task, names.STAGE_EXAMPLE_GEN, opts)
     examples = example_gen_task.outputs["examples"]
@@ -113,6 +114,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         label=p.label,
         schema_file=p.schema_file,
         storage_root=p.storage_root,
+        task=p.task,
     )
     _place(schema_task, names.STAGE_SCHEMA, opts)
 
@@ -136,6 +138,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         run_id=run_id,
         module_file=p.module_file,
         beam_args=p.beam_args,
+        label=p.label,
     ).after(validate_task)  # never transform data that failed validation
     _place(transform_task, names.STAGE_TRANSFORM, opts)
 
@@ -151,6 +154,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         batch_size=p.batch_size,
         enabled=p.tune_enabled,
         hyperparameters=p.hyperparameters,
+        label=p.label,
     )
     _place(tune_task, names.STAGE_TUNE, opts)
 
@@ -164,6 +168,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         train_steps=p.train_steps,
         eval_steps=p.eval_steps,
         batch_size=p.batch_size,
+        label=p.label,
     )
     _place(train_task, names.STAGE_TRAIN, opts)
 
@@ -179,6 +184,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         label=p.label,
         slice_feature=p.slice_feature,
         mae_threshold=p.mae_threshold,
+        naive_margin=p.naive_margin,
+        min_accuracy=p.min_accuracy,
         max_relative_degradation=p.max_relative_degradation,
         thresholds_file=p.thresholds_file,
         beam_args=p.beam_args,

@@ -118,7 +118,11 @@ def test_first_run_is_blessed_by_the_absolute_threshold_alone(first_run, example
         "mae_threshold": 8000.0,
         "max_relative_degradation": 0.05,
         "source": "parameters",
+        "naive_margin": 0.1,
+        "min_accuracy": None,
     }
+    # The formula model carries no training-label figures: the naive gate says so instead of guessing.
+    assert any(r.startswith("the naive predictor is unknown") for r in b["reasons"])
     assert b["model_path"] == str(trained["good"] / names.MODEL_SERVING_DIR)
     assert first_run["blessing"].metadata["blessed"] == 1
     assert first_run["blessing"].metadata["verdict"] == names.BLESSED
@@ -268,6 +272,8 @@ def test_thresholds_file_overrides_the_parameters(work, examples, trained):
         "mae_threshold": 20000.0,
         "max_relative_degradation": None,
         "source": str(storage / "config" / "gates.yaml"),
+        "naive_margin": 0.1,
+        "min_accuracy": None,
     }
 
 
@@ -298,8 +304,11 @@ def test_the_train_stages_model_gets_the_trainers_own_eval_mae(
     b = blessing_of(outs)
     assert b["metrics"]["example_count"] == train_metrics.metadata["eval_examples"]
     assert b["metrics"]["mae"] == pytest.approx(train_metrics.metadata["eval_mae"], rel=1e-5)
-    assert b["verdict"] == names.BLESSED  # only the change threshold is set, and there is no baseline
-    assert f"{NO_THRESHOLDS} that apply: the change threshold needs a baseline" in b["reasons"]
+    # The default gate: the trained model carries its training labels' median, the naive predictor.
+    assert b["verdict"] == names.BLESSED
+    assert b["reasons"][0].startswith("overall MAE ") and "below the naive predictor's" in b["reasons"][0]
+    assert "(the training median " in b["reasons"][0]
+    assert b["reasons"][0].endswith("at least 10% below needed")
 
 
 # --- Configuration and bad input: no TFMA run needed -------------------------------------------
@@ -546,8 +555,8 @@ def assert_same_evaluation(results: dict, rel: float = 1e-6) -> None:
     assert {k: v for k, v in native.blessing.to_document().items() if k not in volatile} == {
         k: v for k, v in tfma_run.blessing.to_document().items() if k not in volatile
     }
-    assert native.candidate == pytest.approx(tfma_run.candidate, rel=rel)
-    assert native.baseline == pytest.approx(tfma_run.baseline, rel=rel)
+    assert native.candidate == pytest.approx(tfma_run.candidate, rel=rel, nan_ok=True)
+    assert native.baseline == pytest.approx(tfma_run.baseline, rel=rel, nan_ok=True)
     assert native.metrics.keys() == tfma_run.metrics.keys()
 
 

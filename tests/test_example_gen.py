@@ -127,6 +127,42 @@ def test_column_types_from_given_schema(tmp_path, write_csv):
     assert r.column_types["age"] == "FLOAT"
 
 
+def test_digit_strings_with_leading_zeros_stay_text(tmp_path, write_csv):
+    """A zip code "00501" read as the number 501 would no longer match what a client sends."""
+    from components.lib.tf_example import example_class
+
+    csv = write_csv("zip,n,y\n" + "00501,7,1.5\n10001,8,2.5\n02134,9,3.5\n60601,10,4.5\n" * 4)
+    r = run_example_gen(csv, tmp_path / "out", label="y")
+    assert r.column_types == {"zip": "BYTES", "n": "INT", "y": "FLOAT"}
+    values = set()
+    for split in names.SPLITS:
+        for record in split_records(tmp_path / "out", split):
+            values.update(example_class().FromString(record).features.feature["zip"].bytes_list.value)
+    assert b"00501" in values and b"02134" in values
+
+
+def test_column_types_override_inference_and_are_checked(tmp_path, write_csv):
+    csv = write_csv("zip,n,y\n" + "501,7,1\n10001,8,2\n2134,9,3\n" * 4)
+    r = run_example_gen(csv, tmp_path / "a", label="y", column_types="zip:string, y:float")
+    assert r.column_types == {"zip": "BYTES", "n": "INT", "y": "FLOAT"}
+    r = run_example_gen(csv, tmp_path / "b", label="y", column_types='{"n": "float"}')
+    assert r.column_types["n"] == "FLOAT"
+    bad = write_csv("zip,n,y\n" + "501,7,1\n10001,seven,2\n2134,9,3\n" * 4, name="bad.csv")
+    with pytest.raises(StageError) as err:
+        run_example_gen(bad, tmp_path / "c", label="y", column_types="n:int")
+    assert str(err.value) == (
+        f"[example_gen] {bad}: line 3: column 'n' must hold an integer (INT, as the schema or "
+        "column_types say) but has the value 'seven'"
+    )
+    for spec, problem in (
+        ("n:decimal", "use one of"),
+        ("m:int", "not a column of"),
+        ("n=int", "must look like"),
+    ):
+        with pytest.raises(StageError, match=problem):
+            run_example_gen(csv, tmp_path / "d", label="y", column_types=spec)
+
+
 BAD_INPUTS = [
     ("missing", None, "input file does not exist"),
     ("empty", "", "file is empty"),

@@ -85,11 +85,12 @@ def test_a_server_run_coerces_through_the_same_function(spec):
 
 
 def test_the_stages_accept_exactly_the_vocabularys_choices():
-    from components.lib import evaluate, tune, validate
+    from components.lib import evaluate, label, tune, validate
 
     assert parameters.TUNER_CHOICES == tuple(tune.TUNERS)
     assert set(parameters.FAIL_ON_CHOICES) == {validate.FAIL_UNSAFE, validate.FAIL_ANY, validate.FAIL_NONE}
     assert set(parameters.EVALUATE_ENGINE_CHOICES) == set(evaluate.ENGINES)
+    assert parameters.TASK_CHOICES == label.TASKS
 
 
 def test_submit_help_lists_every_parameter_with_its_default():
@@ -98,7 +99,8 @@ def test_submit_help_lists_every_parameter_with_its_default():
     ).stdout
     for p in PARAMETERS:
         assert f"  {p.name} (" in out and p.help in out, p.name
-    assert "(a number, default 8000.0)" in out
+    assert "mae_threshold (a number, default -1.0)" in out  # absolute gates are off by default
+    assert "naive_margin (a number, default 0.1)" in out
 
 
 def test_a_rejected_command_creates_nothing(tmp_path):
@@ -115,3 +117,19 @@ def test_a_rejected_command_creates_nothing(tmp_path):
         "[submit] parameter 'fail_on' must be one of unsafe, any, none; got 'bogus'"
     ]
     assert not storage.exists()
+
+
+def test_component_defaults_equal_the_vocabularys():
+    """A component input that has a default (its literal: KFP runs the function's own source) and
+    shares a run parameter's name defaults to that parameter's default."""
+    from components.evaluate import evaluate
+    from components.example_gen import example_gen
+    from components.schema import schema
+
+    checked = 0
+    for component in (example_gen, schema, evaluate):
+        for name, spec in component.component_spec.inputs.items():
+            if spec.default is not None and name in parameters.BY_NAME:
+                assert spec.default == parameters.BY_NAME[name].default, (component.name, name)
+                checked += 1
+    assert checked >= 4  # column_types, task, naive_margin, min_accuracy

@@ -65,6 +65,8 @@ def test_inferred_schema_has_every_feature_and_label_not_in_serving(tmp_path, st
         "label": names.LABEL,
         "source": "inferred",
         "feature_names": sorted(names.COLUMNS),
+        "task": "regression",
+        "classes": [],
     }
 
 

@@ -47,6 +47,7 @@ def run_train_component(
         train_steps=100,
         eval_steps=5,
         batch_size=32,
+        label=names.LABEL,
     )
     kwargs.update(overrides)
     graph, examples = transformed

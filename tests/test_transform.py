@@ -33,7 +33,12 @@ def infer_schema_file(csv: Path, out: Path) -> Path:
 
 
 def run_transform_component(
-    storage_root: Path, examples: dsl.Dataset, schema_dir: Path, run_id: str, module_file: str = ""
+    storage_root: Path,
+    examples: dsl.Dataset,
+    schema_dir: Path,
+    run_id: str,
+    module_file: str = "",
+    label: str = names.LABEL,
 ) -> tuple[dsl.Artifact, dsl.Dataset]:
     from components.transform import transform
 
@@ -46,6 +51,7 @@ def run_transform_component(
         run_id=run_id,
         module_file=module_file,
         beam_args=defaults.BEAM_ARGS,
+        label=label,
     )
     return outputs["transform_graph"], outputs["transformed_examples"]
 
@@ -219,9 +225,9 @@ def test_schema_artifact_as_file_or_directory(tmp_path, synthetic_csv):
 
     schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
     assert schema_file_of(schema_dir, names.STAGE_TRANSFORM) == schema_dir / names.SCHEMA_FILE
-    assert load_schema(schema_dir / names.SCHEMA_FILE) == load_schema(schema_dir)
+    assert load_schema(schema_dir / names.SCHEMA_FILE, names.LABEL) == load_schema(schema_dir, names.LABEL)
     with pytest.raises(StageError, match=f"schema artifact has no {names.SCHEMA_FILE}"):
-        load_schema(tmp_path)
+        load_schema(tmp_path, names.LABEL)
 
 
 def test_schema_without_the_label_is_refused(tmp_path, write_csv):
@@ -230,13 +236,14 @@ def test_schema_without_the_label_is_refused(tmp_path, write_csv):
     csv = write_csv("age,sex\n19,female\n20,male\n")
     schema_dir = infer_schema_file(csv, tmp_path / "schema")
     with pytest.raises(StageError) as err:
-        load_schema(schema_dir)
+        load_schema(schema_dir, names.LABEL)
     assert str(err.value) == (
-        f"[transform] {schema_dir / names.SCHEMA_FILE}: schema has no label feature {names.LABEL!r}"
+        f"[transform] {schema_dir / names.SCHEMA_FILE}: schema has no label feature {names.LABEL!r}; "
+        "its features are ['age', 'sex']"
     )
     (schema_dir / names.SCHEMA_FILE).write_text("feature { nme: 'x' }")
     with pytest.raises(StageError, match="not a valid text Schema proto"):
-        load_schema(schema_dir)
+        load_schema(schema_dir, names.LABEL)
 
 
 def test_preprocessing_fn_errors_name_the_module_file(storage_root, examples, synthetic_csv, tmp_path):
@@ -245,9 +252,11 @@ def test_preprocessing_fn_errors_name_the_module_file(storage_root, examples, sy
     module.write_text("def preprocessing_fn(inputs):\n    return {'x': inputs['no_such_feature']}\n")
     with pytest.raises(StageError) as err:
         run_transform_component(storage_root, examples, schema_dir, "bad-module", module_file=str(module))
-    msg = str(err.value)
-    assert msg.startswith(f"[transform] {module}: preprocessing_fn failed: KeyError")
-    assert "no_such_feature" in msg
+    assert str(err.value) == (
+        f"[transform] {module}: preprocessing_fn reads feature 'no_such_feature', which is not in the "
+        f"data; the features are {sorted(names.COLUMNS)}: use a module for this data (or none: the "
+        "default module)"
+    )
 
     module.write_text("def preprocessing_fn(inputs):\n    return {'age': inputs['age']}\n")
     with pytest.raises(StageError, match="must pass the label 'charges' through"):
@@ -269,6 +278,7 @@ def test_beam_args_reach_beam_unchanged(storage_root, examples, tmp_path, synthe
             run_id="bad-runner",
             module_file="",
             beam_args="--runner=NoSuchRunnerKubetfx",
+            label=names.LABEL,
         )
     assert str(err.value).startswith("[transform] beam_args '--runner=NoSuchRunnerKubetfx'")
     assert "NoSuchRunnerKubetfx" in str(err.value)
@@ -287,6 +297,7 @@ def test_missing_split_is_refused(tmp_path, synthetic_csv):
             module_file="",
             storage_root=str(tmp_path),
             beam_args=defaults.BEAM_ARGS,
+            label=names.LABEL,
         )
     assert (
         str(err.value)
@@ -314,5 +325,46 @@ def test_a_damaged_examples_file_is_a_stage_error_naming_it(tmp_path, examples, 
             module_file="",
             storage_root=str(tmp_path),
             beam_args=defaults.BEAM_ARGS,
+            label=names.LABEL,
         )
     assert str(err.value).startswith(f"[transform] {damaged}: cannot read the examples: ")
+
+
+def test_a_module_for_other_data_is_refused_naming_the_feature(tmp_path, write_csv):
+    """The insurance module on a table without its columns: one line, before any graph is built."""
+    import tabular_data
+
+    csv = tabular_data.regression_csv(tmp_path / "homes.csv", rows=60)
+    examples = examples_from_csv(tmp_path, csv, "other-data", label="target")
+    schema_dir = infer_schema_file(csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        run_transform_component(
+            tmp_path, examples, schema_dir, "other-data", module_file=names.INSURANCE_MODULE, label="target"
+        )
+    from components.modules import insurance
+
+    assert str(err.value) == (
+        f"[transform] {insurance.__file__}: the module reads feature 'age', which is not in the data; the "
+        "features are ['color', 'noise', 'rooms', 'size', 'target', 'zip']: use a module for this data "
+        "(or none: the default module)"
+    )
+
+
+def test_text_in_a_column_the_module_reads_as_a_number_names_column_file_and_value(tmp_path, synthetic_csv):
+    import pandas as pd
+
+    df = pd.read_csv(synthetic_csv)
+    df["bmi"] = [f"{v:.1f} kg/m2" for v in df["bmi"]]  # a unit in every cell: the column is text
+    csv = tmp_path / "insurance_units.csv"
+    df.to_csv(csv, index=False)
+    examples = examples_from_csv(tmp_path, csv, "units")
+    schema_dir = infer_schema_file(csv, tmp_path / "schema")
+    with pytest.raises(StageError) as err:
+        run_transform_component(tmp_path, examples, schema_dir, "units", module_file=names.INSURANCE_MODULE)
+    message = str(err.value)
+    assert message.startswith(f"[transform] {csv}: column 'bmi' holds text (for example '")
+    assert message.endswith(
+        " kg/m2') but the module uses it as a number: fix those cells, or give the column a type "
+        "(column_types, schema_file) and clean it"
+    )
+    assert not (tmp_path / names.ARTIFACTS_DIR / "units" / names.STAGE_TRANSFORM).exists()

@@ -39,6 +39,7 @@ def run_tune(storage_root: Path, transformed, tmp_path: Path, run_id: str, **ove
         batch_size=16,
         enabled=True,
         hyperparameters="",
+        label=names.LABEL,
     )
     kwargs.update(overrides)
     outputs = run_component(

@@ -46,7 +46,7 @@ def test_empty_string_is_the_builtin_module_with_every_function():
 def test_builtin_defaults_are_inside_the_workload_search_space():
     import keras_tuner as kt
 
-    module = user_module.load_user_module(names.DEFAULT_MODULE, "", names.STAGE_TUNE)
+    module = user_module.load_user_module(names.INSURANCE_MODULE, "", names.STAGE_TUNE)
     hp = kt.HyperParameters()
     values = module.hyperparameter_space(hp)
     space = {p.name: list(p.values) for p in hp.space}
@@ -138,7 +138,7 @@ def test_stages_report_a_missing_function_before_doing_work(tmp_path):
     hp = dsl.Artifact(name="best_hyperparameters", uri=str(inputs / "best_hyperparameters"), metadata={})
     inputs.mkdir()
     Path(hp.path).write_text("{}")
-    common = dict(storage_root=str(tmp_path), run_id="r", module_file=rel)
+    common = dict(storage_root=str(tmp_path), run_id="r", module_file=rel, label=names.LABEL)
     with pytest.raises(StageError) as err:
         run_component(
             transform,

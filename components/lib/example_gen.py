@@ -9,8 +9,13 @@ feature map sorted (TFX hashes ``SerializeToString(deterministic=True)``): the s
 always gives byte-identical output files.
 
 Two passes over the input: the first infers column types and rejects bad cells with the
-line they are on; the second encodes. TensorFlow is not imported: records are framed and
-checksummed here (TFRecord format: length, masked CRC32C, data, masked CRC32C).
+line they are on; the second encodes. Types are what users expect: a column of digit strings
+with a leading zero (zip code ``00501``, id ``007``) stays text, since as a number it would lose
+the zeros and no longer match the served model's string form; a user schema or a per-column
+override (``column_types``: ``zip:string,age:float``) decides over inference, and a cell that does
+not fit the type decided is an error naming the file, line, column and value. TensorFlow is not
+imported: records are framed and checksummed here (TFRecord format: length, masked CRC32C, data,
+masked CRC32C).
 """
 
 from __future__ import annotations
@@ -32,8 +37,19 @@ BLOCK_SIZE = 4 << 20  # bytes of CSV per Arrow record batch
 
 _INT_RE = r"^[-+]?\d+$"
 _FLOAT_RE = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+_LEADING_ZERO_RE = r"^[-+]?0\d+$"  # "00501", "007": an identifier, not a number
 
 INT, FLOAT, STRING = "INT", "FLOAT", "BYTES"  # schema_pb2.FeatureType names
+# What a column_types override may say, and the type each word means.
+TYPE_WORDS = {
+    "int": INT,
+    "integer": INT,
+    "float": FLOAT,
+    "number": FLOAT,
+    "string": STRING,
+    "text": STRING,
+    "bytes": STRING,
+}
 
 
 @dataclasses.dataclass
@@ -119,20 +135,71 @@ def _string_batches(path: Path, columns: list[str]) -> Iterator[Any]:
 
 @dataclasses.dataclass
 class _ColumnCounts:
-    """One column's counts during type inference, and its first non-numeric cell."""
+    """One column's counts during type inference, and its first non-numeric and non-integer cells."""
 
     nonnull: int = 0
     ints: int = 0
     floats: int = 0
+    leading_zeros: int = 0
     first_bad: tuple[Path, int, Any] | None = None
+    first_non_int: tuple[Path, int, Any] | None = None
+    first_leading_zero: tuple[Path, int, Any] | None = None
 
 
-def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str, str], dict[str, int]]:
+def parse_column_types(spec: str, columns: list[str]) -> dict[str, str]:
+    """``column_types``: ``"zip:string,age:float"`` or a JSON object -> {column: INT | FLOAT | BYTES}."""
+    import json
+
+    spec = (spec or "").strip()
+    if not spec:
+        return {}
+    bad = StageError(
+        STAGE, None, f"column_types {spec!r} must look like 'zip:string,age:float' or a JSON object"
+    )
+    if spec.startswith("{"):
+        try:
+            raw = json.loads(spec)
+        except ValueError:
+            raise bad from None
+        if not isinstance(raw, dict):
+            raise bad
+        pairs = [(str(k), str(v)) for k, v in raw.items()]
+    else:
+        try:
+            pairs = [(k.strip(), v.strip()) for k, v in (part.split(":") for part in spec.split(","))]
+        except ValueError:
+            raise bad from None
+    out = {}
+    for column, word in pairs:
+        if column not in columns:
+            raise StageError(STAGE, None, f"column_types names {column!r}, not a column of {columns}")
+        kind = TYPE_WORDS.get(word.lower())
+        if kind is None:
+            raise StageError(
+                STAGE, None, f"column_types: {column!r} has type {word!r}; use one of {sorted(TYPE_WORDS)}"
+            )
+        out[column] = kind
+    return out
+
+
+def _first(arr: Any, mask: Any, path: Path, line0: int) -> tuple[Path, int, Any]:
+    """(file, line, value) of the first non-empty cell of a batch column where ``mask`` holds."""
+    import pyarrow.compute as pc
+
+    i = pc.index(pc.and_(pc.is_valid(arr), mask), True).as_py()
+    return path, line0 + i, arr[i].as_py()
+
+
+def infer_column_types(
+    files: list[Path], columns: list[str], decided: dict[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
     """First pass over the input: each column's type and its count of empty cells.
 
     INT if every non-empty cell is an integer, FLOAT if every one is a number, BYTES
     otherwise — except that a mostly numeric column with a few non-numbers is an error
-    naming the file, line and value (a typo in ``bmi`` must not turn it into a string feature).
+    naming the file, line and value (a typo in ``bmi`` must not turn it into a string feature),
+    and that integers written with a leading zero (``00501``) keep the column BYTES.
+    ``decided``: types a schema or an override fixed; every cell must fit them.
     """
     import pyarrow.compute as pc
 
@@ -150,24 +217,36 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
                     continue
                 is_int = pc.match_substring_regex(arr, _INT_RE)
                 is_float = pc.match_substring_regex(arr, _FLOAT_RE)
-                s.ints += pc.sum(is_int).as_py() or 0
+                n_int = pc.sum(is_int).as_py() or 0
+                s.ints += n_int
                 n_float = pc.sum(is_float).as_py() or 0
                 s.floats += n_float
                 if s.first_bad is None and n_float < len(valid):
-                    bad_mask = pc.and_(pc.is_valid(arr), pc.invert(pc.fill_null(is_float, False)))
-                    i = pc.index(bad_mask, True).as_py()
-                    s.first_bad = (path, line0 + i, arr[i].as_py())
+                    s.first_bad = _first(arr, pc.invert(pc.fill_null(is_float, False)), path, line0)
+                if s.first_non_int is None and n_int < len(valid):
+                    s.first_non_int = _first(arr, pc.invert(pc.fill_null(is_int, False)), path, line0)
+                if n_int:
+                    zeros = pc.fill_null(pc.match_substring_regex(arr, _LEADING_ZERO_RE), False)
+                    n_zero = pc.sum(zeros).as_py() or 0
+                    s.leading_zeros += n_zero
+                    if n_zero and s.first_leading_zero is None:
+                        s.first_leading_zero = _first(arr, zeros, path, line0)
             line0 += batch.num_rows
             rows += batch.num_rows
         if line0 == 2:
             raise StageError(STAGE, str(path), "header only: the file has no data rows")
     types: dict[str, str] = {}
     empty: dict[str, int] = {}
+    decided = decided or {}
     for c, s in stats.items():
         empty[c] = rows - s.nonnull
         if s.nonnull == 0:
             raise StageError(STAGE, str(files[0]), f"column {c!r} is empty in every row")
-        if s.ints == s.nonnull:
+        if c in decided:
+            types[c] = _check_decided(c, decided[c], s)
+        elif s.ints == s.nonnull and s.leading_zeros:
+            types[c] = STRING  # digit strings with leading zeros are identifiers: keep "00501"
+        elif s.ints == s.nonnull:
             types[c] = INT
         elif s.floats == s.nonnull:
             types[c] = FLOAT
@@ -182,6 +261,23 @@ def infer_column_types(files: list[Path], columns: list[str]) -> tuple[dict[str,
         else:
             types[c] = STRING
     return types, empty
+
+
+def _check_decided(column: str, kind: str, s: _ColumnCounts) -> str:
+    """The type a schema or an override gave ``column``, if every non-empty cell fits it."""
+    first = s.first_non_int if kind == INT else s.first_bad if kind == FLOAT else None
+    if first is not None:
+        path, line, value = first
+        what = "an integer" if kind == INT else "a number"
+        raise StageError(
+            STAGE,
+            str(path),
+            f"line {line}: column {column!r} must hold {what} ({kind}, as the schema or column_types say) "
+            f"but has the value {value!r}",
+        )
+    if kind == INT and s.leading_zeros and s.first_leading_zero is not None:
+        return INT  # asked for explicitly: the leading zeros go
+    return kind
 
 
 def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str, str]:
@@ -215,6 +311,7 @@ def run_example_gen(
     label: str,
     split_buckets: str = "train:2,eval:1",
     schema_path: Path | None = None,
+    column_types: str = "",
 ) -> ExampleGenResult:
     """Convert the CSV(s) at ``input_path`` into ``output_dir/Split-<split>/*.gz``.
 
@@ -237,13 +334,9 @@ def run_example_gen(
     if label not in columns:
         raise StageError(STAGE, str(files[0]), f"label column {label!r} is missing; columns are {columns}")
 
-    if schema_path is not None:
-        types = column_types_from_schema(schema_path, columns)
-        empty = {c: 0 for c in columns}
-        count_empty = True
-    else:
-        types, empty = infer_column_types(files, columns)
-        count_empty = False
+    decided = column_types_from_schema(schema_path, columns) if schema_path is not None else {}
+    decided.update(parse_column_types(column_types, columns))
+    types, empty = infer_column_types(files, columns, decided)
     if empty.get(label):
         raise StageError(STAGE, str(input_path), f"label column {label!r} is empty in {empty[label]} row(s)")
 
@@ -273,11 +366,6 @@ def run_example_gen(
                     path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
                 )
                 for batch in reader:
-                    if count_empty:
-                        for c in columns:
-                            empty[c] += batch.column(c).null_count
-                        if empty[label]:
-                            raise StageError(STAGE, str(path), f"label column {label!r} has empty cells")
                     lists = pa.RecordBatch.from_arrays(
                         [_to_list_array(batch.column(c)) for c in columns], columns
                     )

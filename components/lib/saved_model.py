@@ -26,6 +26,20 @@ def export_dir(train_dir: Path) -> Path:
     return Path(train_dir) / names.MODEL_SERVING_DIR
 
 
+def label_info_path(model_dir: Path) -> Path:
+    """The label contract (``label.LabelInfo``) train writes into the SavedModel, under ``assets.extra/``.
+
+    TF Serving ignores ``assets.extra/``; a pushed version carries it, so evaluate reads the task,
+    the classes and the naive predictor of a baseline as of a candidate.
+    """
+    return Path(model_dir) / "assets.extra" / names.LABEL_INFO_FILE
+
+
+def inputs_path(model_dir: Path) -> Path:
+    """The raw features the serving signature parses ({name: dtype}), beside the label contract."""
+    return Path(model_dir) / "assets.extra" / names.SERVING_INPUTS_FILE
+
+
 def is_saved_model(path: Path | str) -> bool:
     """Whether ``path`` is a directory holding a SavedModel."""
     return any((Path(path) / f).is_file() for f in SAVED_MODEL_FILES)

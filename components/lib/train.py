@@ -1,23 +1,17 @@
 """Train logic: fit the user module's Keras model on transformed examples, export a raw-example server.
 
 The model trains on TFT's output (``transformed_examples/``) and learns what the user module's
-optional ``label_transform`` makes of the label (here log(charges)). Keras 3 no longer writes
-TF SavedModels with ``model.save``, and TFT's transform layer is a tf-keras (Keras 2) object
-that cannot join a Keras 3 model, so the export is a plain ``tf.Module`` holding the Keras 3
-model and the transform graph, with ``tf.function`` signatures, saved by
-``tf.saved_model.save`` — the format TF Serving, TFMA and ``saved_model_cli`` read:
-
-- ``serving_default``: ``examples`` (serialized raw ``tf.Example``s, no label needed) ->
-  parse with the raw schema -> transform graph -> model -> ``label_inverse_transform`` ->
-  ``{"predictions": float32 [batch, 1]}`` in label units;
-- ``transform_features``: ``examples`` -> the transformed features (what the model sees).
-
-The export path and that serving contract are ``saved_model``'s, which evaluate and push check
+optional ``label_transform`` makes of the label (the ``label`` parameter's column; the default
+module standardizes it, the insurance module takes log(charges)); for classification the label
+is the class id and the model outputs one probability per class. The export — the model with
+the transform graph inside, raw ``tf.Example``s in (no label), predictions (regression) or class
+scores, class names and the likeliest class (classification) out — is ``serving_export``'s; the
+export path and the serving contract are ``saved_model``'s, which evaluate and push check
 against; what train shares with tune (datasets, label transform, model building) is ``training``.
 
-Metrics (MAE, RMSE, R²) are computed in label units on the full eval split, and those eval
-predictions are saved with the rows' transformed features and label, so a test can check
-that the served model reproduces them (no train/serve skew).
+Metrics are computed on the full eval split — MAE, RMSE and R² in label units, or accuracy and
+log loss — and the eval predictions are saved with the rows' transformed features and label, so
+a test can check that the served model reproduces them (no train/serve skew).
 """
 
 from __future__ import annotations
@@ -33,15 +27,17 @@ from components import names
 from components.errors import StageError
 from components.lib import saved_model, user_module
 from components.lib.hyperparameters import read_hyperparameters
+from components.lib.serving_export import export_serving_model
 from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE
 from components.lib.training import (
     build_user_model,
     label_functions,
     make_dataset,
     model_input_names,
+    module_context,
     set_seed,
 )
-from components.lib.transform_output import open_transform_output, transformed_files
+from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TRAIN
 PREDICT_BATCH = 4096  # batch size of the final passes over eval (and a train sample)
@@ -80,10 +76,14 @@ class TrainResult:
     hyperparameters: dict[str, Any]
     history: dict[str, list[float]]
     seconds: float
+    label: Any = None  # label.LabelInfo
 
     def metadata(self) -> dict[str, Any]:
         finite = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}  # JSON has no NaN
-        return {"hyperparameters": self.hyperparameters, "metrics": finite}
+        meta = {"hyperparameters": self.hyperparameters, "metrics": finite}
+        if self.label is not None:
+            meta.update(label=self.label.name, task=self.label.task, classes=list(self.label.classes))
+        return meta
 
 
 def _epochs(train_steps: int) -> int:
@@ -106,14 +106,52 @@ def regression_metrics(labels: Any, predictions: Any) -> dict[str, float]:
     }
 
 
-def predict_split(model: Any, ds: Any, inverse: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """Predictions in label units over a finite dataset, with the labels and the features fed."""
+def classification_metrics(labels: Any, probabilities: Any) -> dict[str, float]:
+    """Accuracy (the likeliest class) and log loss (natural log, probabilities clipped to 1e-7)."""
+    import numpy as np
+
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    p = np.asarray(probabilities, dtype=np.float64)
+    picked = np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)
+    return {"accuracy": float((p.argmax(axis=1) == y).mean()), "log_loss": float(-np.log(picked).mean())}
+
+
+def check_outputs(model: Any, info: Any, location: str) -> None:
+    """A classifier outputs one probability per class; a regressor one value."""
+    shape = tuple(model.outputs[0].shape) if model.outputs else ()
+    width = shape[-1] if len(shape) > 1 else 1
+    want = info.num_classes if info.is_classification else 1
+    if width != want:
+        what = f"one probability per class ({want}: {list(info.classes)})" if want > 1 else "one value"
+        raise StageError(
+            STAGE, location, f"for {info.task} of {info.name!r} the model must output {what}, not {width}"
+        )
+
+
+def prediction_table(feats: dict[str, Any], labels: Any, preds: Any, info: Any) -> Any:
+    """The eval predictions: features fed, label and prediction (class names and probabilities)."""
+    import numpy as np
+    import pandas as pd
+
+    if not info.is_classification:
+        return pd.DataFrame({**feats, info.name: labels, PREDICTION_COLUMN: preds})
+    classes = np.asarray(info.classes, dtype=object)
+    probs = {f"p_{c}": preds[:, i] for i, c in enumerate(info.classes)}
+    best = classes[preds.argmax(axis=1)]
+    return pd.DataFrame({**feats, info.name: classes[labels], PREDICTION_COLUMN: best, **probs})
+
+
+def predict_split(
+    model: Any, ds: Any, inverse: Any, classification: bool = False
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Predictions over a finite dataset (label units; class probabilities [n, K]), labels and features."""
     import numpy as np
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True, autograph=False)
     def predict(features: Any) -> Any:
-        return tf.reshape(inverse(tf.cast(model(features, training=False), tf.float32)), [-1])
+        out = tf.cast(model(features, training=False), tf.float32)
+        return out if classification else tf.reshape(inverse(out), [-1])
 
     preds: list[Any] = []
     labels: list[Any] = []
@@ -128,50 +166,6 @@ def predict_split(model: Any, ds: Any, inverse: Any) -> tuple[Any, Any, dict[str
     return np.concatenate(preds), np.concatenate(labels), {k: np.concatenate(v) for k, v in feats.items()}
 
 
-def export_serving_model(model: Any, tft_output: Any, inverse: Any, export_dir: Path) -> None:
-    """Save the model with the transform graph inside; signatures take serialized raw examples."""
-    import tensorflow as tf
-
-    raw_spec = dict(tft_output.raw_feature_spec())
-    raw_spec.pop(names.LABEL, None)  # a serving request has no label (one that does is fine)
-    input_names = model_input_names(model)
-
-    module = tf.Module()
-    module.model = model
-    tft_layer = tft_output.transform_features_layer()
-    # What the saved functions need from the transform layer is its loaded transform graph
-    # (tables, vocabulary assets). Tracking that alone, rather than the tf-keras layer itself,
-    # spares tf.saved_model.save from tracing tf-keras's own serialization functions, ~10 s.
-    tracked = getattr(tft_layer, "_saved_model_loader_tracked_dict", None)
-    if tracked is not None:
-        module.transform_graph = tracked
-    else:  # another TFT version: track the layer whole (slower to save, same result)
-        module.tft_layer = tft_layer
-    example_spec = tf.TensorSpec([None], tf.string, name=names.EXAMPLES_INPUT_KEY)
-
-    @tf.function(input_signature=[example_spec], autograph=False)
-    def serve(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        transformed = tft_layer(tf.io.parse_example(examples, raw_spec))
-        out = module.model({k: transformed[k] for k in input_names}, training=False)
-        out = tf.reshape(tf.cast(inverse(tf.cast(out, tf.float32)), tf.float32), [-1, 1])
-        return {names.PREDICTIONS_KEY: out}
-
-    @tf.function(input_signature=[example_spec], autograph=False)
-    def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        return tft_layer(tf.io.parse_example(examples, raw_spec))
-
-    module.serve = serve
-    module.transform_features = transform_features
-    tf.saved_model.save(
-        module,
-        str(export_dir),
-        signatures={
-            names.SERVING_SIGNATURE: serve.get_concrete_function(),
-            names.TRANSFORM_SIGNATURE: transform_features.get_concrete_function(),
-        },
-    )
-
-
 def run_train(
     transformed_dir: Path,
     graph_dir: Path,
@@ -183,11 +177,12 @@ def run_train(
     train_steps: int,
     eval_steps: int,
     batch_size: int,
+    label: str,
 ) -> TrainResult:
     """Train, evaluate on the full eval split and export to ``output_dir/Format-Serving``.
 
     ``output_dir`` must be a fresh directory (the caller writes atomically); TensorBoard logs
-    go to ``output_dir/logs``.
+    go to ``output_dir/logs``. ``label``: the column to predict.
     """
     start = time.perf_counter()
     for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps), ("batch_size", batch_size)):
@@ -196,34 +191,39 @@ def run_train(
     module = user_module.load_user_module(module_file, storage_root, STAGE)
     user_module.require(module, user_module.BUILD_MODEL, STAGE)  # fail before the slow imports
     hparams = read_hyperparameters(hyperparameters_path, STAGE)
+    tft_output = open_transform_output(graph_dir, STAGE)
+    info = read_label_info(graph_dir, label, STAGE)
+    context = module_context(tft_output, info, train_steps)
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
     if defaults_fn is not None:
-        hparams = {**defaults_fn(), **hparams}
-    forward, inverse = label_functions(module, STAGE)
-    tft_output = open_transform_output(graph_dir, STAGE)
+        hparams = {**user_module.call(defaults_fn, context=context), **hparams}
+    forward, inverse = label_functions(module, STAGE, context)
     train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
     eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
 
     import keras
     import numpy as np
-    import pandas as pd
 
     set_seed()
-    model = build_user_model(module, hparams, tft_output, STAGE)
+    model = build_user_model(module, hparams, tft_output, STAGE, context)
     inputs = model_input_names(model)
-    train_ds = make_dataset(
-        train_files,
-        tft_output,
-        batch_size,
-        label_fn=forward,
-        stage=STAGE,
-        input_names=inputs,
-        shuffle=True,
-        repeat=True,
-    )
-    eval_ds = make_dataset(
-        eval_files, tft_output, batch_size, label_fn=forward, stage=STAGE, input_names=inputs, repeat=True
-    )
+    check_outputs(model, info, user_module.module_location(module))
+
+    def dataset(files: list[str], batch: int, label_fn: Any, **kw: Any) -> Any:
+        return make_dataset(
+            files,
+            tft_output,
+            batch,
+            label=label,
+            label_fn=label_fn,
+            stage=STAGE,
+            input_names=inputs,
+            classification=info.is_classification,
+            **kw,
+        )
+
+    train_ds = dataset(train_files, batch_size, forward, shuffle=True, repeat=True)
+    eval_ds = dataset(eval_files, batch_size, forward, repeat=True)
     epochs = _epochs(train_steps)
     run_steps_per_execution(model, steps_per_execution(train_steps // epochs, eval_steps))
     logs = output_dir / names.TENSORBOARD_DIR
@@ -243,37 +243,34 @@ def run_train(
     t = time.perf_counter()
 
     identity = lambda x: x  # noqa: E731  (labels stay in label units for the metrics)
-    eval_full = make_dataset(
-        eval_files, tft_output, PREDICT_BATCH, label_fn=identity, stage=STAGE, input_names=inputs
-    )
-    preds, labels, feats = predict_split(model, eval_full, inverse)
+    classify = info.is_classification
+    eval_full = dataset(eval_files, PREDICT_BATCH, identity)
+    preds, labels, feats = predict_split(model, eval_full, inverse, classify)
     if not len(preds):
         raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
-    # Train MAE in label units on as many train rows as a validation pass sees (eval_steps batches).
-    train_sample = make_dataset(
-        train_files, tft_output, batch_size, label_fn=identity, stage=STAGE, input_names=inputs
-    )
-    train_preds, train_labels, _ = predict_split(model, train_sample.take(eval_steps), inverse)
-    ev = regression_metrics(labels, preds)
-    metrics = {
-        "train_loss": hist["loss"][-1],
-        "eval_loss": hist.get("val_loss", [float("nan")])[-1],
-        "train_mae": regression_metrics(train_labels, train_preds)["mae"],
-        "eval_mae": ev["mae"],
-        "eval_rmse": ev["rmse"],
-        "eval_r2": ev["r2"],
-        "eval_examples": float(len(preds)),
-    }
+    # Train figures in label units on as many train rows as a validation pass sees (eval_steps batches).
+    train_sample = dataset(train_files, batch_size, identity).take(eval_steps)
+    train_preds, train_labels, _ = predict_split(model, train_sample, inverse, classify)
+    metrics = {"train_loss": hist["loss"][-1], "eval_loss": hist.get("val_loss", [float("nan")])[-1]}
+    if classify:
+        metrics["train_accuracy"] = classification_metrics(train_labels, train_preds)["accuracy"]
+        metrics.update({f"eval_{k}": v for k, v in classification_metrics(labels, preds).items()})
+    else:
+        ev = regression_metrics(labels, preds)
+        metrics.update(train_mae=regression_metrics(train_labels, train_preds)["mae"])
+        metrics.update(eval_mae=ev["mae"], eval_rmse=ev["rmse"], eval_r2=ev["r2"])
+    metrics["eval_examples"] = float(len(preds))
     if not np.isfinite(preds).all():
         raise StageError(STAGE, str(output_dir), f"the model predicts non-finite values; metrics {metrics}")
 
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
-    table = pd.DataFrame({**feats, names.LABEL: labels, PREDICTION_COLUMN: preds})
-    table.to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
+    prediction_table(feats, labels, preds, info).to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
     timings["predictions_csv"] = time.perf_counter() - t
     t = time.perf_counter()
-    export_serving_model(model, tft_output, inverse, saved_model.export_dir(output_dir))
+    export_serving_model(
+        model, tft_output, inverse, saved_model.export_dir(output_dir), info=info, input_names=inputs
+    )
     timings["export"] = time.perf_counter() - t
     seconds = time.perf_counter() - start
     (output_dir / SUMMARY_FILE).write_text(
@@ -285,6 +282,7 @@ def run_train(
                 "seconds": seconds,
                 "timings": timings,
                 "module": user_module.module_reference(module),
+                "label": info.to_document(),
                 "train_steps": train_steps,
                 "eval_steps": eval_steps,
                 "batch_size": batch_size,
@@ -295,4 +293,4 @@ def run_train(
             default=str,
         )
     )
-    return TrainResult(metrics=metrics, hyperparameters=hparams, history=hist, seconds=seconds)
+    return TrainResult(metrics=metrics, hyperparameters=hparams, history=hist, seconds=seconds, label=info)

@@ -1,16 +1,19 @@
 """Fitting the user module's Keras model on transformed examples: what tune and train share.
 
 Both stages build the model with the user module's ``build_model``, feed it batches of TFT's
-transformed examples (only the inputs the model declares), learn the label as the module's
-optional ``label_transform`` makes it, and seed Keras the same way — so a trial in tune and the
-final fit in train see the same data in the same order for the same hyperparameters.
+transformed examples (only the inputs the model declares), learn the label (the ``label``
+parameter's column) as the module's optional ``label_transform`` makes it, and seed Keras the
+same way — so a trial in tune and the final fit in train see the same data in the same order for
+the same hyperparameters. Module functions that take a context get the same
+``user_module.ModuleContext`` in both (``module_context``: the label contract transform wrote).
+For classification the label is the class id (int64); rows whose label is no class (-1) are
+left out.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from components import names
 from components.errors import StageError
 from components.lib import user_module
 
@@ -25,7 +28,20 @@ def set_seed() -> None:
     keras.utils.set_random_seed(SEED)
 
 
-def label_functions(module: Any, stage: str) -> tuple[Any, Any]:
+def module_context(tft_output: Any, info: Any, steps: int | None = None) -> user_module.ModuleContext:
+    """The context module functions get in tune and train, from the label contract (``label.LabelInfo``)."""
+    return user_module.ModuleContext(
+        label=info.name,
+        task=info.task,
+        classes=tuple(info.classes),
+        schema=tft_output.raw_metadata.schema,
+        label_stats=dict(info.stats),
+        train_rows=info.stats.get("count"),
+        steps=steps,
+    )
+
+
+def label_functions(module: Any, stage: str, context: Any = None) -> tuple[Any, Any]:
     """The module's label transform and its inverse (identity when it defines neither)."""
     forward = user_module.optional(module, user_module.LABEL_TRANSFORM, stage)
     inverse = user_module.optional(module, user_module.LABEL_INVERSE_TRANSFORM, stage)
@@ -37,14 +53,21 @@ def label_functions(module: Any, stage: str) -> tuple[Any, Any]:
             f"{user_module.LABEL_INVERSE_TRANSFORM!r}, or neither",
         )
     identity = lambda x: x  # noqa: E731
-    return forward or identity, inverse or identity
+    if forward is None or inverse is None:
+        return identity, identity
+    return (
+        lambda x: user_module.call(forward, x, context=context),
+        lambda x: user_module.call(inverse, x, context=context),
+    )
 
 
-def build_user_model(module: Any, hparams: dict[str, Any], tft_output: Any, stage: str) -> Any:
+def build_user_model(
+    module: Any, hparams: dict[str, Any], tft_output: Any, stage: str, context: Any = None
+) -> Any:
     """The module's ``build_model``, its failures reported against the module file."""
     build = user_module.require(module, user_module.BUILD_MODEL, stage)
     try:
-        model = build(hparams, tft_output)
+        model = user_module.call(build, hparams, tft_output, context=context)
     except StageError:
         raise
     except Exception as e:
@@ -72,18 +95,24 @@ def make_dataset(
     tft_output: Any,
     batch_size: int,
     *,
+    label: str,
     label_fn: Any,
     stage: str,
     input_names: list[str] | None = None,
     shuffle: bool = False,
     repeat: bool = False,
+    classification: bool = False,
 ) -> Any:
-    """(features, label) batches of transformed examples; label as ``label_fn`` makes it, [batch, 1]."""
+    """(features, label) batches of transformed examples; label as ``label_fn`` makes it, [batch, 1].
+
+    ``classification``: the label is the class id (int64, [batch]); rows without a class (-1)
+    are dropped.
+    """
     import tensorflow as tf
 
     spec = tft_output.transformed_feature_spec()
-    if names.LABEL not in spec:
-        raise StageError(stage, None, f"transformed examples have no label {names.LABEL!r}")
+    if label not in spec:
+        raise StageError(stage, None, f"transformed examples have no label {label!r}")
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle:
         ds = ds.shuffle(SHUFFLE_BUFFER, seed=SEED, reshuffle_each_iteration=True)
@@ -93,10 +122,18 @@ def make_dataset(
 
     def parse(records: Any) -> Any:
         features = tf.io.parse_example(records, spec)
-        label = tf.reshape(tf.cast(features.pop(names.LABEL), tf.float32), [-1, 1])
+        if classification:
+            y = tf.reshape(tf.cast(features.pop(label), tf.int64), [-1])
+            known = y >= 0
+            features = {
+                k: tf.boolean_mask(v, known) if isinstance(v, tf.Tensor) else v for k, v in features.items()
+            }
+            y = tf.boolean_mask(y, known)
+        else:
+            y = tf.reshape(tf.cast(features.pop(label), tf.float32), [-1, 1])
         if input_names is not None:
             features = {k: features[k] for k in input_names}
-        return features, label_fn(label)
+        return features, label_fn(y)
 
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -13,18 +13,29 @@ SparseTensor in ``preprocessing_fn``), whatever shape the inferred schema gives 
 transform graph is also the served model's first layer: a serving request that omits a
 value (no ``bmi``) must still get a prediction, and whether a training row may lack a value
 is the validate stage's call, not the transform graph's.
+
+The label is the ``label`` parameter's column; its task and classes are what the schema says
+(``label.from_schema``). Module functions that take a ``context`` get them
+(``user_module.ModuleContext``). Before Beam starts, the features the module reads
+(``raw_features``, when it declares them) are checked against the schema: a missing feature,
+or a number column that holds text, is an error naming the column, the file and a sample value
+instead of a TensorFlow graph dump. While the train split is read, the training labels' figures
+(``label.training_statistics``) are computed on the side and written with the task and classes
+beside the transform graph (``transform_output.label_info_path``), for tune and train.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError, stage_error_in
-from components.lib import examples, transform_output, user_module
+from components.lib import examples, module_inputs, transform_output, user_module
+from components.lib import label as label_contract
 from components.lib.beam import pipeline_options
 from components.lib.schema_io import read_schema, schema_file_of
 
@@ -42,27 +53,33 @@ class TransformResult:
     module: str
     seconds: float
     beam_seconds: float
+    label: Any = None  # label.LabelInfo, with the training labels' figures
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        meta = {
             names.META_ROWS: self.rows,
             "transformed_features": self.transformed_features,
             "module": self.module,
             "beam_seconds": round(self.beam_seconds, 3),
         }
+        if self.label is not None:
+            meta.update(label=self.label.name, task=self.label.task, classes=list(self.label.classes))
+        return meta
 
 
-def load_schema(schema_path: Path) -> Any:
+def load_schema(schema_path: Path, label: str) -> Any:
     """The schema artifact (``schema_io.read_schema``); it must describe the label."""
     schema = read_schema(schema_path, STAGE)
-    if names.LABEL not in {f.name for f in schema.feature}:
+    if label not in {f.name for f in schema.feature}:
         raise StageError(
-            STAGE, str(schema_file_of(schema_path, STAGE)), f"schema has no label feature {names.LABEL!r}"
+            STAGE,
+            str(schema_file_of(schema_path, STAGE)),
+            f"schema has no label feature {label!r}; its features are {[f.name for f in schema.feature]}",
         )
     return schema
 
 
-def input_schema(schema: Any) -> Any:
+def input_schema(schema: Any, label: str) -> Any:
     """The schema TFT reads with: every feature but the label optional (VarLen).
 
     Dropping ``shape`` makes tfx-bsl represent a feature as a VarLenSparseTensor; the label
@@ -71,7 +88,7 @@ def input_schema(schema: Any) -> Any:
     out = type(schema)()
     out.CopyFrom(schema)
     for feature in out.feature:
-        if feature.name == names.LABEL:
+        if feature.name == label:
             continue
         feature.ClearField("shape")
         if feature.HasField("presence"):
@@ -84,12 +101,14 @@ def input_schema(schema: Any) -> Any:
     return out
 
 
-def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
+def _wrap_preprocessing_fn(fn: Any, location: str, context: Any) -> Any:
     """``fn`` with its exceptions turned into a StageError naming the user module file."""
+    label = context.label
 
     def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
+        checked = module_inputs.CheckedInputs(inputs, location, STAGE)
         try:
-            out = fn(inputs)
+            out = user_module.call(fn, checked, context=context)
         except StageError:
             raise
         except Exception as e:
@@ -100,11 +119,11 @@ def _wrap_preprocessing_fn(fn: Any, location: str) -> Any:
             raise StageError(
                 STAGE, location, f"{user_module.PREPROCESSING_FN} must return a non-empty dict of tensors"
             )
-        if names.LABEL not in out:
+        if label not in out:
             raise StageError(
                 STAGE,
                 location,
-                f"{user_module.PREPROCESSING_FN} must pass the label {names.LABEL!r} through to its outputs",
+                f"{user_module.PREPROCESSING_FN} must pass the label {label!r} through to its outputs",
             )
         return out
 
@@ -119,21 +138,30 @@ def run_transform(
     module_file: str,
     storage_root: str,
     beam_args: str,
+    label: str,
+    source: str | None = None,
 ) -> TransformResult:
     """Analyze train, transform train and eval; write ``output_dir/{transform_graph,transformed_examples}``.
 
-    ``output_dir`` must be a fresh directory (the caller writes atomically).
+    ``output_dir`` must be a fresh directory (the caller writes atomically). ``source``: the CSV
+    the examples came from, named in data errors.
     """
     start = time.perf_counter()
+    if not label:
+        raise StageError(STAGE, None, "the label name is empty")
     module = user_module.load_user_module(module_file, storage_root, STAGE)
     location = user_module.module_location(module)
-    preprocessing_fn = _wrap_preprocessing_fn(
-        user_module.require(module, user_module.PREPROCESSING_FN, STAGE), location
+    user_fn = user_module.require(module, user_module.PREPROCESSING_FN, STAGE)  # before any work
+    raw_schema = load_schema(schema_path, label)
+    info = label_contract.from_schema(
+        raw_schema, label, stage=STAGE, where=str(schema_file_of(schema_path, STAGE))
     )
-    schema = input_schema(load_schema(schema_path))
-    files = {
-        split: [str(f) for f in examples.split_files(examples_dir, split, STAGE)] for split in names.SPLITS
-    }
+    context = user_module.ModuleContext(label=label, task=info.task, classes=info.classes, schema=raw_schema)
+    preprocessing_fn = _wrap_preprocessing_fn(user_fn, location, context)
+    split_paths = {split: examples.split_files(examples_dir, split, STAGE) for split in names.SPLITS}
+    module_inputs.check_raw_features(module, context, raw_schema, split_paths[names.TRAIN], source, STAGE)
+    schema = input_schema(raw_schema, label)
+    files = {split: [str(f) for f in paths] for split, paths in split_paths.items()}
     options = pipeline_options(beam_args, STAGE)
 
     import apache_beam as beam
@@ -147,6 +175,30 @@ def run_transform(
     graph_dir = transform_output.graph_dir(output_dir)
     transformed_dir = transform_output.transformed_examples_dir(output_dir)
     tmp_dir = output_dir / ".tft_tmp"
+    stats_file = output_dir / ".label_stats.json"
+
+    class LabelValues(beam.CombineFn):
+        """Every training label (numpy), for their exact figures: a float or a short id each."""
+
+        def create_accumulator(self):  # type: ignore[no-untyped-def]
+            return []
+
+        def add_input(self, acc, batch):  # type: ignore[no-untyped-def]
+            column = batch.column(batch.schema.get_field_index(label)).flatten()
+            acc.append(column.to_numpy(zero_copy_only=False))
+            return acc
+
+        def merge_accumulators(self, accs):  # type: ignore[no-untyped-def]
+            return [a for acc in accs for a in acc]
+
+        def extract_output(self, acc):  # type: ignore[no-untyped-def]
+            import numpy as np
+
+            values = np.concatenate(acc) if acc else np.zeros(0)
+            return label_contract.training_statistics(info, values)
+
+    def write_label_stats(stats: dict) -> None:  # type: ignore[type-arg]
+        stats_file.write_text(json.dumps(stats))
 
     class ReadRecordBatches(beam.DoFn):
         """One examples file -> Arrow record batches, read and decoded by TFXIO itself.
@@ -238,6 +290,11 @@ def run_transform(
             preprocessing_fn, output_record_batches=True
         )
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(graph_dir))
+        _ = (
+            raw[names.TRAIN]
+            | "LabelFigures" >> beam.CombineGlobally(LabelValues())
+            | "WriteLabelFigures" >> beam.Map(write_label_stats)
+        )
         eval_data, _ = (
             (raw[names.EVAL], io[names.EVAL].TensorAdapterConfig()),
             transform_fn,
@@ -262,6 +319,15 @@ def run_transform(
     import shutil
 
     shutil.rmtree(tmp_dir, ignore_errors=True)
+    info = info.with_stats(json.loads(stats_file.read_text()))
+    stats_file.unlink()
+    if info.is_classification and info.stats.get("unknown"):
+        raise StageError(
+            STAGE,
+            str(examples_dir),
+            f"{info.stats['unknown']} training row(s) have a label outside the schema's classes "
+            f"{list(info.classes)}: fix the data or the schema's label domain",
+        )
     # The raw schema TFT read with, where TFTransformOutput.raw_feature_spec() finds it: the
     # trainer parses serving requests with it (TFX's Transform writes the same directory).
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
@@ -274,12 +340,16 @@ def run_transform(
         name: type(spec).__name__ + ":" + spec.dtype.name
         for name, spec in sorted(tft_output.transformed_feature_spec().items())
     }
+    if label not in tft_output.transformed_feature_spec():
+        raise StageError(STAGE, location, f"the transformed examples have no label {label!r}")
+    info.write(transform_output.label_info_path(graph_dir))
     return TransformResult(
         rows=rows,
         transformed_features=features,
         module=user_module.module_reference(module),
         seconds=time.perf_counter() - start,
         beam_seconds=beam_seconds,
+        label=info,
     )
 
 

@@ -3,7 +3,9 @@
 Transform writes, under its stage directory, ``transform_graph/`` (what ``tft.TFTransformOutput``
 opens: ``transform_fn/``, ``transformed_metadata/`` and the raw schema TFT read with) and
 ``transformed_examples/`` (the examples layout, ``examples``, of transformed ``tf.Example``s). Both
-artifacts point at the stage directory; tune and train find the two parts here.
+artifacts point at the stage directory; tune and train find the two parts here. Beside the graph,
+``kubetfx_label.json`` is the label contract (``label.LabelInfo``: task, classes, figures of the
+training labels) that tune and train build the model with.
 """
 
 from __future__ import annotations
@@ -19,6 +21,25 @@ from components.lib import examples
 def graph_dir(stage_dir: Path) -> Path:
     """The transform graph under transform's stage directory."""
     return Path(stage_dir) / names.TRANSFORM_GRAPH_DIR
+
+
+def label_info_path(graph: Path) -> Path:
+    """The label contract transform writes beside (inside) the transform graph directory."""
+    return Path(graph) / names.LABEL_INFO_FILE
+
+
+def read_label_info(graph: Path, label: str, stage: str) -> Any:
+    """The ``label.LabelInfo`` transform wrote; it must be about ``label``."""
+    from components.lib.label import LabelInfo
+
+    info = LabelInfo.read(label_info_path(graph), stage)
+    if info.name != label:
+        raise StageError(
+            stage,
+            str(label_info_path(graph)),
+            f"the transform graph was made for label {info.name!r}, not {label!r}: run transform again",
+        )
+    return info
 
 
 def transformed_examples_dir(stage_dir: Path) -> Path:

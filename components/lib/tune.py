@@ -7,6 +7,9 @@ with the data). The best values are written as JSON (TFX Tuner's ``best_hyperpar
 through ``hyperparameters``, which train reads with). What a trial shares with train — the
 datasets, the label transform, building the model, the seed — is ``training``.
 
+The label is the ``label`` parameter's column (transform's label contract says its task and
+classes); module functions that take a context get it (``training.module_context``).
+
 Values given in the ``hyperparameters`` JSON string are fixed during the search (keras-tuner
 ``hp.Fixed``), so a user can pin, say, the learning rate and search the rest. With tuning
 off, the module's ``default_hyperparameters()`` updated by that JSON are the result.
@@ -25,7 +28,7 @@ from typing import Any
 from components import defaults, names
 from components.errors import StageError, stage_error_in
 from components.lib import training, tuner_progress, user_module
-from components.lib.transform_output import open_transform_output, transformed_files
+from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TUNE
 TUNERS = ("random", "bayesian", "hyperband")
@@ -72,9 +75,9 @@ def parse_overrides(hyperparameters: str, known: dict[str, Any] | None, location
     return values
 
 
-def _default_values(module: Any) -> dict[str, Any]:
+def _default_values(module: Any, context: Any) -> dict[str, Any]:
     fn = user_module.require(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
-    values = fn()
+    values = user_module.call(fn, context=context)
     if not isinstance(values, dict):
         raise StageError(
             STAGE,
@@ -127,13 +130,21 @@ def run_tune(
     batch_size: int,
     enabled: bool,
     hyperparameters: str,
+    label: str,
 ) -> TuneResult:
     """Search (or, disabled, take the defaults); ``work_dir`` holds keras-tuner's project files."""
     start = time.perf_counter()
     module = user_module.load_user_module(module_file, storage_root, STAGE)
     location = user_module.module_location(module)
+    # The functions this run needs, before any work.
+    user_module.require(
+        module, user_module.HYPERPARAMETER_SPACE if enabled else user_module.DEFAULT_HYPERPARAMETERS, STAGE
+    )
+    tft_output = open_transform_output(graph_dir, STAGE)
+    info = read_label_info(graph_dir, label, STAGE)
+    context = training.module_context(tft_output, info, steps)
     if not enabled:
-        values = _default_values(module)
+        values = _default_values(module, context)
         values = {**values, **parse_overrides(hyperparameters, values, location)}
         return TuneResult(values, [], None, False, time.perf_counter() - start)
 
@@ -147,10 +158,9 @@ def run_tune(
         raise ValueError("a search needs a work directory")
     space = user_module.require(module, user_module.HYPERPARAMETER_SPACE, STAGE)
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
-    known = defaults_fn() if defaults_fn is not None else None
+    known = user_module.call(defaults_fn, context=context) if defaults_fn is not None else None
     overrides = parse_overrides(hyperparameters, known, location)
-    forward, _ = training.label_functions(module, STAGE)
-    tft_output = open_transform_output(graph_dir, STAGE)
+    forward, _ = training.label_functions(module, STAGE, context)
     train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
     eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
 
@@ -162,7 +172,7 @@ def run_tune(
 
     def build(trial_hp: Any) -> Any:
         try:
-            values = space(trial_hp)
+            values = user_module.call(space, trial_hp, context=context)
         except Exception as e:
             raise StageError(
                 STAGE, location, f"{user_module.HYPERPARAMETER_SPACE} failed: {type(e).__name__}: {e}"
@@ -172,7 +182,7 @@ def run_tune(
         # but from the second trial on the losses differ (measured on the workload: trials 2-4
         # changed and another trial won), so the search would no longer be the one TFX's Tuner
         # runs with the same module and seed.
-        return training.build_user_model(module, values, tft_output, STAGE)
+        return training.build_user_model(module, values, tft_output, STAGE, context)
 
     training.set_seed()
     search = _make_tuner(kind, build, hp, trials, work_dir)
@@ -184,11 +194,13 @@ def run_tune(
         train_files,
         tft_output,
         batch_size,
+        label=label,
         label_fn=forward,
         input_names=inputs,
         shuffle=True,
         repeat=True,
         stage=STAGE,
+        classification=info.is_classification,
     )
     # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
     # of known length: Keras warns about a finite dataset of unknown cardinality running out.
@@ -198,7 +210,14 @@ def run_tune(
     validation_steps = math.ceil(eval_rows / batch_size)
     eval_ds = (
         training.make_dataset(
-            eval_files, tft_output, batch_size, label_fn=forward, input_names=inputs, stage=STAGE
+            eval_files,
+            tft_output,
+            batch_size,
+            label=label,
+            label_fn=forward,
+            input_names=inputs,
+            stage=STAGE,
+            classification=info.is_classification,
         )
         .take(validation_steps)
         .repeat()

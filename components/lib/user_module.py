@@ -10,9 +10,11 @@ sees only the stage's log and has to know which of their files to fix.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +30,54 @@ DEFAULT_HYPERPARAMETERS = "default_hyperparameters"
 BUILD_MODEL = "build_model"
 LABEL_TRANSFORM = "label_transform"  # optional: what the model learns instead of the raw label
 LABEL_INVERSE_TRANSFORM = "label_inverse_transform"  # optional: back to label units
+RAW_FEATURES = "raw_features"  # optional: {feature: "numeric" | "string"} the module reads
+NUMERIC, STRING = "numeric", "string"  # the kinds raw_features names
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleContext:
+    """What the pipeline knows that a module function may want: TFX's ``custom_config``, typed.
+
+    A module function receives it when it declares one more parameter than the pipeline's
+    minimum (``preprocessing_fn(inputs, context)``, ``build_model(hparams, tft_output, context)``,
+    ``hyperparameter_space(hp, context)``, ``default_hyperparameters(context)``,
+    ``label_transform(label, context)``, ``raw_features(context)``); a module that declares
+    none (the insurance example) is called as before.
+
+    ``label``: the column to predict; ``task``: "regression" or "classification"; ``classes``:
+    the class names (class id = position; empty for regression); ``schema``: the raw schema
+    (``schema_pb2.Schema``); ``label_stats``: figures of the training labels (``label.LabelInfo``:
+    empty while transform runs, filled for tune and train); ``train_rows``: rows of the train
+    split (None while transform runs); ``steps``: the training steps of the fit the model is built
+    for (a tune trial's, or train's; None while transform runs).
+    """
+
+    label: str
+    task: str
+    classes: tuple[str, ...] = ()
+    schema: Any = None
+    label_stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train_rows: int | None = None
+    steps: int | None = None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task == "classification"
+
+    def features(self) -> list[str]:
+        """The raw features other than the label, in the schema's order."""
+        return [f.name for f in getattr(self.schema, "feature", ()) if f.name != self.label]
+
+
+def call(fn: Any, *args: Any, context: ModuleContext | None) -> Any:
+    """``fn(*args)``, or ``fn(*args, context)`` when ``fn`` declares a parameter for the context."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C function: no context
+        return fn(*args)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_more = any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) > len(args)
+    return fn(*args, context) if takes_more and context is not None else fn(*args)
 
 
 _FILE_MODULE_PREFIX = "kubetfx_user_module_"

@@ -7,7 +7,11 @@ when tuning is off (``default_hyperparameters``) and the network (``build_model`
 ``label_transform`` / ``label_inverse_transform`` are optional: here the model learns
 log(charges) — charges are right-skewed and multiplicative (smoking multiplies the cost), so
 a DNN on the log scale reaches less than half the error of one on raw charges — and the
-trainer maps predictions back to charges, in the served model too.
+trainer maps predictions back to charges, in the served model too. ``raw_features`` declares the
+columns it reads and as what, so transform refuses other data (or text in ``bmi``) with a
+one-line error before building any graph. Runs without a ``module_file`` use the schema-driven
+default module (``components.modules.tabular``) instead; this one is the worked example of a
+module written by hand for one dataset.
 
 Every function imports TensorFlow/Keras inside its body: the pipeline compiles without them.
 """
@@ -46,11 +50,20 @@ def _to_dense(x: Any, default: Any) -> Any:
     return x
 
 
-def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
+def raw_features() -> dict[str, str]:
+    """The columns this module reads, and as what: numbers are z-scored, strings indexed."""
+    return {
+        **{key: "numeric" for key in names.NUMERIC_FEATURES},
+        **{key: "string" for key in names.CATEGORICAL_FEATURES},
+    }
+
+
+def preprocessing_fn(inputs: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Z-score the numeric features, index the categorical ones, pass the label through.
 
     Missing numeric values become 0 after scaling (the train mean); a missing category
-    becomes "" and, like any category not seen in training, falls in the OOV bucket.
+    becomes "" and, like any category not seen in training, falls in the OOV bucket. The label
+    is the run's ``label`` (``context.label``; ``charges`` when called without a context).
     """
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -63,8 +76,8 @@ def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
     for key in names.CATEGORICAL_FEATURES:
         x = _to_dense(inputs[key], "")
         out[key] = tft.compute_and_apply_vocabulary(x, num_oov_buckets=NUM_OOV_BUCKETS, vocab_filename=key)
-    if names.LABEL in inputs:
-        out[names.LABEL] = _to_dense(tf.cast(inputs[names.LABEL], tf.float32), 0.0)
+    label = context.label if context is not None else names.LABEL
+    out[label] = _to_dense(tf.cast(inputs[label], tf.float32), 0.0)
     return out
 
 

@@ -15,3 +15,11 @@ BASELINE = "baseline"
 MAE = "mean_absolute_error"
 MSE = "mean_squared_error"
 COUNT = "example_count"
+# Classification (tfma_engine.CLASSIFICATION_METRICS, PER_CLASS_METRICS): the names reported.
+ACCURACY = "accuracy"
+LOG_LOSS = "log_loss"
+AUC = "auc"
+PRECISION = "precision"
+RECALL = "recall"
+CONFUSION_MATRIX = "confusion_matrix"  # a plot: the K x K matrix of the likeliest class
+ROC = "roc"  # a plot per class: the confusion matrices at 1,000 thresholds

@@ -259,6 +259,53 @@ def _sliced_metrics(sums: dict[tuple, _Sums], config: Any) -> list[tuple[tuple, 
     return out
 
 
+def _classification_arrays(
+    files: list[Path], models: dict[str, Path], label: str, slice_feature: str, batch_size: int, info: Any
+) -> tuple[Any, dict[str, Any], dict[tuple, Any]]:
+    """(class id of every eval example, each model's scores [n, K], each slice's example rows)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from components.lib.label import class_ids
+
+    where = str(files[0].parent)
+    features = [label] + ([slice_feature] if slice_feature and slice_feature != label else [])
+    dtypes = _feature_dtypes(files, features, where)
+    spec = {name: tf.io.VarLenFeature(dtypes[name]) for name in features}
+    signatures = _load_signatures(models)
+    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP", buffer_size=1 << 22)
+    ds = ds.batch(batch_size).map(lambda x: (x, tf.io.parse_example(x, spec))).prefetch(1)
+    ids, scores, members = [], {name: [] for name in models}, {}
+    offset = 0
+    try:
+        for serialized, parsed in ds:
+            n = int(serialized.shape[0])
+            rows, values = _rows_values(parsed[label])
+            if np.any(np.bincount(rows, minlength=n) != 1):
+                raise StageError(STAGE, where, f"every eval example must have exactly one {label!r} value")
+            ids.append(class_ids(info, values))
+            for name, (_, serve) in signatures.items():
+                out = serve(**{names.EXAMPLES_INPUT_KEY: serialized})
+                if names.SCORES_KEY not in out:
+                    raise StageError(
+                        STAGE, str(models[name]), f"a classifier must output {names.SCORES_KEY!r}"
+                    )
+                scores[name].append(out[names.SCORES_KEY].numpy().reshape(n, -1))
+            if slice_feature:
+                values, rows, codes = _slice_groups(
+                    *_rows_values(parsed[slice_feature]), slice_feature, where
+                )
+                for j, value in enumerate(values):
+                    members.setdefault(((slice_feature, value),), []).append(rows[codes == j] + offset)
+            offset += n
+    except tf.errors.OpError as e:
+        raise StageError(STAGE, where, f"cannot read the eval examples: {e.message}") from e
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    slices = {(): np.arange(offset)}
+    slices.update({k: np.concatenate(v) for k, v in members.items()})
+    return all_ids, {k: np.concatenate(v) for k, v in scores.items()}, slices
+
+
 def _write_records(path: Path, protos: list[Any]) -> None:
     import tensorflow as tf
 
@@ -277,8 +324,13 @@ def run_native(
     label: str,
     slice_feature: str,
     batch_size: int = NATIVE_BATCH_SIZE,
+    info: Any = None,
 ) -> None:
-    """TFMA's result files for ``config`` without Beam: the same files run_tfma writes."""
+    """TFMA's result files for ``config`` without Beam: the same files run_tfma writes.
+
+    ``info``: the candidate's ``label.LabelInfo``; for classification the metrics and plots come
+    from ``native_classification`` on the class ids and the models' scores.
+    """
     from tensorflow_model_analysis import constants
     from tensorflow_model_analysis.evaluators import metrics_validator
     from tensorflow_model_analysis.utils import config_util
@@ -294,8 +346,20 @@ def run_native(
     models = (
         {"": candidate_dir} if baseline_dir is None else {CANDIDATE: candidate_dir, BASELINE: baseline_dir}
     )
-    sums = native_sums(files, models, label=label, slice_feature=slice_feature, batch_size=batch_size)
-    sliced = _sliced_metrics(sums, config)
+    plots: dict[tuple, dict] = {}
+    if info is not None and info.is_classification:
+        from tensorflow_model_analysis.metrics import metric_types
+
+        from components.lib.evaluate.native_classification import sliced_results
+
+        ids, scores, slices = _classification_arrays(files, models, label, slice_feature, batch_size, info)
+        sliced = []
+        for key, values in sliced_results(config, ids, scores, slices):
+            plots[key] = {k: v for k, v in values.items() if isinstance(k, metric_types.PlotKey)}
+            sliced.append((key, {k: v for k, v in values.items() if k not in plots[key]}))
+    else:
+        sums = native_sums(files, models, label=label, slice_feature=slice_feature, batch_size=batch_size)
+        sliced = _sliced_metrics(sums, config)
 
     combine = mpv.CombineValidations(config, rubber_stamp=False)
     validation = combine.create_accumulator()
@@ -310,7 +374,10 @@ def run_native(
     )
     _write_records(
         output_dir / (constants.PLOTS_KEY + shard),
-        [mpv.convert_slice_plots_to_proto((k, {}), add_metrics_callbacks=[]) for k, _ in sliced],
+        [
+            mpv.convert_slice_plots_to_proto((k, plots.get(k, {})), add_metrics_callbacks=[])
+            for k, _ in sliced
+        ],
     )
     _write_records(
         output_dir / (constants.ATTRIBUTIONS_KEY + shard),

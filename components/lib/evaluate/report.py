@@ -15,14 +15,15 @@ from typing import Any
 from components import names
 from components.lib import charts
 from components.lib import html as h
-from components.lib.evaluate.keys import BASELINE, CANDIDATE, COUNT, MAE, MSE
+from components.lib.evaluate.keys import ACCURACY, BASELINE, CANDIDATE, COUNT, LOG_LOSS, MAE, MSE
 from components.lib.evaluate.report_inputs import ReportContext
 from components.lib.evaluate.results import EvaluateResult
 from components.lib.tuner_progress import METRIC, format_value
 
 SCATTER_POINTS = 1200  # at most this many dots per scatter plot (evenly spaced rows)
 CAND_COLOR, BASE_COLOR = h.PALETTE[0], h.PALETTE[1]
-LOWER_IS_BETTER = ("mae", "mse", "rmse")
+LOWER_IS_BETTER = ("mae", "mse", "rmse", "log_loss")
+HIGHER_IS_BETTER = ("accuracy", "auc")
 
 
 def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
@@ -64,20 +65,24 @@ def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
 def _metrics(result: EvaluateResult, label: str) -> str:
     cand, base, has_base = result.candidate, result.baseline, bool(result.baseline)
     rows, classes = [], {}
-    for r, (key, title) in enumerate(
-        (
-            ("example_count", "examples"),
-            ("mae", "mean absolute error"),
-            ("mse", "mean squared error"),
-            ("rmse", "root mean squared error"),
-        )
-    ):
+    shown = (
+        ("example_count", "examples"),
+        ("mae", "mean absolute error"),
+        ("mse", "mean squared error"),
+        ("rmse", "root mean squared error"),
+    )
+    if result.classification:  # the task's metrics (TFMA's: tfma_engine.CLASSIFICATION_METRICS)
+        shown = (("example_count", "examples"), ("accuracy", "accuracy"), ("log_loss", "log loss"))
+        shown += (("auc", "AUC (positive class)"),) if "auc" in cand else ()
+    for r, (key, title) in enumerate(shown):
         row: list[Any] = [title, cand.get(key)]
         if has_base:
-            change = h.fmt_change(cand.get(key), base.get(key)) if key in LOWER_IS_BETTER else ""
+            directed = key in LOWER_IS_BETTER or key in HIGHER_IS_BETTER
+            change = h.fmt_change(cand.get(key), base.get(key)) if directed else ""
             row += [base.get(key), change]
             if change and cand.get(key) != base.get(key):
-                classes[(r, 3)] = "better" if cand[key] < base[key] else "worse"
+                lower = cand[key] < base[key]
+                classes[(r, 3)] = "better" if lower == (key in LOWER_IS_BETTER) else "worse"
         rows.append(row)
     headers = ["metric", "candidate"] + (["baseline", "change"] if has_base else [])
     note = "" if has_base else " No baseline: the candidate is shown alone."
@@ -88,9 +93,33 @@ def _metrics(result: EvaluateResult, label: str) -> str:
             rows,
             numeric=list(range(1, len(headers))),
             cell_classes=classes,
-            caption=f"label {label!r} on the eval split, in label units; change: lower is better.{note}",
+            caption=f"label {label!r} on the eval split"
+            + (
+                ", accuracy and AUC: higher is better."
+                if result.classification
+                else ", in label units; change: lower is better."
+            )
+            + note,
         ),
+        _classes(result),
         anchor="metrics",
+    )
+
+
+def _classes(result: EvaluateResult) -> str:
+    """Per class (one-vs-rest) AUC, precision and recall of the candidate; empty for regression."""
+    if not result.classification:
+        return ""
+    cand = result.candidate
+    rows = [
+        [c, cand.get(f"auc/{c}"), cand.get(f"precision/{c}"), cand.get(f"recall/{c}")]
+        for c in result.label_info.classes
+    ]
+    return h.table(
+        ["class", "AUC", "precision", "recall"],
+        rows,
+        numeric=[1, 2, 3],
+        caption="per class, one against the rest (precision and recall at a score of 0.5)",
     )
 
 
@@ -98,22 +127,29 @@ def _slices(result: EvaluateResult, slice_feature: str) -> str:
     has_base = bool(result.baseline)
     ordered = sorted(result.metrics.items(), key=lambda kv: (kv[0] != "Overall", kv[0]))
     rows = []
+    # The gated metric per slice: MAE (regression) or accuracy (classification).
+    key, second, short, long = (
+        (ACCURACY, LOG_LOSS, "accuracy", "accuracy")
+        if result.classification
+        else (MAE, MSE, "MAE", "mean absolute error")
+    )
     for name, by_model in ordered:
         c, bm = by_model.get(CANDIDATE, {}), by_model.get(BASELINE, {})
-        row: list[Any] = [name, c.get(COUNT), c.get(MAE), c.get(MSE)]
+        row: list[Any] = [name, c.get(COUNT), c.get(key), c.get(second)]
         if has_base:
-            row += [bm.get(MAE), h.fmt_change(c.get(MAE), bm.get(MAE))]
+            row += [bm.get(key), h.fmt_change(c.get(key), bm.get(key))]
         rows.append(row)
-    headers = ["slice", "examples", "MAE", "MSE"] + (["baseline MAE", "MAE change"] if has_base else [])
-    series = [("candidate", CAND_COLOR, [m.get(CANDIDATE, {}).get(MAE) for _, m in ordered])]
+    headers = ["slice", "examples", short, "log loss" if result.classification else "MSE"]
+    headers += [f"baseline {short}", f"{short} change"] if has_base else []
+    series = [("candidate", CAND_COLOR, [m.get(CANDIDATE, {}).get(key) for _, m in ordered])]
     if has_base:
-        series.append(("baseline", BASE_COLOR, [m.get(BASELINE, {}).get(MAE) for _, m in ordered]))
-    bound = (result.blessing.thresholds or {}).get("mae_threshold")
+        series.append(("baseline", BASE_COLOR, [m.get(BASELINE, {}).get(key) for _, m in ordered]))
+    bound = None if result.classification else (result.blessing.thresholds or {}).get("mae_threshold")
     chart = charts.grouped_bars(
         [n for n, _ in ordered],
         series,
-        label="MAE per slice",
-        x_label="mean absolute error",
+        label=f"{short} per slice",
+        x_label=long,
         threshold=bound,
         threshold_label=f"MAE upper bound {h.fmt_num(bound)}" if bound is not None else "",
     )

@@ -1,8 +1,9 @@
 """What evaluate produced: TFMA's metrics read back per slice and model, and the stage's result.
 
-``read_metrics`` and ``overall`` read the metrics file either engine wrote. ``EvaluateResult``
-holds the blessing (a ``blessing.Blessing``) and the numbers behind it, and derives the artifacts'
-metadata from them.
+``read_metrics`` and ``overall`` read the metrics file either engine wrote (a per-class metric as
+``auc/class_1``); ``classification_plots`` reads the confusion matrix and the ROC curve from the
+plots file. ``EvaluateResult`` holds the blessing (a ``blessing.Blessing``) and the numbers behind
+it, and derives the artifacts' metadata from them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from typing import Any
 from components.lib.artifact_metadata import without_nulls
 from components.lib.blessing import Blessing
 from components.lib.evaluate.engines import ENGINE_TFMA
-from components.lib.evaluate.keys import CANDIDATE, COUNT, MAE, MSE
+from components.lib.evaluate.keys import (
+    ACCURACY,
+    AUC,
+    CANDIDATE,
+    CONFUSION_MATRIX,
+    COUNT,
+    LOG_LOSS,
+    MAE,
+    MSE,
+    PRECISION,
+    RECALL,
+    ROC,
+)
 
 
 def _slice_name(slice_key: Any) -> str:
@@ -44,15 +57,81 @@ def read_metrics(output_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
             if kv.value.WhichOneof("type") != "double_value":
                 continue
             model = (key.model_name or CANDIDATE) + ("_diff" if key.is_diff else "")
-            by_model.setdefault(model, {})[key.name] = kv.value.double_value.value
+            by_model.setdefault(model, {})[metric_name(key)] = kv.value.double_value.value
     return out
 
 
-def overall(metrics: dict[str, dict[str, dict[str, float]]], model: str) -> dict[str, float]:
-    """Overall example count, MSE, MAE and RMSE of one model (empty if it was not evaluated)."""
+def metric_name(key: Any) -> str:
+    """A TFMA MetricKey (or PlotKey) proto -> ``auc`` or, for one class, ``auc/class_1``."""
+    if key.HasField("sub_key") and key.sub_key.HasField("class_id"):
+        return f"{key.name}/class_{key.sub_key.class_id.value}"
+    return key.name
+
+
+def classification_plots(output_dir: Path, model: str, num_classes: int) -> dict[str, Any]:
+    """The candidate's overall confusion matrix and, for a binary label, its ROC curve, from TFMA's plots.
+
+    ``confusion_matrix``: rows the actual class, columns the likeliest class (counts); ``roc``:
+    ``(false positive rates, true positive rates, thresholds)`` of the positive class.
+    """
+    import tensorflow_model_analysis as tfma
+
+    out: dict[str, Any] = {}
+    for plots in tfma.load_plots(str(output_dir)):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if (kv.key.model_name or CANDIDATE) != model:
+                continue
+            name = metric_name(kv.key)
+            if name == CONFUSION_MATRIX:
+                matrix = [[0] * num_classes for _ in range(num_classes)]
+                [at] = [m for m in kv.value.multi_class_confusion_matrix_at_thresholds.matrices][:1] or [None]
+                for entry in at.entries if at is not None else []:
+                    if (
+                        0 <= entry.actual_class_id < num_classes
+                        and 0 <= entry.predicted_class_id < num_classes
+                    ):
+                        matrix[entry.actual_class_id][entry.predicted_class_id] = int(
+                            entry.num_weighted_examples
+                        )
+                out["confusion_matrix"] = matrix
+            elif name == f"{ROC}/class_1" and num_classes == 2:
+                points = sorted(kv.value.confusion_matrix_at_thresholds.matrices, key=lambda m: m.threshold)
+                out["roc"] = (
+                    [m.false_positive_rate for m in points],
+                    [m.recall for m in points],
+                    [m.threshold for m in points],
+                )
+    return out
+
+
+def overall(
+    metrics: dict[str, dict[str, dict[str, float]]], model: str, info: Any = None
+) -> dict[str, float]:
+    """Overall figures of one model (empty if it was not evaluated).
+
+    Regression: example count, MSE, MAE and RMSE. Classification (``info``, a ``label.LabelInfo``):
+    example count, accuracy, log loss, and for a binary label the positive class's AUC,
+    precision and recall; per class ``auc/<class>`` etc.
+    """
     m = metrics.get("Overall", {}).get(model, {})
     if not m:
         return {}
+    if info is not None and info.is_classification:
+        figures = {
+            "example_count": m.get(COUNT, float("nan")),
+            "accuracy": m.get(ACCURACY, float("nan")),
+            "log_loss": m.get(LOG_LOSS, float("nan")),
+        }
+        if info.num_classes == 2:
+            for name in (AUC, PRECISION, RECALL):
+                figures[name] = m.get(f"{name}/class_1", float("nan"))
+        for i, cls in enumerate(info.classes):
+            for name in (AUC, PRECISION, RECALL):
+                if f"{name}/class_{i}" in m:
+                    figures[f"{name}/{cls}"] = m[f"{name}/class_{i}"]
+        return figures
     out = {
         "example_count": m.get(COUNT, float("nan")),
         "mse": m.get(MSE, float("nan")),
@@ -73,6 +152,11 @@ class EvaluateResult:
     eval_result_dir: Path
     seconds: float
     engine: str = ENGINE_TFMA
+    label_info: Any = None  # the candidate's label.LabelInfo (None: regression without one)
+
+    @property
+    def classification(self) -> bool:
+        return self.label_info is not None and self.label_info.is_classification
 
     @property
     def blessed(self) -> bool:
@@ -84,12 +168,16 @@ class EvaluateResult:
 
     def evaluation_metadata(self) -> dict[str, Any]:
         """The evaluation artifact's metadata: where TFMA's result is and how to load it."""
+        if self.classification:
+            figures = {k: _finite(self.candidate.get(k, float("nan"))) for k in ("accuracy", "log_loss")}
+            figures["task"] = self.label_info.task
+        else:
+            figures = {k: _finite(self.candidate[k]) for k in ("mae", "rmse")}
         return without_nulls(
             {
                 "eval_result": str(self.eval_result_dir),
                 "verdict": self.blessing.verdict,
-                "mae": _finite(self.candidate["mae"]),
-                "rmse": _finite(self.candidate["rmse"]),
+                **figures,
                 "tfma_seconds": round(self.seconds, 3),
                 "engine": self.engine,
                 # tfma.load_eval_result(eval_result, model_name=this): TFMA drops model names from its
@@ -100,6 +188,12 @@ class EvaluateResult:
 
     def logged_metrics(self) -> dict[str, float]:
         """The scalars for the KFP Metrics artifact (finite values only: JSON has no NaN)."""
+        if self.classification:
+            logged = {k: v for k, v in self.candidate.items() if "/" not in k}
+            if self.baseline:
+                logged.update(baseline_accuracy=self.baseline.get("accuracy", float("nan")))
+                logged.update(baseline_log_loss=self.baseline.get("log_loss", float("nan")))
+            return {k: v for k, v in logged.items() if _finite(v) is not None}
         logged = {k: self.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
         if self.baseline:
             logged.update(baseline_mae=self.baseline["mae"], baseline_mse=self.baseline["mse"])

@@ -18,8 +18,9 @@ from components.errors import StageError
 from components.lib import examples, saved_model
 from components.lib.baseline import Baseline
 from components.lib.blessing import Blessing
+from components.lib.evaluate import models as task_models
 from components.lib.evaluate.engines import ENGINE_AUTO, ENGINE_NATIVE, choose_engine
-from components.lib.evaluate.gating import Thresholds, judge
+from components.lib.evaluate.gating import Thresholds, gates, judge
 from components.lib.evaluate.keys import BASELINE, CANDIDATE, STAGE
 from components.lib.evaluate.native_engine import run_native
 from components.lib.evaluate.results import EvaluateResult, overall, read_metrics
@@ -106,15 +107,27 @@ def evaluate_models(
     if baseline_dir is not None:
         check_serving_model(baseline_dir, BASELINE)
     check_eval_data(files, label, slice_feature)
+    info = task_models.label_info(candidate_dir, label)  # task, classes, training-label figures
+    if baseline_dir is not None:
+        task_models.check_baseline(candidate_dir, baseline_dir, info)
     models = [candidate_dir] + ([baseline_dir] if baseline_dir is not None else [])
     chosen = choose_engine(engine, beam_args, models)
-    config = eval_config(label, slice_feature, thresholds, baseline_dir is not None)
+    naive = task_models.naive_on_eval(files, label, info) if thresholds.naive_margin is not None else None
+    gate = gates(thresholds, info, naive)
+    config = eval_config(label, slice_feature, thresholds, baseline_dir is not None, info, gate)
     result_dir = output_dir / names.EVAL_RESULT_DIR
     result_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     if chosen == ENGINE_NATIVE:
         run_native(
-            files, candidate_dir, baseline_dir, config, result_dir, label=label, slice_feature=slice_feature
+            files,
+            candidate_dir,
+            baseline_dir,
+            config,
+            result_dir,
+            label=label,
+            slice_feature=slice_feature,
+            info=info,
         )
     else:
         run_tfma(files, candidate_dir, baseline_dir, config, result_dir, beam_args)
@@ -122,12 +135,12 @@ def evaluate_models(
     cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
 
     metrics = read_metrics(result_dir)
-    cand = overall(metrics, CANDIDATE)
-    base = overall(metrics, BASELINE) if baseline_dir is not None else {}
+    cand = overall(metrics, CANDIDATE, info)
+    base = overall(metrics, BASELINE, info) if baseline_dir is not None else {}
     if not cand or not cand.get("example_count"):
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
     validation = tfma.load_validation_result(str(result_dir))
-    verdict, reasons = judge(validation, thresholds, cand, base, baseline_version)
+    verdict, reasons = judge(validation, thresholds, cand, base, baseline_version, gate)
     blessing = Blessing(
         verdict=verdict,
         reasons=reasons,
@@ -147,7 +160,10 @@ def evaluate_models(
         "engine": chosen,
         "tfma_seconds": round(seconds, 3),
         "label": label,
+        "task": info.task if info is not None else "regression",
+        "classes": list(info.classes) if info is not None else [],
+        "naive": {"description": naive.description, "error": naive.error} if naive else None,
         "slice_feature": slice_feature,
     }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen)
+    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)
