@@ -7,6 +7,7 @@ multi-processing DirectRunner is the other out-of-process runner checked here.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ from beam_pool import MULTI_PROCESSING_ARGS, beam_pool_fixture  # noqa: F401 (th
 
 from components import names
 from components.lib.beam import runs_in_process
+from components.lib.example_gen import run_example_gen
 from components.lib.statistics import run_statistics
 from components.lib.statistics_io import feature_name, read_statistics
 
+RUNNERS = ["PortableRunner", "multi-processing DirectRunner"]
 NUMERIC_FIELDS = ("mean", "std_dev", "min", "max", "median", "num_zeros")
 
 
@@ -65,7 +68,7 @@ def test_the_rule_runs_beam_out_of_process_only(beam_pool):
     assert not runs_in_process("--runner=DataflowRunner --project=p --region=r", "statistics")
 
 
-@pytest.mark.parametrize("runner", ["PortableRunner", "multi-processing DirectRunner"])
+@pytest.mark.parametrize("runner", RUNNERS)
 def test_statistics_on_worker_processes_equal_in_process(
     runner, beam_pool, examples, in_process_statistics, tmp_path
 ):
@@ -82,3 +85,76 @@ def test_statistics_on_worker_processes_equal_in_process(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # TFDV's scratch is gone
     if runner == "PortableRunner":  # the pool, not this process, ran the pipeline
         assert beam_pool.started_workers() > 0
+
+
+def beam_args_for(runner: str, pool) -> str:
+    return pool.beam_args(workers=2) if runner == "PortableRunner" else MULTI_PROCESSING_ARGS
+
+
+def records_by_split(examples_dir: Path) -> dict[str, Counter]:
+    """Every split's records (serialized tf.Examples) as a multiset: file order aside, the data."""
+    from components.lib.examples import split_files
+    from components.lib.tfrecord import read_tfrecords
+
+    return {
+        split: Counter(r for f in split_files(examples_dir, split, "test") for r in read_tfrecords(f, "test"))
+        for split in names.SPLITS
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process_examples(synthetic_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eg_in_process") / "examples"
+    result = run_example_gen(synthetic_csv, out, label=names.LABEL)
+    assert result.method == "in-process" and result.metadata()["files_per_split"] == {"train": 1, "eval": 1}
+    return out, result
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_example_gen_on_worker_processes_writes_the_same_records_in_shards(
+    runner, beam_pool, synthetic_csv, in_process_examples, tmp_path
+):
+    local_dir, local = in_process_examples
+    out = tmp_path / "examples"
+    result = run_example_gen(
+        synthetic_csv, out, label=names.LABEL, beam_args=beam_args_for(runner, beam_pool), shards=2
+    )
+    assert result.method == "beam" and result.rows == local.rows
+    assert result.fingerprint == local.fingerprint and result.column_types == local.column_types
+    assert result.metadata()["files_per_split"] == {"train": 2, "eval": 2}
+    for split in names.SPLITS:
+        assert sorted(p.name for p in (out / names.split_dir(split)).iterdir()) == [
+            f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00002.gz",
+            f"{names.EXAMPLES_FILE_PREFIX}-00001-of-00002.gz",
+        ]
+    assert records_by_split(out) == records_by_split(local_dir)
+
+
+def test_byte_ranges_own_each_line_once(tmp_path):
+    """Lines are cut by where they start: every line in exactly one range, at any chunk size."""
+    from components.lib.example_gen.beam import byte_ranges, read_lines
+
+    csv = tmp_path / "x.csv"
+    lines = [b"a,b\n"] + [f"{i},{'x' * (i % 7)}\n".encode() for i in range(200)]
+    csv.write_bytes(b"".join(lines))
+    for chunk in (1, 2, 3, 5, 16, 17, 64, 10_000):
+        got = b"".join(read_lines(*piece) for piece in byte_ranges([csv], chunk))
+        assert got == b"".join(lines[1:]), chunk
+
+
+def test_a_stage_error_raised_on_a_worker_reaches_the_user_as_its_one_line(beam_pool):
+    """The PortableRunner returns a worker's failure as traceback text; the stage's line is rebuilt."""
+    import apache_beam as beam
+
+    from components.errors import StageError
+    from components.lib.beam import pipeline_options, worker_stage_error
+
+    def fail(x):  # pickled by value (a function of this test module); StageError by reference
+        raise StageError("transform", "/data/Split-eval/x.gz", f"record {x}: truncated")
+
+    with pytest.raises(Exception) as caught:  # noqa: B017 (the runner's own exception type)
+        with beam.Pipeline(options=pipeline_options(beam_pool.beam_args(workers=1), "transform")) as p:
+            _ = p | beam.Create([3]) | beam.Map(fail)
+    assert not isinstance(caught.value, StageError)  # what the runner raised: text only
+    found = worker_stage_error(caught.value)
+    assert str(found) == "[transform] /data/Split-eval/x.gz: record 3: truncated"

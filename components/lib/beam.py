@@ -60,3 +60,27 @@ def runs_in_process(beam_args: str, stage: str) -> bool:
         return False
     mode = pipeline_options(beam_args, stage).view_as(DirectOptions).direct_running_mode or "in_memory"
     return str(mode) in IN_PROCESS_MODES
+
+
+def worker_stage_error(exc: BaseException) -> Any:
+    """The ``StageError`` a worker raised, from the error a runner reports for it, else None.
+
+    In process, Beam chains the stage's own error (``errors.stage_error_in`` finds it); an
+    out-of-process runner (PortableRunner, Dataflow) sends back only the worker's traceback as
+    text, whose last ``StageError`` line is rebuilt here, so the user still reads
+    ``[stage] file: problem``.
+    """
+    import re
+
+    from components.errors import StageError, stage_error_in
+
+    found = stage_error_in(exc)
+    if found is not None:
+        return found
+    lines = re.findall(r"StageError: \[(\w+)\] (.+)", str(exc))
+    if not lines:
+        return None
+    stage, rest = lines[-1]
+    rest = re.sub(r" \[while running '[^']*'\]$", "", rest.strip())  # Beam's note of the transform
+    path, sep, problem = rest.partition(": ")
+    return StageError(stage, path if sep else None, problem if sep else rest)

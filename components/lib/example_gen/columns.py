@@ -1,35 +1,21 @@
-"""ExampleGen logic: CSV file(s) -> gzipped TFRecords of ``tf.Example`` per split.
+"""ExampleGen's first pass: the CSV files, their header, and each column's type and empty cells.
 
-Streams the input in Arrow record batches (memory does not grow with the file), encodes each
-batch to serialized ``tf.Example``s with tfx-bsl's C++ encoder (the one TFX's CsvExampleGen
-uses), and splits by hashing the serialized example exactly as TFX does (SHA-256 of the
-bytes, modulo the total bucket count), so the same rows land in the same split as in TFX.
-The encoder's feature order varies between calls, so each example is re-serialized with its
-feature map sorted (TFX hashes ``SerializeToString(deterministic=True)``): the same CSV
-always gives byte-identical output files.
-
-Two passes over the input: the first infers column types and rejects bad cells with the
-line they are on; the second encodes. Types are what users expect: a column of digit strings
-with a leading zero (zip code ``00501``, id ``007``) stays text, since as a number it would lose
-the zeros and no longer match the served model's string form; a user schema or a per-column
-override (``column_types``: ``zip:string,age:float``) decides over inference, and a cell that does
-not fit the type decided is an error naming the file, line, column and value. TensorFlow is not
-imported: records are framed and checksummed here (TFRecord format: length, masked CRC32C, data,
-masked CRC32C).
+Types are what users expect: a column of digit strings with a leading zero (zip code ``00501``,
+id ``007``) stays text, since as a number it would lose the zeros and no longer match the served
+model's string form; a user schema or a per-column override (``column_types``:
+``zip:string,age:float``) decides over inference, and a cell that does not fit the type decided
+is an error naming the file, line, column and value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples
 from components.lib.schema_io import read_schema
 
 STAGE = names.STAGE_EXAMPLE_GEN
@@ -50,26 +36,6 @@ TYPE_WORDS = {
     "text": STRING,
     "bytes": STRING,
 }
-
-
-@dataclasses.dataclass
-class ExampleGenResult:
-    """What ExampleGen wrote: rows per split, column types, empty cells, input fingerprint."""
-
-    rows: dict[str, int]
-    column_types: dict[str, str]
-    empty_cells: dict[str, int]
-    files: list[str]
-    fingerprint: str
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            names.META_ROWS: self.rows,
-            names.META_COLUMNS: self.column_types,
-            "empty_cells": self.empty_cells,
-            "input_files": self.files,
-            names.META_FINGERPRINT: self.fingerprint,
-        }
 
 
 def parse_split_buckets(spec: str) -> list[tuple[str, int]]:
@@ -292,40 +258,8 @@ def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str,
     return {c: by_name[c] for c in columns}
 
 
-def _to_list_array(arr: Any) -> Any:
-    """A nullable column -> a list column (one value per row; an empty cell is a missing value)."""
-    import numpy as np
-    import pyarrow as pa
-
-    if arr.null_count:
-        valid = np.asarray(arr.is_valid())
-        offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), arr.drop_null(), mask=pa.array(~valid))
-    return pa.ListArray.from_arrays(pa.array(np.arange(len(arr) + 1, dtype=np.int32)), arr)
-
-
-def run_example_gen(
-    input_path: Path,
-    output_dir: Path,
-    *,
-    label: str,
-    split_buckets: str = "train:2,eval:1",
-    schema_path: Path | None = None,
-    column_types: str = "",
-) -> ExampleGenResult:
-    """Convert the CSV(s) at ``input_path`` into ``output_dir/Split-<split>/*.gz``.
-
-    ``output_dir`` must be a fresh directory (the caller writes atomically).
-    """
-    import pyarrow as pa
-    from pyarrow import csv
-    from tfx_bsl.coders import example_coder
-
-    from components.lib.tf_example import deterministic
-    from components.lib.tfrecord import frame
-
-    buckets = parse_split_buckets(split_buckets)
-    files = list_csv_files(input_path)
+def read_columns(files: list[Path], label: str) -> list[str]:
+    """The header every file shares; it must hold the label."""
     columns = _read_header(files[0])
     for f in files[1:]:
         other = _read_header(f)
@@ -333,66 +267,4 @@ def run_example_gen(
             raise StageError(STAGE, str(f), f"header {other} differs from {files[0].name}'s {columns}")
     if label not in columns:
         raise StageError(STAGE, str(files[0]), f"label column {label!r} is missing; columns are {columns}")
-
-    decided = column_types_from_schema(schema_path, columns) if schema_path is not None else {}
-    decided.update(parse_column_types(column_types, columns))
-    types, empty = infer_column_types(files, columns, decided)
-    if empty.get(label):
-        raise StageError(STAGE, str(input_path), f"label column {label!r} is empty in {empty[label]} row(s)")
-
-    arrow_types = {INT: pa.int64(), FLOAT: pa.float32(), STRING: pa.binary()}  # float_list is float32
-    convert = csv.ConvertOptions(
-        column_types={c: arrow_types[types[c]] for c in columns}, strings_can_be_null=True
-    )
-    total = sum(c for _, c in buckets)
-    # bucket b -> split: buckets are laid out in order, e.g. 0-1 train, 2 eval.
-    bucket_split: list[str] = [name for name, count in buckets for _ in range(count)]
-    rows = {name: 0 for name, _ in buckets}
-    digest = hashlib.sha256()
-    writers = {}
-    for name, _ in buckets:
-        d = examples.split_path(output_dir, name)
-        d.mkdir(parents=True)
-        writers[name] = gzip.open(
-            d / f"{names.EXAMPLES_FILE_PREFIX}-00000-of-00001.gz", "wb", compresslevel=6
-        )
-    try:
-        for path in files:
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            try:
-                reader = csv.open_csv(
-                    path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
-                )
-                for batch in reader:
-                    lists = pa.RecordBatch.from_arrays(
-                        [_to_list_array(batch.column(c)) for c in columns], columns
-                    )
-                    out: dict[str, list[bytes]] = {name: [] for name, _ in buckets}
-                    for encoded in example_coder.RecordBatchToExamples(lists):
-                        record = deterministic(encoded)
-                        split = bucket_split[int.from_bytes(hashlib.sha256(record).digest(), "big") % total]
-                        out[split].append(frame(record))
-                    for split, framed in out.items():
-                        writers[split].write(b"".join(framed))
-                        rows[split] += len(framed)
-            except pa.ArrowInvalid as e:
-                raise StageError(STAGE, str(path), f"cannot convert a cell to the schema's type: {e}") from e
-    finally:
-        for w in writers.values():
-            w.close()
-    if sum(rows.values()) == 0:
-        raise StageError(STAGE, str(input_path), "header only: the input has no data rows")
-    for name, n in rows.items():
-        if n == 0:
-            raise StageError(
-                STAGE, str(input_path), f"split {name!r} received no rows; the input is too small"
-            )
-    return ExampleGenResult(
-        rows=rows,
-        column_types=types,
-        empty_cells=empty,
-        files=[str(f) for f in files],
-        fingerprint=digest.hexdigest(),
-    )
+    return columns

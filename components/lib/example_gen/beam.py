@@ -1,0 +1,164 @@
+"""ExampleGen on Beam: the same records and split as the in-process path, written in shards.
+
+The input is cut into byte ranges (``CHUNK_BYTES``) of its CSV files and a Reshuffle spreads
+them over the workers. Each worker reads the lines that START in its range (so no line is read
+twice or lost), converts them with the column types the driver's first pass decided, and
+encodes and splits them with ``encode.split_records``, as the in-process path does. Each split
+is written as ``shard_count`` gzipped TFRecord files named as TFX names them
+(``data_tfrecord-00000-of-00004.gz``): the same records as in-process, in other files and order.
+
+Like TFX's CsvExampleGen (lines through ``ReadFromText``) and like the in-process reader
+(pyarrow's, ``newlines_in_values`` off), a newline inside a quoted cell is not supported.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+from components.lib import examples
+from components.lib.example_gen.columns import BLOCK_SIZE, STAGE
+from components.lib.example_gen.encode import arrow_type, bucket_splits, split_records
+
+METRICS_NAMESPACE = "kubetfx_example_gen"
+CHUNK_BYTES = 64 << 20  # bytes of CSV per Beam element (a worker's unit of work)
+SHARD_BYTES = 256 << 20  # about this much CSV per output file of a split
+MAX_SHARDS = 1000
+
+
+def shard_count(input_bytes: int, share: float) -> int:
+    """Files for a split that receives ``share`` of ``input_bytes`` of CSV: about SHARD_BYTES each."""
+    return max(1, min(MAX_SHARDS, math.ceil(input_bytes * share / SHARD_BYTES)))
+
+
+def byte_ranges(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[tuple[str, int, int]]:
+    """``(file, start, end)`` pieces that cover every file."""
+    out = []
+    for f in files:
+        size = Path(f).stat().st_size
+        out += [(str(f), start, min(start + chunk_bytes, size)) for start in range(0, size, chunk_bytes)]
+    return out
+
+
+def read_lines(path: str, start: int, end: int) -> bytes:
+    """The bytes of the lines of ``path`` that start in ``[start, end)``, never the header."""
+    with open(path, "rb") as fh:
+        if start == 0:
+            fh.readline()  # the header
+        else:
+            fh.seek(start - 1)
+            fh.readline()  # the end of the line that started before this range (or just its newline)
+        pos = fh.tell()
+        if pos >= end:
+            return b""
+        block = fh.read(end - pos)
+        if block and not block.endswith(b"\n"):
+            block += fh.readline()  # the last line starts in the range and ends after it
+        return block
+
+
+def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where: str) -> Any:
+    """CSV lines without a header -> Arrow record batches typed as the first pass decided."""
+    import io
+
+    import pyarrow as pa
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(
+        column_types={c: arrow_type(kinds[c]) for c in columns}, strings_can_be_null=True
+    )
+    read = csv.ReadOptions(column_names=columns, block_size=BLOCK_SIZE)
+    try:
+        yield from csv.open_csv(io.BytesIO(block), read_options=read, convert_options=convert)
+    except pa.ArrowInvalid as e:
+        raise StageError(STAGE, where, f"cannot convert a cell to the schema's type: {e}") from e
+
+
+def write_examples_beam(
+    files: list[Path],
+    columns: list[str],
+    kinds: dict[str, str],
+    buckets: list[tuple[str, int]],
+    output_dir: Path,
+    beam_args: str,
+    *,
+    shards: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Encode and split ``files`` on Beam into ``output_dir/Split-<split>/`` shards.
+
+    ``kinds``: each column's type (INT, FLOAT, BYTES). ``shards``: files per split (default
+    ``shard_count`` of the split's share of the input). Returns (rows, files) per split.
+    """
+    import apache_beam as beam
+
+    from components.lib.beam import pipeline_options, worker_stage_error
+
+    bucket_split = bucket_splits(buckets)
+    input_bytes = sum(Path(f).stat().st_size for f in files)
+
+    class EncodeRange(beam.DoFn):
+        """One byte range of a CSV file -> one blob of framed records per split and Arrow batch."""
+
+        def __init__(self) -> None:
+            self._rows = {n: beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{n}") for n, _ in buckets}
+
+        def process(self, piece):  # type: ignore[no-untyped-def]
+            path, start, end = piece
+            block = read_lines(path, start, end)
+            if not block.strip():
+                return
+            for batch in typed_batches(block, columns, kinds, f"{path} (bytes {start}-{end})"):
+                for split, framed in split_records(batch, columns, bucket_split).items():
+                    if framed:
+                        self._rows[split].inc(len(framed))
+                        yield beam.pvalue.TaggedOutput(split, b"".join(framed))
+
+    counts = {name: shards or shard_count(input_bytes, count / len(bucket_split)) for name, count in buckets}
+    try:
+        pipeline = beam.Pipeline(options=pipeline_options(beam_args, STAGE))
+    except Exception as e:  # e.g. an unknown --runner
+        raise StageError(STAGE, None, f"beam_args {beam_args!r}: {e}") from e
+    encoded = (
+        pipeline
+        | "Ranges" >> beam.Create(byte_ranges(files, chunk_bytes))
+        | "Spread" >> beam.Reshuffle()
+        | "Encode" >> beam.ParDo(EncodeRange()).with_outputs(*[n for n, _ in buckets])
+    )
+    for name, _ in buckets:
+        folder = examples.split_path(output_dir, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        _ = encoded[name] | f"Write{name}" >> beam.io.WriteToText(  # each framed blob written verbatim
+            str(folder / names.EXAMPLES_FILE_PREFIX),
+            file_name_suffix=".gz",
+            num_shards=counts[name],
+            shard_name_template="-SSSSS-of-NNNNN",
+            append_trailing_newlines=False,
+            coder=beam.coders.BytesCoder(),
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        )
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except StageError:
+        raise
+    except Exception as e:
+        cause = worker_stage_error(e)  # e.g. a bad cell, reported by a worker
+        if cause is not None:
+            raise StageError(cause.stage, cause.path, cause.problem) from e
+        raise StageError(STAGE, str(files[0]), f"example_gen pipeline failed: {type(e).__name__}: {e}") from e
+    return _row_counts(result, [n for n, _ in buckets]), counts
+
+
+def _row_counts(result: Any, splits: list[str]) -> dict[str, int]:
+    """Rows written per split, from the Beam counters (committed where the runner has them)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    rows = dict.fromkeys(splits, 0)
+    for counter in result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        rows[counter.key.metric.name.removeprefix("rows_")] += int(value or 0)
+    return rows
