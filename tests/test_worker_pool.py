@@ -158,3 +158,80 @@ def test_a_stage_error_raised_on_a_worker_reaches_the_user_as_its_one_line(beam_
     assert not isinstance(caught.value, StageError)  # what the runner raised: text only
     found = worker_stage_error(caught.value)
     assert str(found) == "[transform] /data/Split-eval/x.gz: record 3: truncated"
+
+
+# --- transform: TFT with a user module given as a FILE, on workers that cannot import it by name --
+
+
+@pytest.fixture(scope="module")
+def module_file(storage_root) -> Path:
+    """The insurance module copied to the volume as a user's own file (imported under a made-up name)."""
+    import shutil
+
+    from components.modules import insurance
+
+    path = storage_root / names.DATA_DIR / "modules" / "my_insurance_module.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(insurance.__file__, path)
+    return path
+
+
+def run_transform_with(beam_args: str, examples, synthetic_csv, storage_root, module_file, out: Path):
+    from test_transform import infer_schema_file
+
+    from components.lib.transform import run_transform
+
+    schema_dir = infer_schema_file(synthetic_csv, out / "schema")
+    return run_transform(
+        Path(examples.metadata[names.META_STORAGE_PATH]),
+        schema_dir,
+        out / "transform",
+        module_file=str(module_file),
+        storage_root=str(storage_root),
+        beam_args=beam_args,
+        label=names.LABEL,
+    )
+
+
+def transformed_rows(out: Path, split: str):
+    """The transformed examples of one split as a row-sorted matrix (row order is not the data)."""
+    import numpy as np
+    import tensorflow_transform as tft
+    from test_transform import read_split
+
+    from components.lib import transform_output
+
+    graph = tft.TFTransformOutput(str(transform_output.graph_dir(out / "transform")))
+    spec = graph.transformed_feature_spec()
+    cols = read_split(transform_output.transformed_examples_dir(out / "transform"), split, spec)
+    matrix = np.column_stack([cols[k].astype(np.float64) for k in sorted(cols)])
+    return matrix[np.lexsort(matrix.T[::-1])], sorted(cols)
+
+
+@pytest.fixture(scope="module")
+def in_process_transform(examples, synthetic_csv, storage_root, module_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("transform_local")
+    result = run_transform_with("", examples, synthetic_csv, storage_root, module_file, out)
+    return out, result
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_transform_with_a_module_file_on_worker_processes_equals_in_process(
+    runner, beam_pool, examples, synthetic_csv, storage_root, module_file, in_process_transform, tmp_path
+):
+    import numpy as np
+
+    local_out, local = in_process_transform
+    result = run_transform_with(
+        beam_args_for(runner, beam_pool), examples, synthetic_csv, storage_root, module_file, tmp_path
+    )
+    assert result.module == str(module_file)  # the file, imported under a generated name
+    assert result.rows == local.rows == examples.metadata[names.META_ROWS]
+    assert result.transformed_features == local.transformed_features
+    for split in names.SPLITS:
+        (got, got_cols), (want, want_cols) = (
+            transformed_rows(tmp_path, split),
+            transformed_rows(local_out, split),
+        )
+        assert got_cols == want_cols
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

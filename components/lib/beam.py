@@ -84,3 +84,19 @@ def worker_stage_error(exc: BaseException) -> Any:
     rest = re.sub(r" \[while running '[^']*'\]$", "", rest.strip())  # Beam's note of the transform
     path, sep, problem = rest.partition(": ")
     return StageError(stage, path if sep else None, problem if sep else rest)
+
+
+def pickle_by_value(module: Any) -> None:
+    """Ship ``module``'s code inside the pipeline instead of an import by name on the workers.
+
+    A user module given as a file is imported under a generated name (``user_module``) that no
+    worker process can import: pickled by reference, every out-of-process worker (PortableRunner,
+    multi-processing DirectRunner, Dataflow, Flink, Spark) would fail with ``ModuleNotFoundError``.
+    Registered here, cloudpickle (Beam's default pickler) pickles its functions by value, so a
+    worker needs neither the file nor the name; what the module imports (TensorFlow, TFT) is
+    still imported on the worker from its own environment. ``--pickle_library=dill`` has no such
+    registry: use the default pickler with a module file.
+    """
+    from apache_beam.internal.cloudpickle import cloudpickle as beam_cloudpickle
+
+    beam_cloudpickle.register_pickle_by_value(module)

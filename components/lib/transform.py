@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from components import names
-from components.errors import StageError, stage_error_in
+from components.errors import StageError
 from components.lib import examples, module_inputs, transform_output, user_module
 from components.lib import label as label_contract
-from components.lib.beam import pipeline_options
+from components.lib.beam import pickle_by_value, pipeline_options, worker_stage_error
 from components.lib.schema_io import read_schema, schema_file_of
 
 STAGE = names.STAGE_TRANSFORM
@@ -150,6 +150,8 @@ def run_transform(
     if not label:
         raise StageError(STAGE, None, "the label name is empty")
     module = user_module.load_user_module(module_file, storage_root, STAGE)
+    if user_module.module_reference(module) != module.__name__:  # a file: its code goes to the workers
+        pickle_by_value(module)
     location = user_module.module_location(module)
     user_fn = user_module.require(module, user_module.PREPROCESSING_FN, STAGE)  # before any work
     raw_schema = load_schema(schema_path, label)
@@ -307,7 +309,7 @@ def run_transform(
         except StageError:
             raise
         except Exception as e:
-            cause = stage_error_in(e)  # e.g. a damaged file, reported by the reader in a worker
+            cause = worker_stage_error(e)  # e.g. a damaged file, reported by the reader in a worker
             if cause is not None:
                 raise StageError(cause.stage, cause.path, cause.problem) from e
             raise StageError(
