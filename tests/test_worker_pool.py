@@ -235,3 +235,37 @@ def test_transform_with_a_module_file_on_worker_processes_equals_in_process(
         )
         assert got_cols == want_cols
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+# --- evaluate: engine "auto" picks TFMA's Beam pipeline for a runner that is not this process ----
+
+
+def test_evaluate_on_worker_processes_equals_the_in_process_engine(beam_pool, tmp_path):
+    """TFMA on the pool (``auto`` with the PortableRunner) writes what the in-process engine writes."""
+    from test_evaluate import assert_same_evaluation, save_age_model, tricky_rows, write_eval_split
+
+    from components import defaults
+    from components.lib import evaluate as ev
+
+    examples_dir = write_eval_split(tmp_path / "examples", tricky_rows())
+    candidate = save_age_model(tmp_path / "candidate", 330.0)
+    baseline = save_age_model(tmp_path / "baseline", 300.0)
+    results = {}
+    for beam_args in (defaults.BEAM_ARGS, beam_pool.beam_args(workers=2)):
+        out = tmp_path / ("local" if beam_args == defaults.BEAM_ARGS else "pool")
+        out.mkdir()
+        run = ev.evaluate_models(
+            examples_dir,
+            candidate,
+            baseline,
+            1,
+            out,
+            label=names.LABEL,
+            slice_feature="smoker",
+            thresholds=ev.Thresholds(20000.0, 0.5),
+            beam_args=beam_args,
+            engine=ev.ENGINE_AUTO,
+        )
+        results[run.engine] = run
+    assert set(results) == {ev.ENGINE_NATIVE, ev.ENGINE_TFMA}  # in process: native; the pool: TFMA
+    assert_same_evaluation(results)
