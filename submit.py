@@ -35,38 +35,33 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     from components import names
-    from components.parameters import ParameterError, coerce
     from pipelines import console
     from pipelines.lineage import SafeLineage
     from pipelines.local import run_locally
 
     storage = Path(args.storage)
-    try:  # before anything is created: a rejected command leaves nothing behind
-        model_name = coerce(params).get("model_name", names.MODEL_NAME)
-        _check_local_inputs(args, storage)
-    except (ParameterError, ValueError) as e:
-        message = str(e)
-        print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
-        return 2
+    lineage: SafeLineage | None = None  # opened at the run's start: a rejected command makes no store
 
     def warn(line: str) -> None:
         print(line, file=sys.stderr)
 
     def on_task_end(record):  # noqa: ANN001, ANN202
-        lineage.record_task(record)
+        if lineage is not None:
+            lineage.record_task(record)
         print(console.stage_line(record))
         if args.verbose:
             print("\n".join(console.describe_outputs(record)))
 
     def start(run_id: str, pipeline: str, arguments: dict) -> None:
+        nonlocal lineage
         print(f"run {run_id} ({args.runner}): storage {storage.resolve()}")
         if not args.verbose:
             logs = storage.resolve() / names.KFP_LOCAL_DIR / run_id / "logs"
             print(f"  each stage's own output: {logs} (or --verbose)")
+        lineage = SafeLineage(storage.resolve(), warn)
         lineage.start_run(run_id, pipeline, arguments)
 
-    try:
-        lineage = SafeLineage(storage.resolve(), warn)
+    try:  # pipelines.preflight checks everything before anything is written
         result = run_locally(
             storage,
             Path(args.data) if args.data else None,
@@ -82,7 +77,9 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
         message = str(e)
         print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
         return 2
-    lineage.end_run(result.run)
+    if lineage is not None:
+        lineage.end_run(result.run)
+    model_name = result.arguments.get("model_name", names.MODEL_NAME)
     word, closing = console.outcome(result.run, result.storage, model_name)
     print()
     print(console.summary_table(result.run, word))
@@ -90,23 +87,6 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     for line in closing:
         print(line, file=sys.stderr if word == "FAILED" else sys.stdout)
     return 1 if word == "FAILED" else 0
-
-
-def _check_local_inputs(args: argparse.Namespace, storage: Path) -> None:
-    """What can be checked before anything is written: the storage root, the data, the runner."""
-    if storage.exists() and not storage.is_dir():
-        raise ValueError(f"[submit] {storage}: the storage root is not a directory")
-    probe = storage if storage.exists() else next((p for p in storage.resolve().parents if p.exists()), None)
-    if probe is None or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"[submit] {storage}: the storage root is not writable")
-    if args.data and not Path(args.data).exists():
-        raise ValueError(f"[submit] {Path(args.data).resolve()}: input data does not exist")
-    if args.runner == "backend":
-        from pipelines.kfp_backend import available
-
-        reason = available()
-        if reason:
-            raise ValueError(f"[submit] --runner backend: the KFP backend emulator {reason}")
 
 
 def _quiet(line: str) -> None:

@@ -25,6 +25,8 @@ def evaluate(
     classification: Output[ClassificationMetrics],
     engine: str,
     # Literals: KFP runs the function's own source. They equal the vocabulary's defaults (tested).
+    min_eval_examples: int = 30,
+    min_train_rows: int = 100,
     naive_margin: float = 0.1,
     min_accuracy: float = -1.0,
 ):
@@ -46,7 +48,10 @@ def evaluate(
     that is not a version of this model (another label, classes or input features) is refused
     with the model name and the fix. The task and classes are the candidate's (its label
     contract); ``classification``: the KFP UI's confusion matrix (and ROC curve for a binary
-    label) of the candidate, empty for regression.
+    label) of the candidate, empty for regression. Minimum evidence: fewer than
+    ``min_eval_examples`` eval examples, or fewer than ``min_train_rows`` training rows
+    (``examples``' row counts), is NOT_BLESSED with the shortfall as the first reason (0 = no
+    minimum).
 
     ``engine``: how the TFMA result is computed. ``"tfma"``: TFMA's Beam pipeline on the runner of
     ``beam_args`` (the path to Dataflow/Flink). ``"native"``: the same metrics, validation and
@@ -68,6 +73,7 @@ def evaluate(
         render_report,
     )
     from components.lib.evaluate.report_inputs import report_context
+    from components.lib.evaluate.stage import train_rows_of
     from components.lib.saved_model import saved_model_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
@@ -90,6 +96,9 @@ def evaluate(
             beam_args=beam_args,
             engine=engine,
             published_dir=final,
+            train_rows=train_rows_of(examples.metadata, examples.path),
+            min_eval_examples=min_eval_examples,
+            min_train_rows=min_train_rows,
         )
         context = report_context(
             storage_root, run_id, model.metadata, model.path, baseline.metadata, baseline.path, label

@@ -29,11 +29,16 @@ def example_gen(
     out = storage.stage_dir(storage_root, run_id, names.STAGE_EXAMPLE_GEN)
     with storage.atomic_dir(out, names.STAGE_EXAMPLE_GEN) as scratch:
         result = run_example_gen(
-            storage.resolve(storage_root, data),
+            storage.resolve(storage_root, data, names.STAGE_EXAMPLE_GEN, "data"),
             scratch,
             label=label,
             split_buckets=split_buckets,
-            schema_path=storage.resolve(storage_root, schema_file) if schema_file else None,
+            schema_path=(
+                storage.resolve(storage_root, schema_file, names.STAGE_EXAMPLE_GEN, "schema_file")
+                if schema_file
+                else None
+            ),
+            column_types=column_types,
         )
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     examples.metadata.update(meta)

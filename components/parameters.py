@@ -120,6 +120,18 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter("thresholds_file", str, "", "JSON thresholds file overriding the gates above (empty: none)"),
     Parameter(
+        "min_eval_examples",
+        int,
+        defaults.MIN_EVAL_EXAMPLES,
+        "bless only if evaluated on at least this many eval examples (0: no minimum)",
+    ),
+    Parameter(
+        "min_train_rows",
+        int,
+        defaults.MIN_TRAIN_ROWS,
+        "bless only if trained on at least this many rows (0: no minimum)",
+    ),
+    Parameter(
         "evaluate_engine",
         str,
         defaults.EVALUATE_ENGINE,
@@ -213,6 +225,8 @@ def _check_value(parameter: Parameter, value: Any) -> None:  # noqa: ANN401
         )
     if name in ("tuner_trials", "tuner_steps", "batch_size", "train_steps", "eval_steps") and value <= 0:
         raise ParameterError(f"parameter {name!r} must be a positive integer, got {value}")
+    if name in ("min_eval_examples", "min_train_rows") and value < 0:
+        raise ParameterError(f"parameter {name!r} must be 0 (no minimum) or more, got {value}")
     if name == "hyperparameters" and value.strip():
         try:
             parsed = json.loads(value)

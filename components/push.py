@@ -20,10 +20,12 @@ def push(
 
     The blessing is evaluate's ``blessing.json``, read through the blessing contract
     (``components.lib.blessing``); a blessing of another model than ``model`` is refused.
-    Not blessed -> success with ``pushed=0`` and the reason. Blessed -> the next integer version,
-    made visible atomically and recorded in the registry with the data fingerprint of
-    ``examples`` and the blessing's metrics. ``serving_root`` is relative to ``storage_root``
-    or absolute. Output metadata: ``pushed``, ``version``, ``serving_path``, ``reason``.
+    Not blessed, or judged against an older baseline than the registry now holds (a concurrent
+    run pushed since) -> success with ``pushed=0`` and the reason. Blessed -> the next integer
+    version, made visible atomically and recorded in the registry with the data fingerprint of
+    ``examples`` and the blessing's metrics; what killed pushes left is settled first
+    (``components.lib.reconcile``). ``serving_root`` is relative to ``storage_root`` or absolute
+    inside it. Output metadata: ``pushed``, ``version``, ``serving_path``, ``reason``.
     """
     import json
     from pathlib import Path
@@ -57,11 +59,10 @@ def push(
     pushed_model.metadata.update(meta)
     Path(pushed_model.path).parent.mkdir(parents=True, exist_ok=True)
     Path(pushed_model.path).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    print(
-        f"[{STAGE}] "
-        + (
-            f"pushed {model_name} version {result.version} to {result.serving_path}"
-            if result.pushed
-            else f"nothing pushed: {result.reason}"
-        )
-    )
+    for line in result.settled:  # what killed pushes had left, settled first: on the console too
+        print(f"{names.PROGRESS_PREFIX}[{STAGE}] registry: {line}", flush=True)
+    if result.pushed:
+        note = "" if result.reason == "blessed" else f" ({result.reason})"  # a retry, or a pending record
+        print(f"[{STAGE}] pushed {model_name} version {result.version} to {result.serving_path}{note}")
+    else:
+        print(f"[{STAGE}] nothing pushed: {result.reason}")

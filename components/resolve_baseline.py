@@ -6,7 +6,12 @@ from components.component import component
 
 
 @component
-def resolve_baseline(storage_root: str, model_name: str, baseline: Output[Model]):
+def resolve_baseline(
+    storage_root: str,
+    model_name: str,
+    baseline: Output[Model],
+    serving_root: str = "serving",  # a literal: KFP runs the function's own source (the vocabulary's default)
+):
     """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
 
     The output is the baseline contract evaluate reads (``components.lib.baseline.Baseline``).
@@ -14,11 +19,18 @@ def resolve_baseline(storage_root: str, model_name: str, baseline: Output[Model]
     ``metrics``, ``run_id``. None (first run): ``found=False``, ``reason="no baseline"``. The
     artifact file holds the same as JSON plus a sentence, so the outcome is visible in the UI.
     No metadata service is needed; a damaged index stops the run (StageError).
+
+    First it settles what killed runs left: a push's pending entry, temp files, version
+    directories under ``serving_root`` the registry does not list, stages' scratch directories
+    (``components.lib.resolve_baseline.housekeeping``); each act is one line in the log.
     """
     from pathlib import Path
 
-    from components.lib.resolve_baseline import resolve
+    from components import names
+    from components.lib.resolve_baseline import STAGE, housekeeping, resolve
 
+    for line in housekeeping(storage_root, serving_root, model_name):
+        print(f"{names.PROGRESS_PREFIX}[{STAGE}] {line}", flush=True)
     result = resolve(storage_root, model_name)
     baseline.metadata.update(result.to_metadata())
     result.write(Path(baseline.path))

@@ -24,6 +24,7 @@ def schema(
     import os
     from pathlib import Path
 
+    from components import names
     from components.lib import storage
     from components.lib.schema import run_schema
 
@@ -33,6 +34,10 @@ def schema(
         Path(schema.path),
         label=label,
         task=task,
-        schema_file=storage.resolve(storage_root, schema_file) if schema_file else None,
+        schema_file=(
+            storage.resolve(storage_root, schema_file, names.STAGE_SCHEMA, "schema_file")
+            if schema_file
+            else None
+        ),
     )
     schema.metadata.update(result.metadata())

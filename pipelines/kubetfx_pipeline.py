@@ -172,7 +172,9 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
     )
     _place(train_task, names.STAGE_TRAIN, opts)
 
-    baseline_task = resolve_baseline(storage_root=p.storage_root, model_name=p.model_name)
+    baseline_task = resolve_baseline(
+        storage_root=p.storage_root, model_name=p.model_name, serving_root=p.serving_root
+    )
     _place(baseline_task, names.STAGE_RESOLVE, opts)
 
     evaluate_task = evaluate(
@@ -190,6 +192,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         thresholds_file=p.thresholds_file,
         beam_args=p.beam_args,
         engine=p.evaluate_engine,
+        min_eval_examples=p.min_eval_examples,
+        min_train_rows=p.min_train_rows,
     )
     _place(evaluate_task, names.STAGE_EVALUATE, opts)
 

@@ -1,8 +1,9 @@
-"""A local run of the whole pipeline: data onto the storage folder, compile, execute, report.
+"""A local run of the whole pipeline: preflight, data onto the storage folder, compile, execute.
 
 This is what ``python submit.py`` does without ``--host``. The storage folder plays the
 PersistentVolume: the input CSV is placed under ``data/`` exactly as the loader Job places it
-on the cluster, and every stage reads and writes under the same layout.
+on the cluster, and every stage reads and writes under the same layout. Nothing is written
+before ``preflight.check`` has accepted every parameter and the storage root.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from components import names
+from components.lib.storage import INCOMING_PREFIX, owner_tag
 from components.parameters import coerce
+from pipelines import preflight
 from pipelines.kubetfx_pipeline import compile_pipeline
 from pipelines.local_runner import LocalRun, TaskRecord, load_pipeline_spec, run_pipeline_spec
 
@@ -50,7 +53,8 @@ def stage_data(storage: Path, data: Path | None, log: Callable[[str], None] = pr
     target = data_dir / data.name
     if target.resolve() == data:
         return str(target.relative_to(storage))
-    scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=".incoming-"))
+    # Owner in the name: a copy killed midway is removed by the next run (storage.clean_scratch).
+    scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=f"{INCOMING_PREFIX}{owner_tag()}-"))
     try:
         copy = scratch / data.name
         shutil.copytree(data, copy) if data.is_dir() else shutil.copy2(data, copy)
@@ -71,6 +75,7 @@ class LocalResult:
     run: LocalRun
     storage: Path
     package: str
+    arguments: dict[str, Any] = dataclasses.field(default_factory=dict)  # the run's parameter values
 
 
 def run_locally(
@@ -93,9 +98,12 @@ def run_locally(
     ``pipelines.kfp_backend``; ``backend_version`` 2.5 or 2.14 picks its task-lookup rule).
 
     ``start`` is told the run id, pipeline name and final arguments before the first task.
+    A bad parameter, path, module or storage root is a ``preflight.PreflightError`` (a
+    ValueError) raised before anything is written.
     """
     if mode not in RUN_MODES:
         raise ValueError(f"[submit] --runner must be one of {RUN_MODES}, not {mode!r}")
+    preflight.check(storage, data, parameters, runner=mode)
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     args = dict(parameters)
@@ -116,7 +124,7 @@ def run_locally(
         if start:
             start(run_id, spec.pipeline_info.name, args)
         run = backend.run(Path(package), args, run_id=run_id, on_task_end=on_task_end)
-        return LocalResult(run=run, storage=storage, package=package)
+        return LocalResult(run=run, storage=storage, package=package, arguments=args)
     args["storage_root"] = str(storage)
     args = coerce(args)
     run_id = new_run_id()
@@ -131,4 +139,4 @@ def run_locally(
         on_task_end=on_task_end,
         quiet=quiet,
     )
-    return LocalResult(run=run, storage=storage, package=package)
+    return LocalResult(run=run, storage=storage, package=package, arguments=args)

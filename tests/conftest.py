@@ -105,8 +105,21 @@ def examples_from_csv(
     split_buckets: str = "train:2,eval:1",
     schema_file: str = "",
 ) -> dsl.Dataset:
-    """Run the ExampleGen component on ``data``; return its output artifact."""
+    """Run the ExampleGen component on ``data``; return its output artifact.
+
+    ``data`` off the storage root is copied onto it first (``data/<run id>/``): a run reads only
+    its volume.
+    """
+    import shutil
+
     from components.example_gen import example_gen
+    from components.lib.storage import inside
+
+    if not inside(storage_root, data):
+        copy = Path(storage_root) / names.DATA_DIR / run_id / Path(data).name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(data, copy) if Path(data).is_dir() else shutil.copy2(data, copy)
+        data = copy
 
     return run_component(
         example_gen,

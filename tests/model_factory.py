@@ -63,6 +63,16 @@ def save_formula_model(export_dir: Path, *, offset: float = 0.0, zero: bool = Fa
     return export_dir
 
 
+def fake_saved_model(path: Path) -> Path:
+    """Files shaped like a SavedModel, no TensorFlow needed: push, resolve-baseline and reconcile only
+    look for saved_model.pb. Three files, so a copy can stop halfway."""
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"\x08\x01")
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    (path / "variables" / "variables.data-00000-of-00001").write_bytes(b"data" * 1000)
+    return path
+
+
 def save_wrong_contract_model(export_dir: Path) -> Path:
     """A SavedModel whose serving signature takes a float tensor ``x``: not the train contract."""
     import tensorflow as tf
@@ -117,6 +127,14 @@ def trained_models(tmp_path_factory: Any) -> dict[str, Path]:
     return dict(_TRAINED)
 
 
+def current_baseline(storage: str | Path, model_name: str = names.MODEL_NAME) -> int | None:
+    """The version resolve-baseline would hand evaluate now (None: no baseline)."""
+    from components.lib import registry
+
+    entry, _ = registry.baseline_entry(registry.read_index(storage, names.STAGE_RESOLVE), model_name)
+    return None if entry is None else entry["version"]
+
+
 def push_directly(
     src: str | Path,
     storage: str | Path,
@@ -128,11 +146,17 @@ def push_directly(
     blessing: Any = None,
     copy_tree: Any = None,
 ) -> Any:
-    """``push_model`` on a SavedModel directory, blessed unless ``blessing`` (a Blessing) says otherwise."""
+    """``push_model`` on a SavedModel directory.
+
+    Blessed against the current baseline (as a run that resolved it just now) unless ``blessing``
+    (a Blessing) says otherwise.
+    """
     from components.lib.blessing import Blessing
     from components.lib.push import push_model
 
     extra = {} if copy_tree is None else {"copy_tree": copy_tree}
+    if blessing is None:
+        blessing = Blessing(names.BLESSED, baseline=current_baseline(storage, model_name))
     return push_model(
         Path(src),
         storage_root=str(storage),
@@ -141,7 +165,7 @@ def push_directly(
         run_id=run_id,
         model_location=str(src),
         fingerprint=fingerprint,
-        blessing=blessing if blessing is not None else Blessing(names.BLESSED),
+        blessing=blessing,
         **extra,
     )
 
@@ -151,8 +175,11 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
     spawned process imports only this module and the push logic (no kfp: ~1 s less per process).
 
     mode "hang": copy part of the model, signal ``start``, then hang until killed.
-    Otherwise wait for ``start`` so several processes push at the same moment.
+    Otherwise wait for ``start`` so several processes push at the same moment. Every worker's
+    candidate was judged with no baseline, as by runs that all resolved before any pushed.
     """
+    from components.lib.blessing import Blessing
+
     copy_tree: Any = shutil.copytree
     if mode == "hang":
 
@@ -168,6 +195,6 @@ def push_worker(src: str, storage: str, run_id: str, start: Any, mode: str = "")
         storage,
         run_id=run_id,
         fingerprint=run_id,
-        blessing=None,
+        blessing=Blessing(names.BLESSED),
         copy_tree=copy_tree,
     )

@@ -321,10 +321,10 @@ def test_thresholds_from_parameters_and_files(tmp_path):
     assert (t.mae_threshold, t.max_relative_degradation) == (None, None)
     f = tmp_path / "t.json"
     f.write_text('{"max_relative_degradation": 0.1}')  # keys absent from the file keep the parameter value
-    t = load_thresholds(8000.0, 0.05, str(f), "/elsewhere")
+    t = load_thresholds(8000.0, 0.05, str(f), str(tmp_path))  # absolute, on the volume
     assert (t.mae_threshold, t.max_relative_degradation, t.source) == (8000.0, 0.1, str(f))
     f.write_text('{"mae_threshold": -1}')
-    assert load_thresholds(8000.0, 0.05, str(f), "").mae_threshold is None
+    assert load_thresholds(8000.0, 0.05, str(f), str(tmp_path)).mae_threshold is None
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("case,content,message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_names_stage_file_problem_and_leaves_nothing(case, content, message, tmp_path, write_csv):
-    storage = tmp_path / "storage"
+    storage = tmp_path  # the CSV is written on the volume
     csv = tmp_path / "absent.csv" if content is None else write_csv(content)
     outputs = output_artifacts(example_gen, tmp_path / "kfp")
     with pytest.raises(StageError, match=message) as err:

@@ -42,11 +42,19 @@ def spec(tmp_path_factory):
     return load_pipeline_spec(path)
 
 
-def test_the_compiled_spec_runs_and_passes_artifacts(spec, tmp_path, synthetic_csv):
+@pytest.fixture
+def data_on_volume(tmp_path, synthetic_csv) -> Path:
+    """The synthetic CSV on the storage root (tmp_path): a run reads only its volume."""
+    import shutil
+
+    return Path(shutil.copy2(synthetic_csv, tmp_path / "insurance.csv"))
+
+
+def test_the_compiled_spec_runs_and_passes_artifacts(spec, tmp_path, data_on_volume):
     mode = "inprocess"
     run = run_pipeline_spec(
         spec,
-        {"storage_root": str(tmp_path), "data": str(synthetic_csv)},
+        {"storage_root": str(tmp_path), "data": str(data_on_volume)},
         tmp_path / "kfp",
         run_id=f"run-{mode}",
         log=lambda s: None,
@@ -84,12 +92,12 @@ def test_unknown_parameter_is_refused(spec, tmp_path):
         run_pipeline_spec(spec, {"storage_root": "x", "data": "y", "nope": 1}, tmp_path, run_id="r")
 
 
-def test_lineage_records_executions_artifacts_events_and_run_context(spec, tmp_path, synthetic_csv):
+def test_lineage_records_executions_artifacts_events_and_run_context(spec, tmp_path, data_on_volume):
     recorder = LineageRecorder.for_storage(tmp_path)
-    recorder.start_run("run-L", "mini", {"data": str(synthetic_csv)})
+    recorder.start_run("run-L", "mini", {"data": str(data_on_volume)})
     run = run_pipeline_spec(
         spec,
-        {"storage_root": str(tmp_path), "data": str(synthetic_csv)},
+        {"storage_root": str(tmp_path), "data": str(data_on_volume)},
         tmp_path / "kfp",
         run_id="run-L",
         on_task_end=recorder.record_task,

@@ -30,10 +30,12 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     return trained_models(tmp_path_factory)
 
 
-def blessing_artifact(tmp_path: Path, verdict: str = names.BLESSED, name: str = "blessing") -> dsl.Artifact:
+def blessing_artifact(
+    tmp_path: Path, verdict: str = names.BLESSED, name: str = "blessing", baseline: int | None = None
+) -> dsl.Artifact:
     art = dsl.Artifact(name=name, uri=str(tmp_path / "kfp" / name), metadata={})
     metrics = {"example_count": 100.0, "mae": 1234.5, "mse": 3.0e6}
-    Blessing(verdict, reasons=["test"], metrics=metrics).write(Path(art.path))
+    Blessing(verdict, reasons=["test"], metrics=metrics, baseline=baseline).write(Path(art.path))
     return art
 
 
@@ -55,12 +57,13 @@ def run_push(
     serving_root: str = names.SERVING_DIR,
     run_id: str = "run-1",
     tag: str = "",
+    baseline: int | None = None,
 ) -> dsl.Model:
     return run_component(
         push,
         tmp_path / "kfp" / f"push{tag}",
         model=model_artifact(train_dir, tmp_path / "kfp", name=f"model{tag}"),
-        blessing=blessing_artifact(tmp_path, verdict, name=f"blessing{tag}"),
+        blessing=blessing_artifact(tmp_path, verdict, name=f"blessing{tag}", baseline=baseline),
         examples=examples_artifact(tmp_path),
         storage_root=str(storage),
         run_id=run_id,
@@ -94,7 +97,7 @@ def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
     assert e["fingerprint"] == "f" * 64 and e["metrics"]["mae"] == 1234.5
     assert e["blessing"]["verdict"] == names.BLESSED and e["time"]
 
-    out2 = run_push(tmp_path, trained["good"], storage, run_id="run-2", tag="2")
+    out2 = run_push(tmp_path, trained["good"], storage, run_id="run-2", tag="2", baseline=1)
     assert out2.metadata["version"] == 2
     assert visible(model_dir) == ["1", "2"] and not [p for p in model_dir.iterdir() if p.name.startswith(".")]
     runs = [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]]
@@ -119,12 +122,23 @@ def test_not_blessed_pushes_nothing_and_succeeds(tmp_path, trained):
     assert json.loads(Path(out.path).read_text())["pushed"] == 0
 
 
-def test_absolute_serving_root(tmp_path, trained):
-    storage, serving = tmp_path / "storage", tmp_path / "elsewhere" / "models"
+def test_absolute_serving_root_on_the_volume(tmp_path, trained):
+    storage = tmp_path / "storage"
+    serving = storage / "elsewhere" / "models"
     out = run_push(tmp_path, trained["good"], storage, serving_root=str(serving))
     assert out.metadata["serving_path"] == str(serving / MODEL / "1")
     [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
     assert entry["serving_path"] == str(serving / MODEL / "1")
+
+
+@pytest.mark.parametrize("serving_root", ["../outside/serving", "/elsewhere/models", "serving/../.."])
+def test_serving_root_off_the_volume_is_refused_before_anything_is_written(tmp_path, trained, serving_root):
+    storage = tmp_path / "storage"
+    with pytest.raises(StageError) as err:
+        run_push(tmp_path, trained["good"], storage, serving_root=serving_root)
+    assert str(err.value).startswith(f"[{names.STAGE_PUSH}] ")
+    assert f"serving_root {serving_root!r} is outside the storage root {storage}" in str(err.value)
+    assert not (tmp_path / "outside").exists() and not storage.exists()
 
 
 def test_unwritable_serving_root_is_a_stage_error_and_registry_is_unchanged(tmp_path, trained):
@@ -132,7 +146,7 @@ def test_unwritable_serving_root_is_a_stage_error_and_registry_is_unchanged(tmp_
     run_push(tmp_path, trained["good"], storage)
     index = registry.index_path(storage)
     before = index.read_bytes()
-    blocker = tmp_path / "a_file"
+    blocker = storage / "a_file"
     blocker.write_text("not a directory")  # works as root too, unlike chmod
     with pytest.raises(StageError) as err:
         run_push(tmp_path, trained["good"], storage, serving_root=str(blocker / "x"), tag="2")
@@ -181,9 +195,9 @@ def test_blessing_of_another_model_is_refused(tmp_path, trained):
         )
 
 
-@pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden"])
+@pytest.mark.parametrize("bad", ["", "..", "a/b", ".hidden", "../evil"])
 def test_bad_model_name_is_refused(tmp_path, trained, bad):
-    with pytest.raises(StageError, match="plain directory name"):
+    with pytest.raises(StageError, match="parameter 'model_name' must be a plain name"):
         push_directly(trained["good"] / names.MODEL_SERVING_DIR, tmp_path, serving_root="s", model_name=bad)
 
 
@@ -254,7 +268,9 @@ def test_push_killed_midway_leaves_no_version_and_the_next_push_cleans_up(tmp_pa
     assert [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]] == ["next"]
 
 
-def test_concurrent_pushes_get_distinct_complete_versions(tmp_path, trained):
+def test_concurrent_pushes_judged_with_no_baseline_push_once(tmp_path, trained):
+    """Four runs resolved "no baseline" and then pushed at the same moment: the first to take the
+    lock pushes version 1; the others were never compared with it, so they are not pushed."""
     storage = tmp_path / "storage"
     src = trained["good"] / names.MODEL_SERVING_DIR
     ctx = multiprocessing.get_context("spawn")
@@ -270,11 +286,34 @@ def test_concurrent_pushes_get_distinct_complete_versions(tmp_path, trained):
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     model_dir = storage / names.SERVING_DIR / MODEL
-    assert visible(model_dir) == ["1", "2", "3", "4"]
-    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "3", "4"]
-    for v in "1234":
-        assert files_of(model_dir / v) == files_of(src)
-    doc = registry.read_index(storage, names.STAGE_PUSH)
-    assert sorted(e["version"] for e in doc["versions"]) == [1, 2, 3, 4]
-    assert sorted(e["run_id"] for e in doc["versions"]) == [f"run-{i}" for i in range(4)]
-    assert {e["serving_path"] for e in doc["versions"]} == {str(model_dir / v) for v in "1234"}
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # nothing half-made either
+    assert files_of(model_dir / "1") == files_of(src)
+    [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
+    assert entry["version"] == 1 and entry["serving_path"] == str(model_dir / "1")
+
+
+def test_push_rechecks_the_baseline_under_the_lock(tmp_path, trained):
+    storage = tmp_path / "storage"
+    src = trained["good"] / names.MODEL_SERVING_DIR
+    first = push_directly(src, storage, run_id="run-a", blessing=Blessing(names.BLESSED))
+    assert first.pushed and first.version == 1
+    # Run B resolved "no baseline" before run A pushed: its candidate never met version 1.
+    late = push_directly(src, storage, run_id="run-b", blessing=Blessing(names.BLESSED))
+    assert not late.pushed and late.version is None
+    assert late.reason.startswith("baseline changed since evaluation: version 1 was pushed by run run-a")
+    assert "judged with no baseline" in late.reason
+    # Judged against version 1 (what resolve-baseline now finds): pushed as version 2.
+    ok = push_directly(src, storage, run_id="run-c", blessing=Blessing(names.BLESSED, baseline=1))
+    assert ok.pushed and ok.version == 2
+    stale = push_directly(src, storage, run_id="run-d", blessing=Blessing(names.BLESSED, baseline=1))
+    assert not stale.pushed and "version 2" in stale.reason and "against version 1" in stale.reason
+    runs = [e["run_id"] for e in registry.read_index(storage, names.STAGE_PUSH)["versions"]]
+    assert runs == ["run-a", "run-c"]
+
+
+def test_the_refused_push_is_reported_by_the_component(tmp_path, trained):
+    storage = tmp_path / "storage"
+    run_push(tmp_path, trained["good"], storage, run_id="run-a")
+    out = run_push(tmp_path, trained["good"], storage, run_id="run-b", tag="b")  # judged with no baseline
+    assert out.metadata["pushed"] == 0 and out.metadata["version"] == -1
+    assert out.metadata["reason"].startswith("baseline changed since evaluation: version 1")

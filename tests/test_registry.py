@@ -133,3 +133,61 @@ def test_index_is_plain_json_for_humans(tmp_path: Path):
     text = registry.index_path(tmp_path).read_text()
     assert json.loads(text)["versions"][0]["run_id"] == "run-1"
     assert text.count("\n") > 5  # indented, diff-able
+
+
+def test_files_are_written_with_the_umasks_modes(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        with registry.locked(tmp_path, STAGE) as doc:
+            doc["versions"].append(entry(1))
+            registry.write_index(tmp_path, doc, STAGE)
+    finally:
+        os.umask(old)
+    path = registry.index_path(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600: others on the volume read it
+    assert Path(str(path) + registry.LOCK_SUFFIX).stat().st_mode & 0o777 == 0o644
+
+
+def test_pending_entries_are_checked_counted_and_seen_once_their_directory_is_in_place(tmp_path: Path):
+    model_dir = tmp_path / "serving" / "insurance"
+    pending = registry.make_entry(
+        version=2,
+        model_name="insurance",
+        model_location="/m",
+        serving_path=str(model_dir / "2"),
+        blessing={"verdict": names.BLESSED},
+        metrics={},
+        fingerprint="",
+        run_id="run-2",
+    )
+    doc = {"format": 1, "versions": [entry(1)]}
+    registry.add_pending(doc, pending)
+    assert registry.next_version(doc, "insurance", model_dir) == 3  # a pending number is taken
+    assert [e["version"] for e in registry.pushed_of(doc, "insurance")] == [1]  # not visible yet
+    (model_dir / "2").mkdir(parents=True)
+    (model_dir / "2" / "saved_model.pb").write_bytes(b"")
+    assert [e["version"] for e in registry.pushed_of(doc, "insurance")] == [1, 2]  # renamed: pushed
+    with registry.locked(tmp_path, STAGE):
+        registry.write_index(tmp_path, doc, STAGE)
+    assert registry.read_index(tmp_path, STAGE)[registry.PENDING][0]["run_id"] == "run-2"
+    registry.commit_pending(doc, pending)
+    assert registry.PENDING not in doc and [e["version"] for e in doc["versions"]] == [1, 2]
+    doc[registry.PENDING] = [dict(pending)]
+    with pytest.raises(StageError, match="version 2 of 'insurance' is listed twice"):
+        registry.write_index(tmp_path, doc, STAGE)
+
+
+def test_quarantined_numbers_are_never_given_again(tmp_path: Path):
+    model_dir = tmp_path / "serving" / "insurance"
+    (model_dir / f"{registry.QUARANTINE_PREFIX}7-20260101-000000").mkdir(parents=True)
+    assert registry.quarantined(model_dir) == [7]
+    assert registry.next_version({"format": 1, "versions": []}, "insurance", model_dir) == 8
+
+
+@pytest.mark.parametrize("serving_root", ["", ".", "serving/..", "../x", "/elsewhere"])
+def test_the_serving_root_is_a_folder_on_the_volume(tmp_path: Path, serving_root: str):
+    with pytest.raises(StageError) as err:
+        registry.model_dir(tmp_path, serving_root, "insurance", STAGE)
+    assert str(err.value).startswith(f"[{STAGE}] ")
+    inside = registry.model_dir(tmp_path, str(tmp_path / "s"), "insurance", STAGE)
+    assert inside == tmp_path / "s" / "insurance"

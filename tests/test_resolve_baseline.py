@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import run_component
 from kfp import dsl
+from model_factory import current_baseline, fake_saved_model
 
 from components import names
 from components.errors import StageError
@@ -20,15 +21,8 @@ from components.resolve_baseline import resolve_baseline
 MODEL = names.MODEL_NAME
 
 
-def fake_saved_model(path: Path) -> Path:
-    """Push and resolve only look for saved_model.pb; no TensorFlow needed for these tests."""
-    (path / "variables").mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(b"\x08\x01")
-    (path / "variables" / "variables.index").write_bytes(b"")
-    return path
-
-
 def push(storage: Path, src: Path, run_id: str, model: str = MODEL, mae: float = 1000.0) -> int:
+    """Push as a run that was judged against the baseline resolve-baseline finds now."""
     result = push_model(
         src,
         storage_root=str(storage),
@@ -37,7 +31,9 @@ def push(storage: Path, src: Path, run_id: str, model: str = MODEL, mae: float =
         run_id=run_id,
         model_location=str(src.parent),
         fingerprint=f"fp-{run_id}",
-        blessing=Blessing(names.BLESSED, reasons=["ok"], metrics={"mae": mae}),
+        blessing=Blessing(
+            names.BLESSED, reasons=["ok"], metrics={"mae": mae}, baseline=current_baseline(storage, model)
+        ),
     )
     assert result.version is not None
     return result.version

@@ -121,7 +121,7 @@ def test_user_schema_environments_are_kept(stats, tmp_path):
     )
     path = tmp_path / "schema.pbtxt"
     path.write_text(text)
-    s = load(run_schema(tmp_path / "kfp", stats, schema_file=str(path)))
+    s = load(run_schema(tmp_path / "kfp", stats, schema_file=str(path), storage_root=str(tmp_path)))
     assert list(s.default_environment) == ["X", "Y"]
     assert [f.name for f in s.feature] == ["charges", "age"]
     assert not [f for f in s.feature if f.name == "charges"][0].not_in_environment

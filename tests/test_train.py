@@ -158,7 +158,8 @@ def test_bad_hyperparameters_and_steps_are_stage_errors(storage_root, examples, 
 
 def test_half_a_label_transform_is_refused(storage_root, examples, synthetic_csv, tmp_path):
     transformed = transform_outputs(storage_root, examples, synthetic_csv)
-    module = tmp_path / "half.py"
+    module = storage_root / "modules" / "half.py"  # on the volume
+    module.parent.mkdir(exist_ok=True)
     module.write_text(
         "from components.modules.insurance import preprocessing_fn, build_model, label_transform  # noqa\n"
     )

@@ -248,7 +248,8 @@ def test_schema_without_the_label_is_refused(tmp_path, write_csv):
 
 def test_preprocessing_fn_errors_name_the_module_file(storage_root, examples, synthetic_csv, tmp_path):
     schema_dir = infer_schema_file(synthetic_csv, tmp_path / "schema")
-    module = tmp_path / "bad_preprocessing.py"
+    module = storage_root / "modules" / "bad_preprocessing.py"  # on the volume
+    module.parent.mkdir(exist_ok=True)
     module.write_text("def preprocessing_fn(inputs):\n    return {'x': inputs['no_such_feature']}\n")
     with pytest.raises(StageError) as err:
         run_transform_component(storage_root, examples, schema_dir, "bad-module", module_file=str(module))

@@ -129,7 +129,8 @@ def test_bad_settings_are_stage_errors(storage_root, transformed, tmp_path, over
 
 
 def test_failing_build_model_names_the_module(storage_root, transformed, tmp_path):
-    module = tmp_path / "bad_build.py"
+    module = storage_root / "modules" / "bad_build.py"  # on the volume
+    module.parent.mkdir(exist_ok=True)
     module.write_text(
         "from components.modules.insurance import *  # noqa\n"
         "def build_model(hparams, tf_transform_output):\n"

@@ -61,17 +61,28 @@ def test_file_relative_to_storage_root_and_absolute(tmp_path):
     rel = user_module.load_user_module(f"{names.DATA_DIR}/my_module.py", str(tmp_path), names.STAGE_TRANSFORM)
     assert rel.MARK == "relative"
     assert user_module.module_location(rel) == str(path)
-    absolute = user_module.load_user_module(str(path), "/elsewhere", names.STAGE_TRANSFORM)
+    absolute = user_module.load_user_module(str(path), str(tmp_path), names.STAGE_TRANSFORM)
     assert absolute.MARK == "relative"
+
+
+def test_a_file_off_the_storage_root_is_refused(tmp_path):
+    path = write_module(tmp_path / "outside", "my_module.py", GOOD.format(mark="x"))
+    for reference in (str(path), "../outside/my_module.py"):
+        with pytest.raises(StageError) as err:
+            user_module.load_user_module(reference, str(tmp_path / "root"), names.STAGE_TRANSFORM)
+        assert str(err.value) == (
+            f"[transform] {path}: module_file {reference!r} is outside the storage root {tmp_path / 'root'}; "
+            "a run reads and writes only on its volume"
+        )
 
 
 def test_two_files_with_the_same_name_do_not_shadow_each_other(tmp_path):
     a = write_module(tmp_path / "a", "module.py", GOOD.format(mark="a"))
     b = write_module(tmp_path / "b", "module.py", GOOD.format(mark="b"))
-    assert user_module.load_user_module(str(a), "", names.STAGE_TRAIN).MARK == "a"
-    assert user_module.load_user_module(str(b), "", names.STAGE_TRAIN).MARK == "b"
+    assert user_module.load_user_module(str(a), str(tmp_path), names.STAGE_TRAIN).MARK == "a"
+    assert user_module.load_user_module(str(b), str(tmp_path), names.STAGE_TRAIN).MARK == "b"
     b.write_text(GOOD.format(mark="b2"))  # an edited file is imported afresh
-    assert user_module.load_user_module(str(b), "", names.STAGE_TRAIN).MARK == "b2"
+    assert user_module.load_user_module(str(b), str(tmp_path), names.STAGE_TRAIN).MARK == "b2"
 
 
 def test_missing_file_names_the_path(tmp_path):
@@ -83,7 +94,7 @@ def test_missing_file_names_the_path(tmp_path):
 def test_syntax_error_names_the_file_and_line(tmp_path):
     path = write_module(tmp_path, "broken.py", "def preprocessing_fn(inputs):\n    return (\n")
     with pytest.raises(StageError) as err:
-        user_module.load_user_module(str(path), "", names.STAGE_TUNE)
+        user_module.load_user_module(str(path), str(tmp_path), names.STAGE_TUNE)
     msg = str(err.value)
     assert msg.startswith(f"[tune] {path}: syntax error in user module at line")
 
@@ -91,7 +102,7 @@ def test_syntax_error_names_the_file_and_line(tmp_path):
 def test_exception_at_import_names_the_file(tmp_path):
     path = write_module(tmp_path, "raises.py", "import no_such_package_kubetfx\n")
     with pytest.raises(StageError) as err:
-        user_module.load_user_module(str(path), "", names.STAGE_TRAIN)
+        user_module.load_user_module(str(path), str(tmp_path), names.STAGE_TRAIN)
     assert str(err.value).startswith(f"[train] {path}: user module failed to import")
     assert "no_such_package_kubetfx" in str(err.value)
 
@@ -104,7 +115,7 @@ def test_unknown_dotted_name():
 
 def test_missing_function_names_file_and_function(tmp_path):
     path = write_module(tmp_path, "partial.py", GOOD.format(mark="x"))
-    module = user_module.load_user_module(str(path), "", names.STAGE_TUNE)
+    module = user_module.load_user_module(str(path), str(tmp_path), names.STAGE_TUNE)
     with pytest.raises(StageError) as err:
         user_module.require(module, user_module.HYPERPARAMETER_SPACE, names.STAGE_TUNE)
     assert str(err.value) == f"[tune] {path}: user module defines no function 'hyperparameter_space'"
@@ -113,7 +124,7 @@ def test_missing_function_names_file_and_function(tmp_path):
 
 def test_non_callable_attribute_is_refused(tmp_path):
     path = write_module(tmp_path, "odd.py", "build_model = 3\n")
-    module = user_module.load_user_module(str(path), "", names.STAGE_TRAIN)
+    module = user_module.load_user_module(str(path), str(tmp_path), names.STAGE_TRAIN)
     with pytest.raises(StageError, match="'build_model' in the user module is not a function"):
         user_module.require(module, user_module.BUILD_MODEL, names.STAGE_TRAIN)
 

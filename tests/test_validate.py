@@ -324,3 +324,17 @@ def test_missing_eval_statistics_is_an_error(clean, tmp_path):
     stats = dsl.Artifact(name="statistics", uri=str(stats_dir), metadata={})
     _, _, error = run_validate(tmp_path / "kfp", stats, clean[1])
     assert error is not None and "Split-eval/FeatureStats.pb: cannot read statistics" in str(error)
+
+
+@pytest.mark.parametrize(("fail_on", "fails"), [("unsafe", False), ("any", True), ("none", False)])
+def test_comparator_errors_stop_the_run_only_under_fail_on_any(tmp_path, clean, fail_on, fails):
+    """The fail_on policy for drift/skew (TFDV severity ERROR): see components/lib/validate/verdict.py."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies, _, error = run_validate(tmp_path / "kfp", *clean, fail_on=fail_on, skew=1e-6)
+    a = load_anomalies(anomalies)
+    severities = {i.severity for i in a.anomaly_info.values()}
+    assert severities == {anomalies_pb2.AnomalyInfo.ERROR}
+    assert anomalies.metadata["unsafe"] == 0  # no comparator anomaly makes training unsafe
+    assert (error is not None) is fails
+    assert anomalies.metadata["verdict"] == ("failed" if fails else "anomalies")

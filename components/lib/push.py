@@ -4,18 +4,32 @@ TF Serving watches ``<serving root>/<model name>/`` and loads the highest all-di
 so a version directory must appear complete or not at all. The copy goes into a hidden,
 non-numeric sibling (``.push-<random>.partial``), which TF Serving ignores, and becomes the
 version directory with one ``os.rename`` — atomic within a filesystem, which is why the temp
-directory sits in the same parent.
+directory sits in the same parent. The serving root is on the volume (``storage.resolve``).
 
-Everything from choosing the version number to recording it in the registry runs under the
-registry's exclusive lock (``registry.locked``), including the copy (a SavedModel is a few MB;
-pushes are rare, so serialising them costs nothing). Because no other push can be mid-copy
-while the lock is held, any ``.push-*`` directory found then is the leftover of a push that
-was killed, and is removed. If recording in the registry fails after the rename, the version
-directory is taken back, so the registry and the serving directory never disagree.
+Everything below runs under the registry's exclusive lock (``registry.locked``), the copy
+included (a SavedModel is a few MB; pushes are rare, so serialising them costs nothing):
 
-A retried push task (same run id, same trained model) finds its own registry entry and reports
-that version instead of pushing a duplicate. What push acts on is a ``blessing.Blessing`` record;
-what a SavedModel is, ``saved_model`` decides.
+1. settle what killed pushes left (``reconcile``: pending entries, temp directories and files,
+   unlisted version directories), and say so;
+2. a retried push task (same run id, same trained model) finds its own entry and reports that
+   version instead of pushing a duplicate;
+3. re-check the baseline: if a blessed version newer than the one the candidate was judged
+   against is now the baseline (a concurrent run pushed it after this run's resolve-baseline),
+   the candidate is NOT pushed, with the reason "baseline changed since evaluation: version N".
+   It was never compared with the model it would replace; the next run compares them;
+4. copy into the temp directory and fsync it;
+5. record a pending entry (``registry``: the intent, written before anything is visible);
+6. rename the copy into ``<version>`` — the commit point: from here every reader counts it;
+7. move the entry from pending to the recorded versions.
+
+Killed between any two steps, the next run's resolve-baseline or push settles the state
+(``reconcile``), so serving and registry agree. An I/O error is a StageError that leaves the
+same settled state; one in step 7 leaves the version served and pending (counted by every
+reader), which the push reports and the next run records. Fault points (``faults``):
+``push.before_copy``, ``push.mid_copy``, ``push.mid_pending_write``, ``push.before_rename``,
+``push.after_rename``, ``push.mid_registry_write``.
+
+What push acts on is a ``blessing.Blessing`` record; what a SavedModel is, ``saved_model`` decides.
 """
 
 from __future__ import annotations
@@ -30,18 +44,18 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import registry, saved_model
+from components.lib import faults, reconcile, registry, saved_model
 from components.lib.blessing import Blessing
 
 STAGE = names.STAGE_PUSH
-TEMP_PREFIX = ".push-"  # hidden and non-numeric: TF Serving never loads it
+TEMP_PREFIX = registry.TEMP_PREFIX
 
 CopyTree = Callable[[Path, Path], Any]
 
 
 @dataclasses.dataclass
 class PushResult:
-    """What push did: pushed or not (and why), and where the version went."""
+    """What push did: pushed or not (and why), where the version went, what it settled first."""
 
     pushed: bool
     reason: str
@@ -49,6 +63,7 @@ class PushResult:
     version: int | None = None
     serving_path: str = ""
     entry: dict[str, Any] | None = None
+    settled: list[str] = dataclasses.field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -66,9 +81,7 @@ class PushResult:
 
 def check_model_name(model_name: str) -> str:
     """A model name must be one plain directory name (it becomes a path component)."""
-    if not model_name or model_name in (".", "..") or "/" in model_name or model_name.startswith("."):
-        raise StageError(STAGE, None, f"model name {model_name!r} must be a plain directory name")
-    return model_name
+    return registry.check_model_name(model_name, STAGE)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -87,18 +100,16 @@ def _fsync_tree(root: Path) -> None:
                 os.close(fd)
 
 
-def clean_leftovers(model_dir: Path) -> list[str]:
-    """Remove temp dirs of killed pushes. Call only while holding the registry lock."""
-    removed: list[str] = []
-    try:
-        children = list(model_dir.iterdir())
-    except FileNotFoundError:
-        return removed
-    for p in children:
-        if p.name.startswith(TEMP_PREFIX) and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p.name)
-    return removed
+def _copy_file(src: str, dst: str) -> Any:
+    """``shutil.copy2``, then fault point ``push.mid_copy`` (after the first file: a copy half done)."""
+    out = shutil.copy2(src, dst)
+    faults.point("push.mid_copy")
+    return out
+
+
+def copy_model(src: Path, dst: Path) -> Any:
+    """The default copy: the whole SavedModel directory, file by file."""
+    return shutil.copytree(src, dst, copy_function=_copy_file)
 
 
 def already_pushed(
@@ -114,6 +125,50 @@ def already_pushed(
     return None
 
 
+def baseline_changed(doc: dict[str, Any], model_name: str, blessing: Blessing) -> str | None:
+    """Why the candidate must not be pushed now, if a newer blessed version became the baseline.
+
+    ``blessing.baseline`` is the version evaluate compared with (None: there was none). A newer
+    one was pushed by a concurrent run after this run resolved its baseline.
+    """
+    current, _ = registry.baseline_entry(doc, model_name)
+    if current is None or (blessing.baseline is not None and current["version"] <= blessing.baseline):
+        return None
+    judged = "with no baseline" if blessing.baseline is None else f"against version {blessing.baseline}"
+    run = f" by run {current['run_id']}" if current.get("run_id") else ""
+    version = current["version"]
+    return (
+        f"baseline changed since evaluation: version {version} was pushed{run} after this candidate "
+        f"was judged {judged}; not pushed — the next run compares its candidate with version {version}"
+    )
+
+
+def _entry(
+    blessing: Blessing,
+    version: int,
+    final: Path,
+    model_name: str,
+    model_location: str,
+    fingerprint: str,
+    run_id: str,
+) -> dict[str, Any]:
+    return registry.make_entry(
+        version=version,
+        model_name=model_name,
+        model_location=model_location,
+        serving_path=str(final),
+        blessing={
+            "verdict": blessing.verdict,
+            "reasons": blessing.reasons,
+            "baseline": blessing.baseline,
+            "thresholds": blessing.thresholds,
+        },
+        metrics=dict(blessing.metrics),
+        fingerprint=fingerprint,
+        run_id=run_id,
+    )
+
+
 def push_model(
     saved_model_dir: Path,
     *,
@@ -124,14 +179,14 @@ def push_model(
     model_location: str,
     blessing: Blessing,
     fingerprint: str,
-    copy_tree: CopyTree = shutil.copytree,
+    copy_tree: CopyTree = copy_model,
 ) -> PushResult:
     """Push ``saved_model_dir`` as the next version of ``model_name`` if ``blessing`` says BLESSED.
 
-    ``serving_root`` is relative to ``storage_root`` or absolute. ``copy_tree(src, dst)`` does the
-    copy (``shutil.copytree``; replaceable so a test can interrupt a push midway).
+    ``serving_root`` is relative to ``storage_root`` or absolute inside it. ``copy_tree(src, dst)``
+    does the copy (replaceable so a test can interrupt a push midway).
     """
-    check_model_name(model_name)
+    model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
     if not blessing.blessed:
         reasons = "; ".join(blessing.reasons) or "no reason given"
         return PushResult(False, f"not blessed: {reasons}", model_name)
@@ -141,9 +196,6 @@ def push_model(
         raise StageError(
             STAGE, str(saved_model_dir), f"the blessing is for another model ({judged}); refusing to push"
         )
-
-    root = Path(serving_root) if os.path.isabs(serving_root) else Path(storage_root) / serving_root
-    model_dir = root / model_name
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         # Fail early, before taking the lock, with a clear message. Not named TEMP_PREFIX*: a push
@@ -155,58 +207,61 @@ def push_model(
         raise StageError(STAGE, str(model_dir), f"serving directory is not writable: {e}") from e
 
     with registry.locked(storage_root, STAGE) as doc:
-        clean_leftovers(model_dir)
+        settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
         done = already_pushed(doc, model_name, run_id, model_location)
         if done is not None:  # a retry of a push that completed: the same version, not a new one
             return PushResult(
-                True, "already pushed by this run", model_name, done["version"], done["serving_path"], done
+                True,
+                "already pushed by this run",
+                model_name,
+                done["version"],
+                done["serving_path"],
+                done,
+                settled,
             )
+        changed = baseline_changed(doc, model_name, blessing)
+        if changed is not None:
+            return PushResult(False, changed, model_name, settled=settled)
         tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
         try:
             try:
+                faults.point("push.before_copy")
                 copy_tree(saved_model_dir, tmp)
                 _fsync_tree(tmp)
             except OSError as e:
                 raise StageError(STAGE, str(tmp), f"cannot copy the model to the serving dir: {e}") from e
             version = registry.next_version(doc, model_name, model_dir)
             final = model_dir / str(version)
+            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id)
+            registry.add_pending(doc, entry)
             try:
+                registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_pending_write")
+            except OSError as e:
+                registry.drop_pending(doc, entry)
+                raise StageError(
+                    STAGE, str(registry.index_path(storage_root)), f"cannot record the push as pending: {e}"
+                ) from e
+            try:
+                faults.point("push.before_rename")
                 os.rename(tmp, final)
             except OSError as e:
+                registry.drop_pending(doc, entry)
+                try:  # best effort: the next reconcile drops an entry whose directory is absent anyway
+                    registry.write_index(storage_root, doc, STAGE)
+                except OSError:
+                    pass
                 raise StageError(STAGE, str(final), f"cannot create the version directory: {e}") from e
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        entry = registry.make_entry(
-            version=version,
-            model_name=model_name,
-            model_location=model_location,
-            serving_path=str(final),
-            blessing={
-                "verdict": blessing.verdict,
-                "reasons": blessing.reasons,
-                "baseline": blessing.baseline,
-                "thresholds": blessing.thresholds,
-            },
-            metrics=dict(blessing.metrics),
-            fingerprint=fingerprint,
-            run_id=run_id,
-        )
-        doc["versions"].append(entry)
         try:
-            registry.write_index(storage_root, doc, STAGE)
-        except BaseException as e:
-            # Take the version back: a served version the registry does not know is worse than
-            # a failed push (the next push would number past it, resolve-baseline never sees it).
-            back = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.rollback"
-            try:
-                os.rename(final, back)
-                shutil.rmtree(back, ignore_errors=True)
-            except OSError:
-                pass
-            if isinstance(e, OSError):
-                raise StageError(
-                    STAGE, str(registry.index_path(storage_root)), f"cannot record the version: {e}"
-                ) from e
-            raise
-    return PushResult(True, "blessed", model_name, version, str(final), entry)
+            faults.point("push.after_rename")
+            registry.commit_pending(doc, entry)
+            registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_registry_write")
+        except OSError as e:
+            # The version is in place and its pending entry says so: every reader counts it as
+            # pushed and the next run records it. Taking it back could pull a model TF Serving
+            # has started loading; the push did what it must, so it reports success and why.
+            note = f"blessed; the registry still lists it as pending ({e}); the next run records it"
+            return PushResult(True, note, model_name, version, str(final), entry, settled)
+    return PushResult(True, "blessed", model_name, version, str(final), entry, settled)

@@ -10,7 +10,16 @@ Layout (``<storage root>/registry/index.json``)::
     {"format": 1,
      "versions": [{"version": 1, "model_name": "insurance", "model_location": ".../train",
                    "serving_path": ".../serving/insurance/1", "blessing": {...},
-                   "metrics": {...}, "fingerprint": "...", "run_id": "...", "time": "..."}]}
+                   "metrics": {...}, "fingerprint": "...", "run_id": "...", "time": "..."}],
+     "pending": [ ...entries of the same shape... ]}
+
+A push records its entry under ``pending`` before it renames the version directory into place,
+and moves it to ``versions`` after: the rename is the commit point. A pending entry whose
+SavedModel is on disk is pushed (the process died between rename and record) and every reader
+counts it (``pushed_of``); one without is a push that died before its rename and counts for
+nothing. The next push or resolve-baseline settles both under the lock (``reconcile``).
+``pending`` is absent from an index no push has written since it was introduced; readers that
+predate it ignore it.
 
 Concurrency: every change takes an exclusive ``fcntl.flock`` on ``index.json.lock`` next to the
 index and rewrites the index atomically (temp file in the same directory, fsync, ``os.replace``,
@@ -19,7 +28,9 @@ index, never a half-written one. Assumption: the volume honours flock across pod
 do; on NFS (incl. GCP Filestore, EFS) the Linux client maps flock onto NFS byte-range locks
 (NFSv4 natively, NFSv3 through lockd), so it holds across nodes as long as locking is not
 disabled by the ``nolock``/``local_lock`` mount options. A crashed holder's lock is released
-by the kernel/NFS server when its process dies, so nothing has to be cleaned up by hand.
+by the kernel/NFS server when its process dies, so nothing has to be cleaned up by hand; its
+temp file (``.index.json.*.tmp``) is removed by the next holder. Files are created with the
+umask's modes (0644 under the usual 022), like every other file on the volume.
 
 A damaged index (not JSON, or not this structure) is never replaced or repaired: it is the only
 record of what was pushed, so every reader and writer stops with a StageError naming the file.
@@ -33,16 +44,20 @@ import fcntl
 import json
 import os
 import re
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components import names
+from components import names, parameters
 from components.errors import StageError
+from components.lib import faults, saved_model, storage
 
 FORMAT = 1
 LOCK_SUFFIX = ".lock"
+PENDING = "pending"  # the index's list of pushes recorded before their rename
+TEMP_PREFIX = ".push-"  # a push's copy in progress: hidden and non-numeric, TF Serving never loads it
+QUARANTINE_PREFIX = ".quarantined-"  # ".quarantined-<version>-<time>": a broken version dir set aside
 ENTRY_KEYS = (
     "version",
     "model_name",
@@ -55,6 +70,7 @@ ENTRY_KEYS = (
     "time",
 )
 _VERSION_DIR = re.compile(r"^[0-9]+$")  # TF Serving only loads all-digit version directories
+_QUARANTINED = re.compile(rf"^{re.escape(QUARANTINE_PREFIX)}([0-9]+)-")
 
 
 def index_path(storage_root: str | Path) -> Path:
@@ -81,19 +97,22 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
         raise bad('expected an object with a "versions" list')
     if doc.get("format") != FORMAT:
         raise bad(f"unknown format {doc.get('format')!r}, expected {FORMAT}")
+    if not isinstance(doc.get(PENDING, []), list):
+        raise bad(f'"{PENDING}" is not a list')
     seen: set[tuple[str, int]] = set()
-    for i, entry in enumerate(doc["versions"]):
-        if not isinstance(entry, dict):
-            raise bad(f"versions[{i}] is not an object")
-        version = entry.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise bad(f"versions[{i}] has no integer version")
-        if not isinstance(entry.get("model_name"), str) or not isinstance(entry.get("serving_path"), str):
-            raise bad(f"versions[{i}] has no model_name/serving_path")
-        key = (entry["model_name"], version)
-        if key in seen:
-            raise bad(f"version {version} of {entry['model_name']!r} is listed twice")
-        seen.add(key)
+    for where in ("versions", PENDING):
+        for i, entry in enumerate(doc.get(where, [])):
+            if not isinstance(entry, dict):
+                raise bad(f"{where}[{i}] is not an object")
+            version = entry.get("version")
+            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+                raise bad(f"{where}[{i}] has no integer version")
+            if not isinstance(entry.get("model_name"), str) or not isinstance(entry.get("serving_path"), str):
+                raise bad(f"{where}[{i}] has no model_name/serving_path")
+            key = (entry["model_name"], version)
+            if key in seen:
+                raise bad(f"version {version} of {entry['model_name']!r} is listed twice")
+            seen.add(key)
     return doc
 
 
@@ -131,15 +150,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_index(storage_root: str | Path, doc: dict[str, Any], stage: str) -> None:
-    """Replace the index atomically. Call only while holding ``locked``."""
+def write_index(
+    storage_root: str | Path, doc: dict[str, Any], stage: str, fault_point: str = "registry.mid_write"
+) -> None:
+    """Replace the index atomically. Call only while holding ``locked``.
+
+    The temp file is created with the umask's mode (``tempfile.mkstemp`` would make it 0600,
+    and the index with it). ``fault_point`` fires with half the document written.
+    """
     path = index_path(storage_root)
     _check(doc, path, stage)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(text[: len(text) // 2])
+            fh.flush()
+            faults.point(fault_point)
+            fh.write(text[len(text) // 2 :])
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -148,6 +177,12 @@ def write_index(storage_root: str | Path, doc: dict[str, Any], stage: str) -> No
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def temp_files(storage_root: str | Path) -> list[Path]:
+    """Temp files of index writes; any found while holding the lock belongs to a dead writer."""
+    path = index_path(storage_root)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
 
 
 @contextlib.contextmanager
@@ -160,7 +195,7 @@ def locked(storage_root: str | Path, stage: str) -> Iterator[dict[str, Any]]:
     path = index_path(storage_root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(str(path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
         raise StageError(stage, str(path.parent), f"cannot open the registry lock: {e}") from e
     try:
@@ -172,9 +207,63 @@ def locked(storage_root: str | Path, stage: str) -> Iterator[dict[str, Any]]:
         os.close(fd)
 
 
+def check_model_name(model_name: str, stage: str) -> str:
+    """A model name is one plain directory name (it becomes a path component under the serving root).
+
+    The rule is the parameter vocabulary's (``components.parameters``), enforced here again at run
+    time: a server run's parameters reach the pod unchecked by any local preflight.
+    """
+    try:
+        parameters.convert(parameters.BY_NAME["model_name"], model_name)
+    except parameters.ParameterError as e:
+        raise StageError(stage, None, str(e)) from None
+    return model_name
+
+
+def model_dir(storage_root: str | Path, serving_root: str, model_name: str, stage: str) -> Path:
+    """``<serving root>/<model name>``: the folder TF Serving watches; on the volume, never outside."""
+    root = storage.resolve(storage_root, serving_root, stage, "serving_root")
+    if os.path.normpath(root) == os.path.normpath(os.path.abspath(storage_root)):
+        raise StageError(
+            stage, str(root), "serving_root must name a folder under the storage root, not the root"
+        )
+    return root / check_model_name(model_name, stage)
+
+
 def versions_of(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
-    """Registry entries of one model, oldest version first."""
+    """Recorded entries of one model, oldest version first (pending pushes not included)."""
     return sorted((e for e in doc["versions"] if e["model_name"] == model_name), key=lambda e: e["version"])
+
+
+def pending_of(doc: dict[str, Any], model_name: str | None = None) -> list[dict[str, Any]]:
+    """Pushes recorded before their rename and not yet settled (of one model, or all)."""
+    return [e for e in doc.get(PENDING, []) if model_name is None or e["model_name"] == model_name]
+
+
+def pushed_of(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
+    """Every pushed version of a model, oldest first: recorded ones and landed pending ones.
+
+    A pending entry whose version directory holds a SavedModel was pushed: its push died after
+    the rename, the commit point.
+    """
+    landed = [e for e in pending_of(doc, model_name) if saved_model.is_saved_model(e["serving_path"])]
+    return sorted(versions_of(doc, model_name) + landed, key=lambda e: e["version"])
+
+
+def add_pending(doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    doc.setdefault(PENDING, []).append(entry)
+
+
+def drop_pending(doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    doc[PENDING] = [e for e in doc.get(PENDING, []) if e is not entry]
+    if not doc[PENDING]:
+        del doc[PENDING]
+
+
+def commit_pending(doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Move a pending entry to the recorded versions (its version directory is in place)."""
+    drop_pending(doc, entry)
+    doc["versions"].append(entry)
 
 
 def numeric_dirs(model_dir: Path) -> list[int]:
@@ -185,13 +274,22 @@ def numeric_dirs(model_dir: Path) -> list[int]:
         return []
 
 
+def quarantined(model_dir: Path) -> list[int]:
+    """Versions whose directories ``reconcile`` set aside (their numbers are never given again)."""
+    try:
+        return [int(m[1]) for p in model_dir.iterdir() if (m := _QUARANTINED.match(p.name))]
+    except FileNotFoundError:
+        return []
+
+
 def next_version(doc: dict[str, Any], model_name: str, model_dir: Path) -> int:
-    """One more than the highest version in the registry or on disk.
+    """One more than the highest version in the registry (pending too), on disk or set aside.
 
     The disk counts too: a version copied by hand, or one whose registry record was lost, must
     never be overwritten or shadowed by a lower number.
     """
-    known = [e["version"] for e in versions_of(doc, model_name)] + numeric_dirs(model_dir)
+    entries = versions_of(doc, model_name) + pending_of(doc, model_name)
+    known = [e["version"] for e in entries] + numeric_dirs(model_dir) + quarantined(model_dir)
     return max(known, default=0) + 1
 
 
@@ -221,10 +319,24 @@ def make_entry(
 
 
 def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
-    """Blessed entries of a model, newest version first (the baseline candidates, in order)."""
+    """Blessed pushed versions of a model, newest first (the baseline candidates, in order)."""
     blessed = [
         e
-        for e in versions_of(doc, model_name)
+        for e in pushed_of(doc, model_name)
         if isinstance(e.get("blessing"), dict) and e["blessing"].get("verdict") == names.BLESSED
     ]
     return blessed[::-1]
+
+
+def baseline_entry(doc: dict[str, Any], model_name: str) -> tuple[dict[str, Any] | None, list[int]]:
+    """The baseline rule, for resolve-baseline and for push's re-check under the lock.
+
+    The newest blessed pushed version whose SavedModel is still on disk, and the newer blessed
+    versions skipped because their files are gone (deleted by hand).
+    """
+    skipped: list[int] = []
+    for entry in latest_blessed(doc, model_name):
+        if saved_model.is_saved_model(entry["serving_path"]):
+            return entry, skipped
+        skipped.append(entry["version"])
+    return None, skipped

@@ -3,7 +3,13 @@
 TFX resolves the baseline through ML Metadata; here the registry index on the storage root is
 the source (see ``registry``), so this works without any metadata service and sees pushes of
 every earlier run, local or on a cluster, as long as they share the volume. The answer is a
-``baseline.Baseline`` record, the contract evaluate reads.
+``baseline.Baseline`` record, the contract evaluate reads; the rule that picks it is the
+registry's (``registry.baseline_entry``), the same push re-checks under its lock.
+
+Before resolving, the stage looks after the volume at the start of every run (it is the one
+stage every run executes uncached, with no upstream task): it settles what a killed push left
+(``reconcile.settle``: the baseline it reads then counts a version whose push died after its
+rename) and removes scratch directories killed stages left (``storage.clean_scratch``).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from components import names
-from components.lib import registry, saved_model
+from components.lib import reconcile, registry, storage
 from components.lib.baseline import Baseline
 
 STAGE = names.STAGE_RESOLVE
@@ -35,12 +41,16 @@ def baseline_from_entry(entry: dict[str, Any], model_name: str, skipped: list[in
     )
 
 
+def housekeeping(storage_root: str, serving_root: str, model_name: str) -> list[str]:
+    """Settle the registry against the serving directory and remove dead scratch; one line per act."""
+    model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
+    said = [f"registry: {line}" for line in reconcile.settle(storage_root, model_dir, model_name, STAGE)]
+    return said + [f"scratch: {line}" for line in storage.clean_scratch(storage_root)]
+
+
 def resolve(storage_root: str, model_name: str) -> Baseline:
     """The newest blessed version whose SavedModel is still on disk; versions deleted by hand are skipped."""
-    doc = registry.read_index(storage_root, STAGE)
-    skipped: list[int] = []
-    for entry in registry.latest_blessed(doc, model_name):
-        if saved_model.is_saved_model(entry["serving_path"]):
-            return baseline_from_entry(entry, model_name, skipped)
-        skipped.append(entry["version"])
-    return Baseline(False, names.NO_BASELINE, model_name, skipped_versions=skipped)
+    entry, skipped = registry.baseline_entry(registry.read_index(storage_root, STAGE), model_name)
+    if entry is None:
+        return Baseline(False, names.NO_BASELINE, model_name, skipped_versions=skipped)
+    return baseline_from_entry(entry, model_name, skipped)

@@ -5,9 +5,15 @@ Bulk artifacts (examples, transformed examples, models) are written once under
 of such a stage holds a small manifest pointing at that directory, and the same path is in
 the artifact's metadata, so lineage in ML Metadata stays complete.
 
+Every path a run parameter names (``data``, ``schema_file``, ``module_file``,
+``thresholds_file``, ``serving_root``) is read through ``resolve``, which keeps it on the
+volume: relative to the root, or absolute inside it. A pod has nothing else that outlives it,
+and a local run must not write outside the folder it was given.
+
 Writes are atomic at directory level: a stage writes into a hidden sibling directory and
 renames it into place only when everything is there, so a crash never leaves an output that
-looks complete.
+looks complete. The scratch name carries its owner (host and process id), so the next run can
+tell a killed stage's leftover from a live one of a concurrent run (``clean_scratch``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +32,41 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import faults
+
+# A leftover whose owner cannot be asked (another host or pod) is removed only when nothing in
+# it has changed for this long: far longer than any stage goes without writing a file.
+SCRATCH_MAX_AGE_S = 24 * 3600
+INCOMING_PREFIX = ".incoming-"  # data being copied onto the volume by a local run
+# ".<final>.partial-<host>-<pid>-<8 hex>" and ".<final>.old-<host>-<pid>-<8 hex>" (the owner is
+# absent from names written before it was added).
+_SCRATCH = re.compile(r"^\.(?P<final>.+)\.(?P<kind>partial|old)-(?:(?P<host>.+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
 
 
-def resolve(storage_root: str, path: str) -> Path:
-    """A path as given by the user: absolute as is, relative to the storage root otherwise."""
+def inside(root: str | Path, path: str | Path) -> bool:
+    """Whether ``path`` is ``root`` or under it, as written or once symlinks are followed."""
+    root_abs, path_abs = os.path.abspath(root), os.path.abspath(path)
+    if os.path.commonpath([root_abs, path_abs]) == root_abs:
+        return True
+    root_real, path_real = os.path.realpath(root), os.path.realpath(path)
+    return os.path.commonpath([root_real, path_real]) == root_real
+
+
+def resolve(storage_root: str | Path, path: str, stage: str, parameter: str) -> Path:
+    """The path a parameter names: relative to the storage root, or absolute — on the volume either way.
+
+    ``..`` or an absolute path that leaves the storage root is that stage's StageError.
+    """
     p = Path(path)
-    return p if p.is_absolute() else Path(storage_root) / p
+    full = Path(os.path.normpath(p if p.is_absolute() else Path(storage_root) / p))
+    if not inside(storage_root, full):
+        raise StageError(
+            stage,
+            str(full),
+            f"{parameter} {path!r} is outside the storage root {os.path.abspath(storage_root)}; "
+            "a run reads and writes only on its volume",
+        )
+    return full
 
 
 def stage_dir(storage_root: str, run_id: str, stage: str) -> Path:
@@ -37,31 +75,124 @@ def stage_dir(storage_root: str, run_id: str, stage: str) -> Path:
     return Path(storage_root) / names.ARTIFACTS_DIR / safe_run / stage
 
 
+def owner_tag() -> str:
+    """``<host>-<pid>``: who writes a scratch directory (a pod's host name is the pod's name)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, stage: str) -> Iterator[Path]:
     """Yield a scratch directory that becomes ``final`` only if the block succeeds.
 
-    A rerun of the same task (a retry) replaces an earlier complete output whole.
+    A rerun of the same task (a retry) replaces an earlier complete output whole. Fault point
+    ``<stage>.before_publish``: the output is complete in scratch, not yet renamed.
     """
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StageError(stage, str(final.parent), f"cannot create output directory: {e}") from e
-    scratch = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    tag = f"{owner_tag()}-{uuid.uuid4().hex[:8]}"
+    scratch = final.parent / f".{final.name}.partial-{tag}"
     scratch.mkdir()
     try:
         yield scratch
+        faults.point(f"{stage}.before_publish")
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     old = None
     if final.exists():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        old = final.parent / f".{final.name}.old-{tag}"
         os.rename(final, old)
     os.rename(scratch, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _last_change(path: Path) -> float:
+    """The newest modification time in a tree (a live stage keeps writing somewhere in it)."""
+    newest = path.lstat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+    return newest
+
+
+def abandoned(path: Path, host: str | None, pid: str | None, now: float, max_age_s: float) -> bool:
+    """Whether a scratch directory's writer is gone.
+
+    Its owner on this host is asked directly (a live process keeps its scratch, however quiet it
+    is); an owner elsewhere (another pod) or unnamed (older scratch names) cannot be asked, so its
+    scratch is abandoned once nothing in it has changed for ``max_age_s``. Host names tell pods
+    and machines apart.
+    """
+    if host == socket.gethostname() and pid is not None:
+        return int(pid) != os.getpid() and not _alive(int(pid))
+    try:
+        return now - _last_change(path) > max_age_s
+    except OSError:
+        return False
+
+
+def _leftovers(root: Path) -> Iterator[tuple[Path, str | None, str | None, Path | None]]:
+    """``(path, owner host, owner pid, final of an .old-* dir)`` of every scratch on the volume."""
+    with contextlib.suppress(OSError):
+        for run_dir in (root / names.ARTIFACTS_DIR).iterdir():
+            if not run_dir.is_dir() or run_dir.is_symlink():
+                continue
+            for path in run_dir.iterdir():
+                m = _SCRATCH.match(path.name)
+                if m is not None:
+                    old_of = path.parent / m["final"] if m["kind"] == "old" else None
+                    yield path, m["host"], m["pid"], old_of
+    with contextlib.suppress(OSError):
+        for path in (root / names.DATA_DIR).glob(f"{INCOMING_PREFIX}*"):
+            # ".incoming-<host>-<pid>-<random>" (tempfile's random part has no "-")
+            parts = path.name[len(INCOMING_PREFIX) :].rsplit("-", 2)
+            owned = len(parts) == 3 and parts[1].isdigit()
+            yield path, parts[0] if owned else None, parts[1] if owned else None, None
+
+
+def clean_scratch(storage_root: str | Path, *, max_age_s: float = SCRATCH_MAX_AGE_S) -> list[str]:
+    """Remove what killed stages left on the volume; return one line per leftover handled.
+
+    Looks at ``artifacts/<run>/.<stage>.partial-*`` and ``.old-*`` (``atomic_dir``) and
+    ``data/.incoming-*`` (a local run's data copy). Only abandoned ones (``abandoned``) are
+    touched, so a concurrent run's live scratch stays. An ``.old-*`` whose final directory is
+    missing (killed between atomic_dir's two renames) is the last complete output: it is put
+    back, not removed. Registry and serving leftovers are ``reconcile``'s, under the lock.
+    """
+    now = time.time()
+    done: list[str] = []
+    for path, host, pid, old_of in list(_leftovers(Path(storage_root))):
+        if not abandoned(path, host, pid, now, max_age_s):
+            continue
+        try:
+            if old_of is not None and not old_of.exists():
+                os.rename(path, old_of)
+                done.append(f"{old_of}: restored from {path.name}, left by a stage killed while publishing")
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as e:
+            done.append(f"{path}: could not remove a killed stage's leftover: {e}")
+            continue
+        done.append(f"{path}: removed, left by a killed stage")
+    return done
 
 
 def write_manifest(artifact_path: str, storage_path: Path, metadata: dict[str, Any]) -> None:

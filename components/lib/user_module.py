@@ -16,12 +16,12 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import storage
 
 # The functions a user module defines, and which stage needs which.
 PREPROCESSING_FN = "preprocessing_fn"
@@ -124,9 +124,7 @@ def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleT
         except Exception as e:  # the user's code raised at import time
             raise StageError(stage, module_file, f"user module failed to import: {e!r}") from e
 
-    path = Path(module_file)
-    if not path.is_absolute():
-        path = Path(storage_root) / path
+    path = storage.resolve(storage_root, module_file, stage, "module_file")  # on the volume only
     if not path.is_file():
         raise StageError(stage, str(path), "user module file does not exist")
     try:

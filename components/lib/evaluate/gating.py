@@ -32,11 +32,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import storage
 from components.lib.evaluate.keys import STAGE
 
 THRESHOLD_KEYS = ("mae_threshold", "max_relative_degradation", "naive_margin", "min_accuracy")
@@ -150,8 +150,7 @@ def load_thresholds(
     }
     source = "parameters"
     if thresholds_file:
-        path = Path(thresholds_file)
-        path = path if path.is_absolute() else Path(storage_root) / path
+        path = storage.resolve(storage_root, thresholds_file, STAGE, "thresholds_file")  # on the volume only
         try:
             text = path.read_text()
         except OSError as e:

@@ -4,6 +4,11 @@
 serving contract before an engine starts, picks the engine, has it write TFMA's result into
 ``output_dir/eval_result``, judges it (``gating.judge``) into a ``Blessing`` record and writes
 ``summary.json``. ``baseline_of`` reads the baseline resolve-baseline passed (``Baseline``).
+
+Minimum evidence (``evidence_shortfall``): a verdict on too few examples means nothing, so a
+candidate evaluated on fewer than ``min_eval_examples`` eval examples, or trained on fewer than
+``min_train_rows`` rows, is NOT_BLESSED whatever its metrics, and the shortfall is the first
+reason. Defaults (``components.defaults``): 30 and 100, justified there.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from components import names
 from components.errors import StageError
 from components.lib import examples, saved_model
+from components.lib.artifact_metadata import plain
 from components.lib.baseline import Baseline
 from components.lib.blessing import Blessing
 from components.lib.evaluate import models as task_models
@@ -79,6 +85,39 @@ def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | No
     return Path(record.model_path), record.version
 
 
+def train_rows_of(metadata: dict[str, Any], artifact_path: str) -> int | None:
+    """Rows of the train split from ExampleGen's ``rows`` metadata (or its manifest); None: unknown."""
+    rows = plain(metadata.get(names.META_ROWS))
+    if not isinstance(rows, dict):
+        try:
+            rows = json.loads(Path(artifact_path).read_text()).get(names.META_ROWS)
+        except (OSError, ValueError, AttributeError):
+            rows = None
+    value = rows.get(names.TRAIN) if isinstance(rows, dict) else None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def evidence_shortfall(
+    eval_examples: float, train_rows: int | None, min_eval_examples: int, min_train_rows: int
+) -> list[str]:
+    """Why there is too little evidence to bless (empty: enough). A minimum of 0 is off."""
+    out = []
+    if min_eval_examples > 0 and eval_examples < min_eval_examples:
+        n = int(eval_examples)
+        out.append(
+            f"too little evidence: {n:,} eval example{'' if n == 1 else 's'}, "
+            f"at least {min_eval_examples:,} needed to bless (min_eval_examples)"
+        )
+    if min_train_rows > 0 and train_rows is None:
+        out.append("too little evidence: the number of training rows is unknown (min_train_rows)")
+    elif min_train_rows > 0 and train_rows is not None and train_rows < min_train_rows:
+        out.append(
+            f"too little evidence: trained on {train_rows:,} row{'' if train_rows == 1 else 's'}, "
+            f"at least {min_train_rows:,} needed to bless (min_train_rows)"
+        )
+    return out
+
+
 def evaluate_models(
     examples_dir: Path,
     candidate_dir: Path,
@@ -92,11 +131,16 @@ def evaluate_models(
     beam_args: str,
     engine: str = ENGINE_AUTO,
     published_dir: Path | None = None,
+    train_rows: int | None = None,
+    min_eval_examples: int = 0,
+    min_train_rows: int = 0,
 ) -> EvaluateResult:
     """Write TFMA's result into ``output_dir/eval_result`` (native or Beam engine) and judge.
 
     ``published_dir``: where ``output_dir`` will be once published (it is usually a scratch
     directory renamed into place); the blessing and the result cite paths under it.
+    ``train_rows``, ``min_eval_examples``, ``min_train_rows``: the minimum evidence to bless
+    (``evidence_shortfall``; 0 = no minimum).
     """
     import time
 
@@ -141,6 +185,9 @@ def evaluate_models(
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
     validation = tfma.load_validation_result(str(result_dir))
     verdict, reasons = judge(validation, thresholds, cand, base, baseline_version, gate)
+    shortfall = evidence_shortfall(cand["example_count"], train_rows, min_eval_examples, min_train_rows)
+    if shortfall:
+        verdict, reasons = names.NOT_BLESSED, shortfall + reasons
     blessing = Blessing(
         verdict=verdict,
         reasons=reasons,
@@ -164,6 +211,12 @@ def evaluate_models(
         "classes": list(info.classes) if info is not None else [],
         "naive": {"description": naive.description, "error": naive.error} if naive else None,
         "slice_feature": slice_feature,
+        "evidence": {
+            "eval_examples": cand["example_count"],
+            "train_rows": train_rows,
+            "min_eval_examples": min_eval_examples,
+            "min_train_rows": min_train_rows,
+        },
     }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)

@@ -3,6 +3,22 @@
 ``ValidationResult`` holds what validate found (TFDV's anomalies read as :class:`Finding`s, the
 drift and skew figures as :class:`Comparison`s, unseen categories) and derives from it the
 verdict, the artifact's metadata and the error that fails the stage.
+
+TFDV gives every comparator anomaly (drift or skew over its threshold) severity ERROR. What that
+ERROR does is the ``fail_on`` policy's decision, not the severity's:
+
+| ``fail_on``          | unsafe (``UNSAFE_REASONS``) | drift / skew (ERROR) | new column, unseen category |
+|----------------------|-----------------------------|----------------------|-----------------------------|
+| ``unsafe`` (default) | fail the run                | reported, run goes on | reported                   |
+| ``any``              | fail                        | fail                 | fail                        |
+| ``none``             | reported                    | reported             | reported                    |
+
+Why drift and skew do not stop the default run: neither makes training unsafe. Skew between
+two hash-split halves of one dataset is sampling noise, large only when a split is tiny — and
+evaluate's minimum evidence (``min_eval_examples``, ``min_train_rows``) refuses to bless a model
+judged on too few rows. Drift against the served model's training data is the reason to retrain;
+the candidate is then compared with the served model on the new eval data before it may replace
+it. A user who wants either to stop the run sets ``fail_on=any``.
 """
 
 from __future__ import annotations

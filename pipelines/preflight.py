@@ -1,0 +1,187 @@
+"""Preflight: every run parameter and the storage root checked before a local run writes anything.
+
+``run_locally`` calls ``check`` first: before the storage folder, the copy of the data, the
+lineage store or the compiled YAML exist. A rejected command leaves nothing behind and is one
+``[stage] file: problem`` line, ``stage`` being the one that would have failed (or ``submit``).
+
+The checks are the stages' own, called early, so a local run and a cluster run refuse the same
+values with the same words: the parameter vocabulary (``parameters.coerce``: types, choices,
+JSON, the model name), paths kept on the volume (``storage.resolve``: ``data``, ``schema_file``,
+``module_file``, ``thresholds_file``, ``serving_root``), the user module (``user_module``: it
+imports, and defines the functions the stages will call), the schema and thresholds files (their
+readers), the registry index (``registry.read_index``: a damaged one stops resolve-baseline),
+the slice feature (a column of the data's header), and the storage root itself (exists or
+can be made, is a directory, is writable, has room for the run). On a cluster the submitting
+machine cannot see the volume, so the stages enforce the same checks themselves at run time.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from components import names
+from components.errors import StageError
+from components.parameters import PARAMETERS, ParameterError, coerce
+
+# Room a run needs on the storage root: a run on 100,000 rows (a 4.0 MB CSV) wrote the CSV's
+# copy (3.9 MB), 6.8 MB of artifacts and < 1 MB else (2.8x the input); 4x the input plus a
+# fixed 100 MiB (SavedModels ~0.4 MB each, logs, lineage) leaves headroom without refusing a
+# run that would fit.
+MIN_FREE_BYTES = 100 * 2**20
+FREE_PER_INPUT_BYTE = 4
+
+
+class PreflightError(ValueError):
+    """A run that must not start; the message is one ``[stage] file: problem`` line."""
+
+
+def check(
+    storage: Path, data: Path | None, raw: dict[str, Any], *, runner: str = "inprocess"
+) -> dict[str, Any]:
+    """The run parameters converted to their types, or a PreflightError; writes nothing.
+
+    ``storage``: the storage root as given; ``data``: ``--data`` (None: a named ``data``
+    parameter, or generated rows); ``raw``: ``--param`` values.
+    """
+    try:
+        values = coerce(raw)
+    except ParameterError as e:
+        raise PreflightError(f"[submit] {e}") from None
+    p = {q.name: q.default for q in PARAMETERS} | values
+    root = Path(os.path.abspath(storage))
+    _storage_root(storage)
+    try:
+        input_bytes = _data(root, data, p, named="data" in values)
+        _paths(root, p)
+        _module(root, p)
+        if (root / names.REGISTRY_INDEX).exists():
+            from components.lib import registry
+
+            registry.read_index(root, names.STAGE_RESOLVE)
+    except StageError as e:
+        raise PreflightError(str(e)) from None
+    _free_space(storage, input_bytes)
+    if runner == "backend":
+        from pipelines.kfp_backend import available
+
+        reason = available()
+        if reason:
+            raise PreflightError(f"[submit] --runner backend: the KFP backend emulator {reason}")
+    return values
+
+
+def _nearest_existing(path: Path) -> Path:
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
+def _storage_root(storage: Path) -> None:
+    """Exists or can be made, is a directory, and this user may write in it."""
+    if storage.exists() and not storage.is_dir():
+        raise PreflightError(f"[submit] {storage}: the storage root is not a directory")
+    probe = _nearest_existing(Path(os.path.abspath(storage)))
+    if not probe.is_dir():
+        raise PreflightError(f"[submit] {storage}: the storage root cannot be made ({probe} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PreflightError(f"[submit] {storage}: the storage root is not writable")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> int:
+    """The input's size in bytes, once it is known to exist and to hold the slice feature.
+
+    Named by the ``data`` parameter, it must be on the volume already; ``--data`` is copied there.
+    """
+    from components.lib import storage
+
+    if named:
+        source = storage.resolve(root, p["data"], names.STAGE_EXAMPLE_GEN, "data")
+        if not source.exists():
+            raise StageError(names.STAGE_EXAMPLE_GEN, str(source), "input data does not exist")
+    elif data is not None:
+        source = Path(os.path.abspath(data))
+        if not source.exists():
+            raise PreflightError(f"[submit] {source}: input data does not exist")
+    else:
+        source = root / names.DEFAULT_DATA_FILE  # generated with names.COLUMNS if absent
+        if not source.exists():
+            _columns_named(names.COLUMNS, p, f"{source} (generated)")
+            return 0
+    header, where = _header(source)
+    if header is not None:
+        _columns_named(header, p, where)
+    return _size(source)
+
+
+def _header(source: Path) -> tuple[list[str] | None, str]:
+    """The first CSV's header (None when there is none to read: ExampleGen says why)."""
+    from components.lib.example_gen import list_csv_files
+
+    first = list_csv_files(source)[0]
+    try:
+        with open(first, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), None), str(first)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None, str(first)
+
+
+def _columns_named(header: Any, p: dict[str, Any], where: str) -> None:  # noqa: ANN401
+    """The slice feature is a column of the data (evaluate would say so only after training).
+
+    The label is example_gen's to check: it is the first stage and answers within a second.
+    """
+    columns = [c.strip() for c in header]
+    if p["slice_feature"] and p["slice_feature"] not in columns:
+        raise StageError(
+            names.STAGE_EVALUATE,
+            where,
+            f"slice feature {p['slice_feature']!r} is not a column of the data: {columns}",
+        )
+
+
+def _paths(root: Path, p: dict[str, Any]) -> None:
+    """The schema and thresholds files read, the serving root on the volume."""
+    from components.lib import registry, storage
+    from components.lib.evaluate.gating import load_thresholds
+    from components.lib.schema_io import read_schema
+
+    if p["schema_file"]:
+        path = storage.resolve(root, p["schema_file"], names.STAGE_SCHEMA, "schema_file")
+        read_schema(path, names.STAGE_SCHEMA)
+    load_thresholds(p["mae_threshold"], p["max_relative_degradation"], p["thresholds_file"], str(root))
+    registry.model_dir(root, p["serving_root"], p["model_name"], names.STAGE_PUSH)
+
+
+def _module(root: Path, p: dict[str, Any]) -> None:
+    """A user module imports and defines what transform, tune and train will call."""
+    if not p["module_file"].strip():
+        return  # the built-in module
+    from components.lib import training, user_module
+
+    module = user_module.load_user_module(p["module_file"], str(root), names.STAGE_TRANSFORM)
+    user_module.require(module, user_module.PREPROCESSING_FN, names.STAGE_TRANSFORM)
+    if p["tune_enabled"]:
+        user_module.require(module, user_module.HYPERPARAMETER_SPACE, names.STAGE_TUNE)
+    else:
+        user_module.require(module, user_module.DEFAULT_HYPERPARAMETERS, names.STAGE_TUNE)
+    user_module.require(module, user_module.BUILD_MODEL, names.STAGE_TRAIN)
+    training.label_functions(module, names.STAGE_TRAIN)
+
+
+def _free_space(storage: Path, input_bytes: int) -> None:
+    probe = _nearest_existing(Path(os.path.abspath(storage)))
+    free = shutil.disk_usage(probe).free
+    need = MIN_FREE_BYTES + FREE_PER_INPUT_BYTE * input_bytes
+    if free < need:
+        raise PreflightError(
+            f"[submit] {storage}: the storage root has {free / 2**20:,.0f} MiB free; "
+            f"a run on this data needs at least {need / 2**20:,.0f} MiB"
+        )
