@@ -15,12 +15,15 @@ def example_gen(
     schema_file: str,
     examples: Output[Dataset],
     column_types: str = "",
+    beam_args: str = "--runner=DirectRunner --direct_num_workers=1",
 ):
     """Read ``data`` (relative to ``storage_root``) and write ``Split-train/`` and ``Split-eval/``.
 
     The examples are written once on the volume; the artifact points at them. An empty
     ``schema_file`` means column types are inferred (digit strings with leading zeros stay text);
     ``column_types`` (``zip:string,age:float``) overrides inference or the schema per column.
+    ``beam_args``: a runner other than the local one writes the examples with a Beam pipeline,
+    N files per split (``components.lib.beam.runs_in_process``; the metadata says which ran).
     """
     from components import names
     from components.lib import storage
@@ -39,6 +42,7 @@ def example_gen(
                 else None
             ),
             column_types=column_types,
+            beam_args=beam_args,
         )
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     examples.metadata.update(meta)

@@ -12,6 +12,7 @@ def statistics(
     run_id: str,
     statistics: Output[Artifact],
     report: Output[HTML],
+    beam_args: str = "--runner=DirectRunner --direct_num_workers=1",
 ):
     """Write ``<statistics>/Split-<split>/FeatureStats.pb`` (TFX StatisticsGen's layout) and the report.
 
@@ -19,7 +20,8 @@ def statistics(
     from the volume. A copy of both goes to the volume, ``artifacts/<run id>/statistics/``
     (``report.html`` beside the ``Split-*`` folders): the report a user opens, and the training
     data's statistics a later run's validate compares its data with (drift), once this run's
-    model is the one being served.
+    model is the one being served. ``beam_args``: in process when Beam would run in this process
+    anyway, TFDV's Beam pipeline on the runner named otherwise (the metadata's ``method``/``runner``).
     """
     import os
     import shutil
@@ -34,7 +36,7 @@ def statistics(
     stage = names.STAGE_STATISTICS
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, stage)
     os.makedirs(statistics.path, exist_ok=True)
-    result = run_statistics(examples_dir, Path(statistics.path))
+    result = run_statistics(examples_dir, Path(statistics.path), beam_args=beam_args)
     stats = {s: read_statistics(Path(statistics.path), s, stage) for s in result.rows}
     html = render_report(stats, run_id=run_id)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)

@@ -91,14 +91,25 @@ def _meta(record: Any, output: str) -> dict[str, Any]:  # noqa: ANN401
     return dict(getattr(art, "metadata", {}) or {})
 
 
+def _on_beam(meta: dict[str, Any]) -> str:
+    """`` on Beam (PortableRunner, files per split train 4 / eval 2)`` when a stage took its Beam path."""
+    if meta.get("method") != "beam":
+        return ""
+    files = meta.get("files_per_split")
+    more = f", files per split {_figure(files)}" if isinstance(files, dict) else ""
+    return f" on Beam ({meta.get('runner', '?')}{more})"
+
+
 def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.TaskRecord)
     """The few figures that say how a stage went, in words."""
     task = record.task.replace("-", "_")
     if task == names.STAGE_EXAMPLE_GEN:
-        return f"rows {_figure(_meta(record, 'examples').get(names.META_ROWS, {}))}"
+        meta = _meta(record, "examples")
+        return f"rows {_figure(meta.get(names.META_ROWS, {}))}{_on_beam(meta)}"
     if task in (names.STAGE_STATISTICS, names.STAGE_SCHEMA):
         out = "statistics" if task == names.STAGE_STATISTICS else "schema"
-        return f"{_figure(_meta(record, out).get(names.META_FEATURES, '?'))} features"
+        meta = _meta(record, out)
+        return f"{_figure(meta.get(names.META_FEATURES, '?'))} features{_on_beam(meta)}"
     if task == names.STAGE_VALIDATE:
         meta = _meta(record, "anomalies")
         anomalies = _figure(meta.get(names.META_ANOMALIES, "?"))

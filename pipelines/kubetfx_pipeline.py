@@ -102,11 +102,14 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         split_buckets=p.split_buckets,
         schema_file=p.schema_file,
         column_types=p.column_types,
+        beam_args=p.beam_args,
     )
     _place(example_gen_task, names.STAGE_EXAMPLE_GEN, opts)
     examples = example_gen_task.outputs["examples"]
 
-    statistics_task = statistics(examples=examples, storage_root=p.storage_root, run_id=run_id)
+    statistics_task = statistics(
+        examples=examples, storage_root=p.storage_root, run_id=run_id, beam_args=p.beam_args
+    )
     _place(statistics_task, names.STAGE_STATISTICS, opts)
 
     schema_task = schema(

@@ -146,3 +146,22 @@ def test_the_outcome_lists_the_html_reports_on_the_volume_and_tensorboard_over_t
     ]
     # The run's folder: train's curves and the tuner's trials (HPARAMS) in one TensorBoard.
     assert lines[-1].startswith("TensorBoard: ") and lines[-1].endswith(f" --logdir {run_dir}")
+
+
+def test_a_stage_that_ran_on_beam_says_so():
+    beam = _record(
+        "example-gen",
+        examples={
+            names.META_ROWS: {"train": 200, "eval": 100},
+            "method": "beam",
+            "runner": "PortableRunner",
+            "files_per_split": {"train": 2, "eval": 1},
+        },
+    )
+    local = _record(
+        "statistics", statistics={names.META_FEATURES: 7, "method": "in-process", "runner": "none"}
+    )
+    assert console.stage_figures(beam) == (
+        "rows train 200 / eval 100 on Beam (PortableRunner, files per split train 2 / eval 1)"
+    )
+    assert console.stage_figures(local) == "7 features"

@@ -125,9 +125,10 @@ def test_component_defaults_equal_the_vocabularys():
     from components.evaluate import evaluate
     from components.example_gen import example_gen
     from components.schema import schema
+    from components.statistics import statistics
 
     checked = 0
-    for component in (example_gen, schema, evaluate):
+    for component in (example_gen, statistics, schema, evaluate):
         for name, spec in component.component_spec.inputs.items():
             if spec.default is not None and name in parameters.BY_NAME:
                 assert spec.default == parameters.BY_NAME[name].default, (component.name, name)

@@ -269,3 +269,40 @@ def test_evaluate_on_worker_processes_equals_the_in_process_engine(beam_pool, tm
         results[run.engine] = run
     assert set(results) == {ev.ENGINE_NATIVE, ev.ENGINE_TFMA}  # in process: native; the pool: TFMA
     assert_same_evaluation(results)
+
+
+def test_the_components_hand_beam_args_to_their_stage(beam_pool, storage_root, synthetic_csv, tmp_path):
+    """example_gen and statistics as the pipeline calls them: beam_args picks the Beam path."""
+    from conftest import run_component
+    from kfp import dsl
+
+    from components.example_gen import example_gen
+    from components.statistics import statistics
+
+    data = storage_root / names.DATA_DIR / "beam_components" / "insurance.csv"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_bytes(synthetic_csv.read_bytes())
+    args = beam_pool.beam_args(workers=2)
+    examples = run_component(
+        example_gen,
+        tmp_path / "eg",
+        storage_root=str(storage_root),
+        data=str(data),
+        run_id="beam-components",
+        label=names.LABEL,
+        split_buckets="train:2,eval:1",
+        schema_file="",
+        beam_args=args,
+    )["examples"]
+    assert examples.metadata["method"] == "beam" and examples.metadata["runner"] == "PortableRunner"
+    ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
+    stats = run_component(
+        statistics,
+        tmp_path / "st",
+        examples=ex,
+        storage_root=str(storage_root),
+        run_id="beam-components",
+        beam_args=args,
+    )["statistics"]
+    assert stats.metadata["method"] == "beam" and stats.metadata["runner"] == "PortableRunner"
+    assert stats.metadata[names.META_ROWS] == examples.metadata[names.META_ROWS]
