@@ -110,7 +110,7 @@ def preprocessing_fn(inputs: dict[str, Any], context: Any) -> dict[str, Any]:
         else:
             out[name] = tft.compute_and_apply_vocabulary(
                 _to_dense(_as_text(x), ""),
-                top_k=int(__import__("os").environ.get("KT_TOPK","1000")) or None,
+                top_k=MAX_VOCABULARY,
                 num_oov_buckets=NUM_OOV_BUCKETS,
                 vocab_filename=name,
             )
