@@ -120,14 +120,19 @@ def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.T
         loss = _meta(record, "summary").get("best_val_loss")
         return f"best val_loss {_figure(loss)}" if loss is not None else "search off: the module's defaults"
     if task == names.STAGE_TRAIN:
-        mae = _meta(record, "metrics").get("eval_mae")
+        metrics = _meta(record, "metrics")
+        if metrics.get("eval_accuracy") is not None:  # classification
+            return f"eval accuracy {metrics['eval_accuracy']:.3f}"
+        mae = metrics.get("eval_mae")
         return f"eval MAE {_figure(mae)}" if mae is not None else ""
     if task == names.STAGE_RESOLVE:
         meta = _meta(record, "baseline")
         return f"baseline version {_figure(meta.get('version'))}" if meta.get("found") else "no baseline"
     if task == names.STAGE_EVALUATE:
         meta = _meta(record, "blessing")
-        return f"{meta.get(names.META_VERDICT, '?')}, MAE {_figure(meta.get('mae'))}"
+        accuracy = _meta(record, "evaluation").get("accuracy")  # classification: the gated metric
+        figure = f"accuracy {accuracy:.3f}" if accuracy is not None else f"MAE {_figure(meta.get('mae'))}"
+        return f"{meta.get(names.META_VERDICT, '?')}, {figure}"
     if task == names.STAGE_PUSH:
         meta = _meta(record, "pushed_model")
         return f"version {_figure(meta.get('version'))}" if meta.get("pushed") else "nothing pushed"

@@ -68,6 +68,13 @@ def test_the_outcome_names_the_pushed_version(tmp_path):
     assert console.stage_line(run.tasks[0]) == "✔ evaluate            1.0 s     1 MB  BLESSED, MAE 1,806"
 
 
+def test_a_classifiers_stage_lines_show_accuracy():
+    evaluate = _record("evaluate", blessing={"verdict": "BLESSED"}, evaluation={"accuracy": 0.9123})
+    train = _record("train", metrics={"eval_accuracy": 0.9, "eval_log_loss": 0.3})
+    assert console.stage_line(evaluate) == "✔ evaluate            1.0 s     1 MB  BLESSED, accuracy 0.912"
+    assert console.stage_line(train) == "✔ train               1.0 s     1 MB  eval accuracy 0.900"
+
+
 def test_a_damaged_lineage_store_is_set_aside_and_a_new_one_started(tmp_path):
     db = tmp_path / names.METADATA_DB
     db.parent.mkdir(parents=True)
