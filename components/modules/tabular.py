@@ -20,7 +20,11 @@ names, the raw schema and figures of the training labels. Nothing here knows a c
   frequencies. Either way the untrained model already is the naive predictor the gate beats.
   Adam's learning rate falls along a cosine to a tenth over the fit's steps: on the reference
   workload that lowers the eval MAE by ~15 % and its spread across seeds by ~4x (1,530-1,650
-  over four seeds, against 1,630-2,230 at a constant rate).
+  over four seeds, against 1,630-2,230 at a constant rate). The hidden layers get an L2 weight
+  decay that shrinks with the number of training rows: on a few hundred rows 1,000 steps are
+  over a hundred epochs, and without it a classifier's eval log loss doubled while its accuracy
+  stayed (0.58 against 0.35 on the 240-row test table); on the workload it changes the MAE by
+  2 % (1,572 against 1,606 over four seeds).
 - ``hyperparameter_space``: learning rate, depth and width; the widths grow with the number
   of features. On the reference workload (six features) it is the workload's space.
 
@@ -40,6 +44,10 @@ LEARNING_RATES = (0.01, 0.003, 0.001)
 NUM_LAYERS = (1, 2)
 LOG_SPAN = 10.0  # a positive label with max/min >= this is learned on the log scale
 DECAY_TO = 0.1  # the learning rate falls (cosine) to this fraction of itself over the fit
+# L2 weight decay of the hidden layers: this over the number of training rows (a prior of fixed
+# strength; negligible on big data). Cross-entropy is ~3x the scale of the regression loss (MAE on
+# a standardized or log label), hence the larger constant for classification.
+L2_PER_ROW = {"classification": 1.0, "regression": 0.3}
 
 
 def raw_features(context: Any) -> dict[str, str]:
@@ -224,8 +232,12 @@ def build_model(hparams: dict[str, Any], tf_transform_output: Any, context: Any)
     if not parts:
         raise ValueError("the transformed examples hold no feature besides the label")
     x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
+    decay = L2_PER_ROW["classification" if context.is_classification else "regression"]
+    reg = keras.regularizers.l2(decay / context.train_rows) if context.train_rows else None
     for i in range(int(hparams["num_layers"])):
-        x = keras.layers.Dense(int(hparams["units"]), activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.Dense(
+            int(hparams["units"]), activation="relu", name=f"dense_{i}", kernel_regularizer=reg
+        )(x)
     rate: Any = float(hparams["learning_rate"])
     if context.steps:  # anneal to a tenth over the fit: a steadier end point, ~15 % lower MAE here
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(context.steps), alpha=DECAY_TO)
