@@ -154,8 +154,18 @@ def test_tfma_reads_back_the_result_with_slices(first_run, examples):
 
 def test_metrics_and_summary(first_run):
     logged = first_run["metrics"].metadata
-    assert set(logged) == {"example_count", "mse", "mae", "rmse"}  # no baseline_mae without a baseline
-    assert logged["rmse"] == pytest.approx(logged["mse"] ** 0.5)
+    # the blessing and each slice's MAE; no baseline figures without a baseline
+    assert set(logged) == {
+        "example_count",
+        "mse",
+        "mae",
+        "rmse",
+        "blessed",
+        "mae[smoker=no]",
+        "mae[smoker=yes]",
+    }
+    assert logged["rmse"] == pytest.approx(logged["mse"] ** 0.5, rel=1e-5)
+    assert logged["mae"] == round(logged["mae"], 2) and logged["blessed"] == 1.0
     summary = json.loads((evaluate_dir(first_run) / "summary.json").read_text())
     assert set(summary["slices"]) == {"Overall", "smoker=no", "smoker=yes"}
     assert first_run["evaluation"].metadata["eval_result"] == eval_result_dir(first_run)
@@ -199,7 +209,9 @@ def test_worse_candidate_fails_the_change_threshold(second_run, first_run):
     assert b["baseline_metrics"]["mae"] == pytest.approx(blessing_of(first_run)["metrics"]["mae"], rel=1e-6)
     assert b["metrics"]["mae"] > 1.05 * b["baseline_metrics"]["mae"]
     logged = second_run["outs"]["metrics"].metadata
-    assert logged["baseline_mae"] == pytest.approx(b["baseline_metrics"]["mae"])
+    assert logged["baseline_mae"] == pytest.approx(b["baseline_metrics"]["mae"], abs=0.01)
+    change = 100 * (b["metrics"]["mae"] - b["baseline_metrics"]["mae"]) / b["baseline_metrics"]["mae"]
+    assert logged["mae_change_pct"] == pytest.approx(change, abs=0.01) and logged["blessed"] == 0.0
 
 
 def test_tfma_result_holds_both_models_and_the_change_failure(second_run):

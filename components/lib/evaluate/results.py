@@ -187,17 +187,35 @@ class EvaluateResult:
         )
 
     def logged_metrics(self) -> dict[str, float]:
-        """The scalars for the KFP Metrics artifact (finite values only: JSON has no NaN)."""
+        """The scalars for the KFP Metrics artifact, rounded, in the label's units.
+
+        The candidate's overall figures, the blessing (1/0), the baseline's headline figures and
+        the change against them in percent, and the headline metric of every slice
+        (``mae[smoker=yes]``). Finite values only: JSON has no NaN.
+        """
+        headline = ("accuracy", "log_loss") if self.classification else ("mae", "mse")
         if self.classification:
             logged = {k: v for k, v in self.candidate.items() if "/" not in k}
-            if self.baseline:
-                logged.update(baseline_accuracy=self.baseline.get("accuracy", float("nan")))
-                logged.update(baseline_log_loss=self.baseline.get("log_loss", float("nan")))
-            return {k: v for k, v in logged.items() if _finite(v) is not None}
-        logged = {k: self.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
-        if self.baseline:
-            logged.update(baseline_mae=self.baseline["mae"], baseline_mse=self.baseline["mse"])
-        return {k: v for k, v in logged.items() if _finite(v) is not None}
+        else:
+            logged = {k: self.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
+        logged["blessed"] = 1.0 if self.blessed else 0.0
+        for key in headline if self.baseline else ():
+            base, cand = self.baseline.get(key, float("nan")), self.candidate.get(key, float("nan"))
+            logged[f"baseline_{key}"] = base
+            if _finite(base) and base != 0:
+                logged[f"{key}_change_pct"] = 100.0 * (cand - base) / abs(base)
+        key = headline[0]
+        for slice_name, models in self.metrics.items():
+            if slice_name != "Overall":
+                value = overall({"Overall": models}, CANDIDATE, self.label_info).get(key)
+                if value is not None:
+                    logged[f"{key}[{slice_name}]"] = value
+        return {k: _rounded(v) for k, v in logged.items() if _finite(v) is not None}
+
+
+def _rounded(x: float) -> float:
+    """Figures as people read them: 2 decimals from 1 up, 4 significant digits below."""
+    return round(x, 2) if abs(x) >= 1 else float(f"{x:.4g}")
 
 
 def _finite(x: float) -> float | None:
