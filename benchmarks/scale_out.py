@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,12 @@ from benchmarks.worker_pool import PoolMemory, start_pool, stop_pool
 from components import defaults, names
 
 STAGES = (names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_TRANSFORM, names.STAGE_EVALUATE)
+STAGE_OUTPUT = {  # the folder each stage writes under a mode's work folder
+    names.STAGE_EXAMPLE_GEN: "examples",
+    names.STAGE_STATISTICS: "statistics",
+    names.STAGE_TRANSFORM: "transform",
+    names.STAGE_EVALUATE: "evaluate",
+}
 
 
 def age_model(export_dir: Path) -> Path:
@@ -111,10 +118,12 @@ print("@@" + json.dumps(run_stage(sys.argv[1], Path(sys.argv[2]), sys.argv[3]), 
 """
 
 
-def run_mode(work: Path, beam_args: str, pool: Any = None) -> list[dict[str, Any]]:
-    """The four stages in order, each in a fresh child process; a figure line per stage."""
+def run_mode(
+    work: Path, beam_args: str, pool: Any = None, stages: Sequence[str] = STAGES
+) -> list[dict[str, Any]]:
+    """The stages in order, each in a fresh child process; a figure line per stage."""
     figures = []
-    for stage in STAGES:
+    for stage in stages:
         cmd = [sys.executable, "-c", _CHILD, stage, str(work), beam_args]
         if pool is None:
             m = run_measured(cmd, work / "logs", stage)
@@ -164,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the real CSV to resample")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in pipeline order")
+    parser.add_argument("--modes", default="in-process,worker-pool", help="in-process and/or worker-pool")
     args = parser.parse_args(argv)
+    stages = [s for s in STAGES if s in args.stages.split(",")]
     with tempfile.TemporaryDirectory(prefix="kubetfx-scale-") as tmp:
         root = args.keep or Path(tmp)
         csv = root / "input.csv"
@@ -181,7 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         doc: dict[str, Any] = {"rows": args.rows, "csv_bytes": csv.stat().st_size, "modes": {}}
         modes = [("in-process", defaults.BEAM_ARGS)] + ([("worker-pool", "")] if args.worker_pool else [])
         for mode, beam_args in modes:
+            if mode not in args.modes.split(","):
+                continue
             work = root / mode
+            for stage in stages:  # a kept folder: redo these stages from scratch
+                shutil.rmtree(work / STAGE_OUTPUT[stage], ignore_errors=True)
             work.mkdir(parents=True, exist_ok=True)
             (work / "input.csv").unlink(missing_ok=True)
             (work / "input.csv").symlink_to(csv)
@@ -189,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 beam_args = pool.beam_args(workers=args.worker_pool) if pool else beam_args
                 print(f"{mode}: beam_args {beam_args}", flush=True)
-                doc["modes"][mode] = {"beam_args": beam_args, "stages": run_mode(work, beam_args, pool)}
+                doc["modes"][mode] = {
+                    "beam_args": beam_args,
+                    "stages": run_mode(work, beam_args, pool, stages),
+                }
             finally:
                 if pool is not None:
                     stop_pool(pool)

@@ -295,6 +295,11 @@ def test_the_components_hand_beam_args_to_their_stage(beam_pool, storage_root, s
         beam_args=args,
     )["examples"]
     assert examples.metadata["method"] == "beam" and examples.metadata["runner"] == "PortableRunner"
+    for split, count in examples.metadata["files_per_split"].items():  # the runner chose N: TFX's names
+        folder = Path(examples.metadata[names.META_STORAGE_PATH]) / names.split_dir(split)
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"{names.EXAMPLES_FILE_PREFIX}-{i:05d}-of-{count:05d}.gz" for i in range(count)
+        ]
     ex = dsl.Dataset(name="examples", uri=examples.uri, metadata=dict(examples.metadata))
     stats = run_component(
         statistics,

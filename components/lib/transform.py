@@ -1,8 +1,9 @@
 """Transform logic: TFT on Beam, analyzers fit on train, the same graph applied to every split.
 
 Reads ExampleGen's ``Split-<split>/`` gzipped TFRecords through tfx-bsl's TFXIO with the
-schema, runs the user module's ``preprocessing_fn`` with ``tft_beam.AnalyzeAndTransformDataset``
-on train and ``TransformDataset`` on eval, and writes the TFT layout (``transform_graph/``,
+schema, fits the user module's ``preprocessing_fn`` with ``tft_beam.AnalyzeDataset`` on train,
+applies it with ``TransformDataset`` to train (read a second time, so both passes stream) and
+eval, and writes the TFT layout (``transform_graph/``,
 which ``tft.TFTransformOutput`` opens) and ``transformed_examples/Split-<split>/`` gzipped
 TFRecords (that layout is ``transform_output``, which tune and train read with). The Beam options
 string is handed to ``PipelineOptions`` unchanged, so a Dataflow/Flink/Spark runner gets exactly
@@ -277,32 +278,36 @@ def run_transform(
         )
         for split in names.SPLITS
     }
-    with tft_beam.Context(temp_dir=str(tmp_dir)):
-        raw = {
-            split: pipeline
-            | f"Files{split}" >> beam.Create(files[split])
-            | f"Spread{split}" >> beam.Reshuffle()
-            | f"Read{split}" >> beam.ParDo(ReadRecordBatches(schema))
-            for split in names.SPLITS
-        }
-        (train_data, _), transform_fn = (
-            raw[names.TRAIN],
-            io[names.TRAIN].TensorAdapterConfig(),
-        ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=True
+
+    def read(split: str, label: str = "") -> Any:
+        return (
+            pipeline
+            | f"Files{split}{label}" >> beam.Create(files[split])
+            | f"Spread{split}{label}" >> beam.Reshuffle()
+            | f"Read{split}{label}" >> beam.ParDo(ReadRecordBatches(schema))
         )
+
+    with tft_beam.Context(temp_dir=str(tmp_dir)):
+        # The train split is read twice: once for the analyzers, once to transform it. Read once
+        # (AnalyzeAndTransformDataset), its rows would wait — in the local runner's memory, 3.5 GB
+        # at 10 M rows — until the analysis they feed is done; read twice, each pass streams.
+        analyzed = read(names.TRAIN)
+        transform_fn = (
+            analyzed,
+            io[names.TRAIN].TensorAdapterConfig(),
+        ) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(graph_dir))
         _ = (
-            raw[names.TRAIN]
+            analyzed
             | "LabelFigures" >> beam.CombineGlobally(LabelValues())
             | "WriteLabelFigures" >> beam.Map(write_label_stats)
         )
-        eval_data, _ = (
-            (raw[names.EVAL], io[names.EVAL].TensorAdapterConfig()),
-            transform_fn,
-        ) | "TransformEval" >> tft_beam.TransformDataset(output_record_batches=True)
-        write(train_data, names.TRAIN)
-        write(eval_data, names.EVAL)
+        for split in names.SPLITS:
+            transformed, _ = (
+                (read(split, "ToTransform" if split == names.TRAIN else ""), io[split].TensorAdapterConfig()),
+                transform_fn,
+            ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
+            write(transformed, split)
         try:
             result = pipeline.run()
             result.wait_until_finish()

@@ -4,8 +4,11 @@ The input is cut into byte ranges (``CHUNK_BYTES``) of its CSV files and a Reshu
 them over the workers. Each worker reads the lines that START in its range (so no line is read
 twice or lost), converts them with the column types the driver's first pass decided, and
 encodes and splits them with ``encode.split_records``, as the in-process path does. Each split
-is written as ``shard_count`` gzipped TFRecord files named as TFX names them
-(``data_tfrecord-00000-of-00004.gz``): the same records as in-process, in other files and order.
+is written as gzipped TFRecord files named as TFX names them (``data_tfrecord-00000-of-00004.gz``):
+the same records as in-process, in other files and order. How many files is the runner's
+choice, one per bundle, as in TFX's ExampleGen: the records stream from the encoder into the
+files. A fixed count (``shards``) costs a shuffle of every record (Beam's sink groups them by
+file), which a local runner holds in memory: at 10 M rows that took the runner process to 7.7 GB.
 
 Like TFX's CsvExampleGen (lines through ``ReadFromText``) and like the in-process reader
 (pyarrow's, ``newlines_in_values`` off), a newline inside a quoted cell is not supported.
@@ -13,7 +16,6 @@ Like TFX's CsvExampleGen (lines through ``ReadFromText``) and like the in-proces
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,6 @@ from components.lib.example_gen.encode import arrow_type, bucket_splits, split_r
 
 METRICS_NAMESPACE = "kubetfx_example_gen"
 CHUNK_BYTES = 64 << 20  # bytes of CSV per Beam element (a worker's unit of work)
-SHARD_BYTES = 256 << 20  # about this much CSV per output file of a split
-MAX_SHARDS = 1000
-
-
-def shard_count(input_bytes: int, share: float) -> int:
-    """Files for a split that receives ``share`` of ``input_bytes`` of CSV: about SHARD_BYTES each."""
-    return max(1, min(MAX_SHARDS, math.ceil(input_bytes * share / SHARD_BYTES)))
 
 
 def byte_ranges(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[tuple[str, int, int]]:
@@ -90,15 +85,14 @@ def write_examples_beam(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Encode and split ``files`` on Beam into ``output_dir/Split-<split>/`` shards.
 
-    ``kinds``: each column's type (INT, FLOAT, BYTES). ``shards``: files per split (default
-    ``shard_count`` of the split's share of the input). Returns (rows, files) per split.
+    ``kinds``: each column's type (INT, FLOAT, BYTES). ``shards``: files per split (default:
+    the runner's choice, no shuffle). Returns (rows, files) per split.
     """
     import apache_beam as beam
 
     from components.lib.beam import pipeline_options, worker_stage_error
 
     bucket_split = bucket_splits(buckets)
-    input_bytes = sum(Path(f).stat().st_size for f in files)
 
     class EncodeRange(beam.DoFn):
         """One byte range of a CSV file -> one blob of framed records per split and Arrow batch."""
@@ -117,7 +111,6 @@ def write_examples_beam(
                         self._rows[split].inc(len(framed))
                         yield beam.pvalue.TaggedOutput(split, b"".join(framed))
 
-    counts = {name: shards or shard_count(input_bytes, count / len(bucket_split)) for name, count in buckets}
     try:
         pipeline = beam.Pipeline(options=pipeline_options(beam_args, STAGE))
     except Exception as e:  # e.g. an unknown --runner
@@ -134,7 +127,7 @@ def write_examples_beam(
         _ = encoded[name] | f"Write{name}" >> beam.io.WriteToText(  # each framed blob written verbatim
             str(folder / names.EXAMPLES_FILE_PREFIX),
             file_name_suffix=".gz",
-            num_shards=counts[name],
+            num_shards=shards or 0,  # 0: one file per bundle, no shuffle
             shard_name_template="-SSSSS-of-NNNNN",
             append_trailing_newlines=False,
             coder=beam.coders.BytesCoder(),
@@ -150,6 +143,7 @@ def write_examples_beam(
         if cause is not None:
             raise StageError(cause.stage, cause.path, cause.problem) from e
         raise StageError(STAGE, str(files[0]), f"example_gen pipeline failed: {type(e).__name__}: {e}") from e
+    counts = {name: len(examples.split_files(output_dir, name, STAGE)) for name, _ in buckets}
     return _row_counts(result, [n for n, _ in buckets]), counts
 
 

@@ -1,7 +1,7 @@
 """ExampleGen's stage function: the first pass, then the records in process or on Beam.
 
 The rule is ``beam.runs_in_process`` (the one every stage with a fast path applies): in process
-— pyarrow's CSV reader, one gzipped file per split, ~1.1 M rows/s on one core here — when Beam
+— pyarrow's CSV reader, one gzipped file per split — when Beam
 would run in this process anyway (the default ``beam_args``); a Beam pipeline writing N files
 per split (``beam.write_examples_beam``) for any other runner. The output metadata says which
 (``method``, ``runner``) and how many files each split has.
@@ -108,7 +108,7 @@ def run_example_gen(
 
     ``output_dir`` must be a fresh directory (the caller writes atomically). ``beam_args``
     picks in process or Beam (module docstring); ``shards``: files per split on Beam
-    (default: about one per 256 MB of the split's CSV).
+    (default: the runner's choice, one per bundle, with no shuffle of the records).
     """
     from components.lib.beam import runner_name, runs_in_process
 
