@@ -28,9 +28,50 @@ def test_runner_choice(args, runner):
         assert options.get_all_options()["region"] == "europe-west1"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        "",
+        "--runner=DirectRunner --direct_num_workers=1",
+        "--runner direct --direct_running_mode multi_processing",
+        "--runner=apache_beam.runners.portability.portable_runner.PortableRunner --job_endpoint=embed",
+        "--runner=DataflowRunner --runner=DirectRunner",
+        "--runner=FlinkRunner --flink_master=host:8081",
+    ],
+)
+def test_the_fast_path_rule_reads_the_runner_as_beam_does(args):
+    """runner_name parses beam_args without Beam; it must agree with PipelineOptions' reading."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    from components.lib.beam import runner_name
+
+    beams = str(pipeline_options(args, "statistics").view_as(StandardOptions).runner).rsplit(".", 1)[-1]
+    assert runner_name(args, "statistics") == beams
+
+
+def test_choosing_the_fast_path_does_not_import_beam():
+    """A stage that runs in process never pays Beam's 1-2 s import to find that out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from components.lib.beam import runs_in_process; "
+        "assert runs_in_process('--runner=DirectRunner --direct_num_workers=1', 'example_gen'); "
+        "assert not runs_in_process('--runner=DataflowRunner', 'example_gen'); "
+        "print('apache_beam' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_unparsable_options_name_the_stage():
     with pytest.raises(StageError, match=r"^\[evaluate\] beam_args .* cannot be parsed"):
         pipeline_options("--runner='unterminated", "evaluate")
+    from components.lib.beam import runs_in_process
+
+    with pytest.raises(StageError, match=r"^\[example_gen\] beam_args .* cannot be parsed"):
+        runs_in_process("--runner='unterminated", "example_gen")
 
 
 def test_worker_requirements_are_the_lock_pinned_for_pip(tmp_path):

@@ -40,12 +40,32 @@ def pipeline_options(beam_args: str, stage: str) -> Any:
     return options
 
 
-def runner_name(beam_args: str, stage: str) -> str:
-    """The runner ``beam_args`` asks for, as Beam names its class (``FnApiRunner`` for a local one)."""
-    from apache_beam.options.pipeline_options import StandardOptions
+def _args(beam_args: str, stage: str) -> list[str]:
+    try:
+        return shlex.split(beam_args or "")
+    except ValueError as e:
+        raise StageError(stage, None, f"beam_args {beam_args!r} cannot be parsed: {e}") from e
 
-    runner = pipeline_options(beam_args, stage).view_as(StandardOptions).runner or "FnApiRunner"
-    return str(runner).rsplit(".", 1)[-1]
+
+def _flag(tokens: list[str], name: str) -> str | None:
+    """The last value given for ``--name`` (``--name=v`` or ``--name v``), as argparse keeps it."""
+    value = None
+    for i, token in enumerate(tokens):
+        if token == f"--{name}" and i + 1 < len(tokens):
+            value = tokens[i + 1]
+        elif token.startswith(f"--{name}="):
+            value = token.split("=", 1)[1]
+    return value
+
+
+def runner_name(beam_args: str, stage: str) -> str:
+    """The runner ``beam_args`` asks for, as Beam names its class (``FnApiRunner`` for a local one).
+
+    Read from the arguments without importing Beam (1-2 s), so a stage that then runs its
+    in-process fast path never pays for it; ``pipeline_options`` applies the same rewrite.
+    """
+    runner = (_flag(_args(beam_args, stage), "runner") or "DirectRunner").rsplit(".", 1)[-1]
+    return "FnApiRunner" if runner.lower().removesuffix("runner") in LOCAL_RUNNERS else runner
 
 
 def runs_in_process(beam_args: str, stage: str) -> bool:
@@ -54,12 +74,10 @@ def runs_in_process(beam_args: str, stage: str) -> bool:
     Empty ``beam_args`` count as local. ``--direct_running_mode=multi_processing`` asks for
     worker processes and so counts as out of process, as does every non-local runner.
     """
-    from apache_beam.options.pipeline_options import DirectOptions
-
     if runner_name(beam_args, stage).lower() not in IN_PROCESS_RUNNERS:
         return False
-    mode = pipeline_options(beam_args, stage).view_as(DirectOptions).direct_running_mode or "in_memory"
-    return str(mode) in IN_PROCESS_MODES
+    mode = _flag(_args(beam_args, stage), "direct_running_mode") or "in_memory"
+    return mode in IN_PROCESS_MODES
 
 
 def worker_stage_error(exc: BaseException) -> Any:
