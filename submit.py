@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         "--param", action="append", default=[], metavar="NAME=VALUE", help="pipeline parameter"
     )
     local = parser.add_argument_group("local run")
-    local.add_argument("--data", help="CSV file or folder (default: generated insurance-like rows)")
+    local.add_argument(
+        "--data",
+        help="CSV file or folder, copied onto the storage root; a gs:// or s3:// URL is read in place "
+        "(default: generated insurance-like rows)",
+    )
     local.add_argument("--storage", default=DEFAULT_STORAGE, help="local storage root (plays the volume)")
     local.add_argument(
         "--runner",
@@ -214,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return _remote(args, params)
     if "storage_root" in params:
         raise SystemExit("[submit] set the storage root with --storage, not --param storage_root")
+    if args.data and args.data.split("://", 1)[0].lower() in ("gs", "s3") and "://" in args.data:
+        if "data" in params:
+            raise SystemExit("[submit] give the input once: --data or --param data, not both")
+        params["data"] = args.data  # read where it is, not copied onto the volume
+        args.data = None
     return _local(args, params)
 
 

@@ -17,9 +17,11 @@ def example_gen(
     column_types: str = "",
     beam_args: str = "--runner=DirectRunner --direct_num_workers=1",
 ):
-    """Read ``data`` (relative to ``storage_root``) and write ``Split-train/`` and ``Split-eval/``.
+    """Read ``data`` and write ``Split-train/`` and ``Split-eval/`` under the storage root.
 
-    The examples are written once on the volume; the artifact points at them. An empty
+    ``data``: a CSV file or folder relative to ``storage_root``, or a ``gs://``/``s3://`` URL
+    (read through Beam's FileSystems with the pod's credentials). The examples are written once
+    on the volume; the artifact points at them. An empty
     ``schema_file`` means column types are inferred (digit strings with leading zeros stay text);
     ``column_types`` (``zip:string,age:float``) overrides inference or the schema per column.
     ``beam_args``: a runner other than the local one writes the examples with a Beam pipeline,
@@ -32,7 +34,7 @@ def example_gen(
     out = storage.stage_dir(storage_root, run_id, names.STAGE_EXAMPLE_GEN)
     with storage.atomic_dir(out, names.STAGE_EXAMPLE_GEN) as scratch:
         result = run_example_gen(
-            storage.resolve(storage_root, data, names.STAGE_EXAMPLE_GEN, "data"),
+            storage.resolve_input(storage_root, data, names.STAGE_EXAMPLE_GEN, "data"),
             scratch,
             label=label,
             split_buckets=split_buckets,

@@ -63,7 +63,12 @@ class Parameter:
 
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("storage_root", str, None, "where the volume is mounted in every pod (the storage root)"),
-    Parameter("data", str, names.DEFAULT_DATA_FILE, "input CSV file or folder, relative to the storage root"),
+    Parameter(
+        "data",
+        str,
+        names.DEFAULT_DATA_FILE,
+        "input CSV file or folder: relative to the storage root, or a gs:// or s3:// URL",
+    ),
     Parameter("label", str, names.LABEL, "the column to predict"),
     Parameter(
         "task",

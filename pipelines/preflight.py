@@ -89,22 +89,19 @@ def _storage_root(storage: Path) -> None:
         raise PreflightError(f"[submit] {storage}: the storage root is not writable")
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> int:
     """The input's size in bytes, once it is known to exist and to hold the slice feature.
 
-    Named by the ``data`` parameter, it must be on the volume already; ``--data`` is copied there.
+    Named by the ``data`` parameter, it must be on the volume already or be a gs:// or s3://
+    URL (listed and its header read here, with ``beam_args``' options); ``--data`` is copied.
     """
-    from components.lib import storage
+    from components.lib import fs, storage
 
     if named:
-        source = storage.resolve(root, p["data"], names.STAGE_EXAMPLE_GEN, "data")
-        if not source.exists():
+        source = storage.resolve_input(root, p["data"], names.STAGE_EXAMPLE_GEN, "data")
+        if fs.is_url(source):
+            fs.configure(p["beam_args"], names.STAGE_EXAMPLE_GEN)
+        elif not Path(source).exists():
             raise StageError(names.STAGE_EXAMPLE_GEN, str(source), "input data does not exist")
     elif data is not None:
         source = Path(os.path.abspath(data))
@@ -115,20 +112,25 @@ def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> i
         if not source.exists():
             _columns_named(names.COLUMNS, p, f"{source} (generated)")
             return 0
-    header, where = _header(source)
-    if header is not None:
-        _columns_named(header, p, where)
-    return _size(source)
-
-
-def _header(source: Path) -> tuple[list[str] | None, str]:
-    """The first CSV's header (None when there is none to read: ExampleGen says why)."""
     from components.lib.example_gen import list_csv_files
 
-    first = list_csv_files(source)[0]
+    files = list_csv_files(source)
+    header, where = _header(files[0])
+    if header is not None:
+        _columns_named(header, p, where)
+    return fs.total_size(files, names.STAGE_EXAMPLE_GEN)
+
+
+def _header(first: str | Path) -> tuple[list[str] | None, str]:
+    """The first CSV's header (None when there is none to read: ExampleGen says why)."""
+    import io
+
+    from components.lib import fs
+
     try:
-        with open(first, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh), None), str(first)
+        with fs.open_binary(first, names.STAGE_EXAMPLE_GEN) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            return next(csv.reader(text), None), str(first)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None, str(first)
 

@@ -69,6 +69,13 @@ def resolve(storage_root: str | Path, path: str, stage: str, parameter: str) -> 
     return full
 
 
+def resolve_input(storage_root: str | Path, path: str, stage: str, parameter: str) -> str | Path:
+    """Input data: a ``gs://``/``s3://`` URL as written (``fs``), else a path on the volume (``resolve``)."""
+    from components.lib import fs
+
+    return path.strip() if fs.is_url(path.strip()) else resolve(storage_root, path, stage, parameter)
+
+
 def stage_dir(storage_root: str, run_id: str, stage: str) -> Path:
     """Where one stage of one run writes its bulk output on the volume."""
     safe_run = run_id.replace("/", "_") or "run"

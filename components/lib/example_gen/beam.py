@@ -21,7 +21,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples
+from components.lib import examples, fs
 from components.lib.example_gen.columns import BLOCK_SIZE, STAGE
 from components.lib.example_gen.encode import arrow_type, bucket_splits, split_records
 
@@ -29,18 +29,18 @@ METRICS_NAMESPACE = "kubetfx_example_gen"
 CHUNK_BYTES = 64 << 20  # bytes of CSV per Beam element (a worker's unit of work)
 
 
-def byte_ranges(files: list[Path], chunk_bytes: int = CHUNK_BYTES) -> list[tuple[str, int, int]]:
+def byte_ranges(files: list[str | Path], chunk_bytes: int = CHUNK_BYTES) -> list[tuple[str, int, int]]:
     """``(file, start, end)`` pieces that cover every file."""
     out = []
     for f in files:
-        size = Path(f).stat().st_size
+        size = fs.size(f, STAGE)
         out += [(str(f), start, min(start + chunk_bytes, size)) for start in range(0, size, chunk_bytes)]
     return out
 
 
 def read_lines(path: str, start: int, end: int) -> bytes:
-    """The bytes of the lines of ``path`` that start in ``[start, end)``, never the header."""
-    with open(path, "rb") as fh:
+    """The bytes of the lines of ``path`` (path or URL) that start in ``[start, end)``, no header."""
+    with fs.open_binary(path, STAGE) as fh:
         if start == 0:
             fh.readline()  # the header
         else:
@@ -73,7 +73,7 @@ def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where
 
 
 def write_examples_beam(
-    files: list[Path],
+    files: list[str | Path],
     columns: list[str],
     kinds: dict[str, str],
     buckets: list[tuple[str, int]],
@@ -99,6 +99,12 @@ def write_examples_beam(
 
         def __init__(self) -> None:
             self._rows = {n: beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{n}") for n, _ in buckets}
+
+        def setup(self) -> None:
+            # A worker's FileSystems has no options of its own: an s3:// read needs the
+            # endpoint/keys/region of beam_args (gs:// would do with the worker's credentials).
+            if any(fs.is_url(f) for f in files):
+                fs.configure(beam_args, STAGE)
 
         def process(self, piece):  # type: ignore[no-untyped-def]
             path, start, end = piece

@@ -9,6 +9,7 @@ is an error naming the file, line, column and value.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
+from components.lib import fs
 from components.lib.schema_io import read_schema
 
 STAGE = names.STAGE_EXAMPLE_GEN
@@ -55,27 +57,36 @@ def parse_split_buckets(spec: str) -> list[tuple[str, int]]:
     return out
 
 
-def list_csv_files(input_path: Path) -> list[Path]:
-    """The CSV file itself, or every ``*.csv`` in a folder in name order."""
-    if not input_path.exists():
+def list_csv_files(input_path: str | Path) -> list[str | Path]:
+    """The CSV file itself, or every ``*.csv`` in a folder (a URL prefix) in name order."""
+    files = fs.list_files(input_path, ".csv", STAGE)
+    if files is None:
         raise StageError(STAGE, str(input_path), "input file does not exist")
-    if input_path.is_dir():
-        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
-        if not files:
-            raise StageError(STAGE, str(input_path), "folder contains no .csv files")
-        return files
-    return [input_path]
+    if not files:
+        raise StageError(STAGE, str(input_path), "folder contains no .csv files")
+    return files
 
 
-def _read_header(path: Path) -> list[str]:
+@contextlib.contextmanager
+def csv_source(path: str | Path) -> Iterator[Any]:
+    """What pyarrow's CSV reader reads: a local path as is (Arrow's own reader), a URL as a stream."""
+    if not fs.is_url(path):
+        yield str(path)
+        return
+    with fs.open_binary(path, STAGE) as fh:
+        yield fh
+
+
+def _read_header(path: str | Path) -> list[str]:
     import pyarrow as pa
     from pyarrow import csv
 
-    if path.stat().st_size == 0:
+    if fs.size(path, STAGE) == 0:
         raise StageError(STAGE, str(path), "file is empty (no header, no rows)")
     try:
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=1 << 16))
-        header = list(reader.schema.names)
+        with csv_source(path) as source:
+            reader = csv.open_csv(source, read_options=csv.ReadOptions(block_size=1 << 16))
+            header = list(reader.schema.names)
     except pa.ArrowInvalid as e:
         raise StageError(STAGE, str(path), f"not a readable CSV: {e}") from e
     if any(not h.strip() for h in header):
@@ -85,16 +96,17 @@ def _read_header(path: Path) -> list[str]:
     return header
 
 
-def _string_batches(path: Path, columns: list[str]) -> Iterator[Any]:
+def _string_batches(path: str | Path, columns: list[str]) -> Iterator[Any]:
     import pyarrow as pa
     from pyarrow import csv
 
     convert = csv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=True)
     try:
-        reader = csv.open_csv(
-            path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
-        )
-        yield from reader
+        with csv_source(path) as source:
+            reader = csv.open_csv(
+                source, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
+            )
+            yield from reader
     except pa.ArrowInvalid as e:
         raise StageError(STAGE, str(path), f"malformed CSV: {e}") from e
 
@@ -107,9 +119,9 @@ class _ColumnCounts:
     ints: int = 0
     floats: int = 0
     leading_zeros: int = 0
-    first_bad: tuple[Path, int, Any] | None = None
-    first_non_int: tuple[Path, int, Any] | None = None
-    first_leading_zero: tuple[Path, int, Any] | None = None
+    first_bad: tuple[str | Path, int, Any] | None = None
+    first_non_int: tuple[str | Path, int, Any] | None = None
+    first_leading_zero: tuple[str | Path, int, Any] | None = None
 
 
 def parse_column_types(spec: str, columns: list[str]) -> dict[str, str]:
@@ -148,7 +160,7 @@ def parse_column_types(spec: str, columns: list[str]) -> dict[str, str]:
     return out
 
 
-def _first(arr: Any, mask: Any, path: Path, line0: int) -> tuple[Path, int, Any]:
+def _first(arr: Any, mask: Any, path: str | Path, line0: int) -> tuple[str | Path, int, Any]:
     """(file, line, value) of the first non-empty cell of a batch column where ``mask`` holds."""
     import pyarrow.compute as pc
 
@@ -157,7 +169,7 @@ def _first(arr: Any, mask: Any, path: Path, line0: int) -> tuple[Path, int, Any]
 
 
 def infer_column_types(
-    files: list[Path], columns: list[str], decided: dict[str, str] | None = None
+    files: list[str | Path], columns: list[str], decided: dict[str, str] | None = None
 ) -> tuple[dict[str, str], dict[str, int]]:
     """First pass over the input: each column's type and its count of empty cells.
 
@@ -258,13 +270,13 @@ def column_types_from_schema(schema_path: Path, columns: list[str]) -> dict[str,
     return {c: by_name[c] for c in columns}
 
 
-def read_columns(files: list[Path], label: str) -> list[str]:
+def read_columns(files: list[str | Path], label: str) -> list[str]:
     """The header every file shares; it must hold the label."""
     columns = _read_header(files[0])
     for f in files[1:]:
         other = _read_header(f)
         if other != columns:
-            raise StageError(STAGE, str(f), f"header {other} differs from {files[0].name}'s {columns}")
+            raise StageError(STAGE, str(f), f"header {other} differs from {fs.name(files[0])}'s {columns}")
     if label not in columns:
         raise StageError(STAGE, str(files[0]), f"label column {label!r} is missing; columns are {columns}")
     return columns

@@ -59,11 +59,13 @@ def split_records(batch: Any, columns: list[str], bucket_split: list[str]) -> di
     return out
 
 
-def fingerprint(files: list[Path]) -> str:
+def fingerprint(files: list[str | Path], stage: str) -> str:
     """SHA-256 of the input's bytes, the files in order (what the registry records as the data)."""
+    from components.lib import fs
+
     digest = hashlib.sha256()
     for path in files:
-        with open(path, "rb") as fh:
+        with fs.open_binary(path, stage) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()

@@ -16,11 +16,12 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples
+from components.lib import examples, fs
 from components.lib.example_gen.columns import (
     BLOCK_SIZE,
     STAGE,
     column_types_from_schema,
+    csv_source,
     infer_column_types,
     list_csv_files,
     parse_column_types,
@@ -57,7 +58,11 @@ class ExampleGenResult:
 
 
 def write_examples_in_process(
-    files: list[Path], columns: list[str], kinds: dict[str, str], buckets: list[tuple[str, int]], out: Path
+    files: list[str | Path],
+    columns: list[str],
+    kinds: dict[str, str],
+    buckets: list[tuple[str, int]],
+    out: Path,
 ) -> dict[str, int]:
     """Stream the CSV files in Arrow batches into one gzipped file per split; rows per split."""
     import pyarrow as pa
@@ -78,13 +83,14 @@ def write_examples_in_process(
     try:
         for path in files:
             try:
-                reader = csv.open_csv(
-                    path, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
-                )
-                for batch in reader:
-                    for split, framed in split_records(batch, columns, bucket_split).items():
-                        writers[split].write(b"".join(framed))
-                        rows[split] += len(framed)
+                with csv_source(path) as source:
+                    reader = csv.open_csv(
+                        source, read_options=csv.ReadOptions(block_size=BLOCK_SIZE), convert_options=convert
+                    )
+                    for batch in reader:
+                        for split, framed in split_records(batch, columns, bucket_split).items():
+                            writers[split].write(b"".join(framed))
+                            rows[split] += len(framed)
             except pa.ArrowInvalid as e:
                 raise StageError(STAGE, str(path), f"cannot convert a cell to the schema's type: {e}") from e
     finally:
@@ -94,7 +100,7 @@ def write_examples_in_process(
 
 
 def run_example_gen(
-    input_path: Path,
+    input_path: str | Path,
     output_dir: Path,
     *,
     label: str,
@@ -104,7 +110,7 @@ def run_example_gen(
     beam_args: str = "",
     shards: int | None = None,
 ) -> ExampleGenResult:
-    """Convert the CSV(s) at ``input_path`` into ``output_dir/Split-<split>/*.gz``.
+    """The CSV(s) at ``input_path`` (a path, a gs:// or s3:// URL) -> ``output_dir/Split-<split>/*.gz``.
 
     ``output_dir`` must be a fresh directory (the caller writes atomically). ``beam_args``
     picks in process or Beam (module docstring); ``shards``: files per split on Beam
@@ -113,6 +119,8 @@ def run_example_gen(
     from components.lib.beam import runner_name, runs_in_process
 
     on_beam = not runs_in_process(beam_args, STAGE)  # a bad beam_args fails here, before any work
+    if fs.is_url(input_path):
+        fs.configure(beam_args, STAGE)  # endpoints, project, region for the driver's own reads
     buckets = parse_split_buckets(split_buckets)
     files = list_csv_files(input_path)
     columns = read_columns(files, label)
@@ -122,7 +130,7 @@ def run_example_gen(
     if empty.get(label):
         raise StageError(STAGE, str(input_path), f"label column {label!r} is empty in {empty[label]} row(s)")
 
-    digest = fingerprint(files)
+    digest = fingerprint(files, STAGE)
     counts: dict[str, int] = {}
     if on_beam:
         from components.lib.example_gen.beam import write_examples_beam
