@@ -130,6 +130,60 @@ def test_example_gen_on_worker_processes_writes_the_same_records_in_shards(
     assert records_by_split(out) == records_by_split(local_dir)
 
 
+def split_csv(source: Path, folder: Path, bad: dict[int, tuple[str, str]] | None = None) -> Path:
+    """``source`` as two CSV files in ``folder``; ``bad``: {data row: (column, new value)}."""
+    import csv
+
+    with open(source, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, (column, value) in (bad or {}).items():
+        rows[i][column] = value
+    folder.mkdir(parents=True)
+    half = len(rows) // 2 + 7
+    for name, part in (("a.csv", rows[:half]), ("b.csv", rows[half:])):
+        with open(folder / name, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(part)
+    return folder
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_the_first_pass_on_workers_decides_as_in_process(
+    runner, beam_pool, synthetic_csv, tmp_path, monkeypatch
+):
+    """Types, empty cells and the line of a bad cell: the same from 4 KB ranges on the workers.
+
+    The workers count each byte range; the driver merges them in input order and moves each
+    range's first bad cell down by the rows of the earlier ranges of its file.
+    """
+    from components.errors import StageError
+    from components.lib.example_gen import beam as eg_beam
+
+    monkeypatch.setattr(eg_beam, "CHUNK_BYTES", 512)  # ~15 ranges per file
+    args = beam_args_for(runner, beam_pool)
+    # 300 rows as two files (157 + 143 rows), with empty cells in both
+    folder = split_csv(synthetic_csv, tmp_path / "in", {5: ("children", ""), 250: ("children", "")})
+    local = run_example_gen(folder, tmp_path / "local", label=names.LABEL)
+    on_beam = run_example_gen(folder, tmp_path / "beam", label=names.LABEL, beam_args=args)
+    assert on_beam.method == "beam"
+    assert on_beam.column_types == local.column_types and on_beam.empty_cells == local.empty_cells
+    assert on_beam.empty_cells["children"] == 2
+    assert on_beam.rows == local.rows and on_beam.fingerprint == local.fingerprint
+    assert not (tmp_path / "beam" / ".first-pass").exists()
+
+    # a typo in a numeric column in the second file: the same file and line both ways
+    bad = split_csv(synthetic_csv, tmp_path / "bad", {220: ("bmi", "3O.5"), 260: ("bmi", "x")})
+    with pytest.raises(StageError) as in_process:
+        run_example_gen(bad, tmp_path / "bad_local", label=names.LABEL)
+    with pytest.raises(StageError) as workers:
+        run_example_gen(bad, tmp_path / "bad_beam", label=names.LABEL, beam_args=args)
+    assert str(workers.value) == str(in_process.value)
+    # data row 220 is row 63 of b.csv: line 65 after the header
+    assert str(in_process.value).startswith(f"[example_gen] {bad / 'b.csv'}: line 65: column 'bmi' ")
+    assert str(in_process.value).endswith("has the non-numeric value '3O.5'")
+
+
 def test_byte_ranges_own_each_line_once(tmp_path):
     """Lines are cut by where they start: every line in exactly one range, at any chunk size."""
     from components.lib.example_gen.beam import byte_ranges, read_lines

@@ -7,9 +7,12 @@ encoder (the one TFX's CsvExampleGen uses) and splits by hashing the serialized 
 as TFX does (``encode``): the same rows land in the same split as in TFX, and the same CSV always
 gives the same records. TensorFlow is not imported: records are framed and checksummed here.
 
-The second pass runs in process (one gzipped file per split) when Beam would run in this process
-anyway, and as a Beam pipeline writing N files per split for any other runner (``stage``,
-``beam``): the rule is ``components.lib.beam.runs_in_process``.
+Both passes run in process (one gzipped file per split) when Beam would run in this process
+anyway, and as Beam pipelines for any other runner (``stage``, ``beam``): the first pass counts
+each byte range on the workers and the driver merges the counts in input order (the same types,
+empty cells and error lines), the second writes N files per split. The rule is
+``components.lib.beam.runs_in_process``. The input may be a local path or a gs:// or s3:// URL
+(``components.lib.fs``).
 """
 
 from components.lib.example_gen.columns import (

@@ -22,7 +22,15 @@ from typing import Any
 from components import names
 from components.errors import StageError
 from components.lib import examples, fs
-from components.lib.example_gen.columns import BLOCK_SIZE, STAGE
+from components.lib.example_gen.columns import (
+    BLOCK_SIZE,
+    STAGE,
+    count_cells,
+    counts_from_json,
+    counts_to_json,
+    merge_counts,
+    shift_lines,
+)
 from components.lib.example_gen.encode import arrow_type, bucket_splits, split_records
 
 METRICS_NAMESPACE = "kubetfx_example_gen"
@@ -72,6 +80,124 @@ def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where
         raise StageError(STAGE, where, f"cannot convert a cell to the schema's type: {e}") from e
 
 
+def string_batches(block: bytes, columns: list[str], where: str) -> Any:
+    """CSV lines without a header -> Arrow record batches of strings (the first pass's view)."""
+    import io
+
+    import pyarrow as pa
+    from pyarrow import csv
+
+    convert = csv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=True)
+    read = csv.ReadOptions(column_names=columns, block_size=BLOCK_SIZE)
+    try:
+        yield from csv.open_csv(io.BytesIO(block), read_options=read, convert_options=convert)
+    except pa.ArrowInvalid as e:
+        raise StageError(STAGE, where, f"malformed CSV: {e}") from e
+
+
+def _run(pipeline: Any, files: list[str | Path], what: str) -> Any:
+    """Run a pipeline; a worker's StageError comes back as the stage's one line."""
+    from components.lib.beam import worker_stage_error
+
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except StageError:
+        raise
+    except Exception as e:
+        cause = worker_stage_error(e)  # e.g. a bad cell, reported by a worker
+        if cause is not None:
+            raise StageError(cause.stage, cause.path, cause.problem) from e
+        raise StageError(STAGE, str(files[0]), f"{what} pipeline failed: {type(e).__name__}: {e}") from e
+    return result
+
+
+def _pipeline(beam_args: str) -> Any:
+    import apache_beam as beam
+
+    from components.lib.beam import pipeline_options
+
+    try:
+        return beam.Pipeline(options=pipeline_options(beam_args, STAGE))
+    except Exception as e:  # e.g. an unknown --runner
+        raise StageError(STAGE, None, f"beam_args {beam_args!r}: {e}") from e
+
+
+def _worker_filesystems(files: list[str | Path], beam_args: str) -> None:
+    """Give a worker's FileSystems beam_args' options (it has none of its own).
+
+    An s3:// read needs the endpoint, keys and region; gs:// would do with the worker's credentials.
+    """
+    if any(fs.is_url(f) for f in files):
+        fs.configure(beam_args, STAGE)
+
+
+def inspect_beam(
+    files: list[str | Path],
+    columns: list[str],
+    beam_args: str,
+    scratch: Path,
+    *,
+    chunk_bytes: int | None = None,
+) -> tuple[dict[str, Any], int]:
+    """The first pass on the workers: each byte range's column counts, merged here in input order.
+
+    Returns (counts, rows) as ``columns.infer_column_types`` computes them in process, line
+    numbers included: a range reports its rows, and the driver moves each range's first cells
+    down by the rows of the earlier ranges of its file. The per-range answers travel through
+    ``scratch`` (a folder the workers can write: on the storage root), which is removed.
+    """
+    import json
+    import shutil
+
+    import apache_beam as beam
+
+    class InspectRange(beam.DoFn):
+        def setup(self) -> None:
+            _worker_filesystems(files, beam_args)
+
+        def process(self, piece):  # type: ignore[no-untyped-def]
+            path, start, end = piece
+            block = read_lines(path, start, end)
+            where = f"{path} (bytes {start}-{end})"
+            counts, rows = count_cells(string_batches(block, columns, where), columns, path, 0)
+            yield json.dumps({"file": path, "start": start, "rows": rows, "counts": counts_to_json(counts)})
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    pipeline = _pipeline(beam_args)
+    _ = (
+        pipeline
+        | "Ranges" >> beam.Create(byte_ranges(files, chunk_bytes or CHUNK_BYTES))
+        | "Spread" >> beam.Reshuffle()
+        | "Inspect" >> beam.ParDo(InspectRange())
+        | "Answers" >> beam.io.WriteToText(str(scratch / "ranges"), file_name_suffix=".jsonl")
+    )
+    _run(pipeline, files, "example_gen first pass")
+    answers = [
+        json.loads(line) for f in sorted(scratch.glob("ranges*.jsonl")) for line in f.read_text().splitlines()
+    ]
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    order = {str(f): i for i, f in enumerate(files)}
+    answers.sort(key=lambda a: (order[a["file"]], a["start"]))
+    total: dict[str, Any] | None = None
+    rows = 0
+    per_file = dict.fromkeys(order, 0)
+    for a in answers:
+        counts = shift_lines(counts_from_json(a["counts"]), 2 + per_file[a["file"]])  # line 1: header
+        per_file[a["file"]] += a["rows"]
+        rows += a["rows"]
+        if total is None:
+            total = counts
+        else:
+            merge_counts(total, counts)
+    for f, n in per_file.items():
+        if n == 0:
+            raise StageError(STAGE, f, "header only: the file has no data rows")
+    assert total is not None  # every file has rows
+    return total, rows
+
+
 def write_examples_beam(
     files: list[str | Path],
     columns: list[str],
@@ -81,7 +207,7 @@ def write_examples_beam(
     beam_args: str,
     *,
     shards: int | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Encode and split ``files`` on Beam into ``output_dir/Split-<split>/`` shards.
 
@@ -89,8 +215,6 @@ def write_examples_beam(
     the runner's choice, no shuffle). Returns (rows, files) per split.
     """
     import apache_beam as beam
-
-    from components.lib.beam import pipeline_options, worker_stage_error
 
     bucket_split = bucket_splits(buckets)
 
@@ -101,10 +225,7 @@ def write_examples_beam(
             self._rows = {n: beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{n}") for n, _ in buckets}
 
         def setup(self) -> None:
-            # A worker's FileSystems has no options of its own: an s3:// read needs the
-            # endpoint/keys/region of beam_args (gs:// would do with the worker's credentials).
-            if any(fs.is_url(f) for f in files):
-                fs.configure(beam_args, STAGE)
+            _worker_filesystems(files, beam_args)
 
         def process(self, piece):  # type: ignore[no-untyped-def]
             path, start, end = piece
@@ -117,13 +238,10 @@ def write_examples_beam(
                         self._rows[split].inc(len(framed))
                         yield beam.pvalue.TaggedOutput(split, b"".join(framed))
 
-    try:
-        pipeline = beam.Pipeline(options=pipeline_options(beam_args, STAGE))
-    except Exception as e:  # e.g. an unknown --runner
-        raise StageError(STAGE, None, f"beam_args {beam_args!r}: {e}") from e
+    pipeline = _pipeline(beam_args)
     encoded = (
         pipeline
-        | "Ranges" >> beam.Create(byte_ranges(files, chunk_bytes))
+        | "Ranges" >> beam.Create(byte_ranges(files, chunk_bytes or CHUNK_BYTES))
         | "Spread" >> beam.Reshuffle()
         | "Encode" >> beam.ParDo(EncodeRange()).with_outputs(*[n for n, _ in buckets])
     )
@@ -139,16 +257,7 @@ def write_examples_beam(
             coder=beam.coders.BytesCoder(),
             compression_type=beam.io.filesystem.CompressionTypes.GZIP,
         )
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    except StageError:
-        raise
-    except Exception as e:
-        cause = worker_stage_error(e)  # e.g. a bad cell, reported by a worker
-        if cause is not None:
-            raise StageError(cause.stage, cause.path, cause.problem) from e
-        raise StageError(STAGE, str(files[0]), f"example_gen pipeline failed: {type(e).__name__}: {e}") from e
+    result = _run(pipeline, files, "example_gen")
     counts = {name: len(examples.split_files(output_dir, name, STAGE)) for name, _ in buckets}
     return _row_counts(result, [n for n, _ in buckets]), counts
 

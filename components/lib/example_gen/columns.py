@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +168,108 @@ def _first(arr: Any, mask: Any, path: str | Path, line0: int) -> tuple[str | Pat
     return path, line0 + i, arr[i].as_py()
 
 
+def count_cells(
+    batches: Iterable[Any], columns: list[str], path: str | Path, line0: int
+) -> tuple[dict[str, _ColumnCounts], int]:
+    """Each column's counts over string batches whose first row is line ``line0``; the rows seen.
+
+    The unit of the first pass: in process over a whole file (``line0`` 2: line 1 is the
+    header), on Beam over one byte range (``line0`` 0: the driver shifts the lines with
+    ``shift_lines`` once it knows how many rows the earlier ranges of the file hold).
+    """
+    import pyarrow.compute as pc
+
+    stats = {c: _ColumnCounts() for c in columns}
+    rows = 0
+    for batch in batches:
+        for c in columns:
+            arr = batch.column(c)
+            s = stats[c]
+            valid = arr.drop_null()
+            s.nonnull += len(valid)
+            if not len(valid):
+                continue
+            is_int = pc.match_substring_regex(arr, _INT_RE)
+            is_float = pc.match_substring_regex(arr, _FLOAT_RE)
+            n_int = pc.sum(is_int).as_py() or 0
+            s.ints += n_int
+            n_float = pc.sum(is_float).as_py() or 0
+            s.floats += n_float
+            if s.first_bad is None and n_float < len(valid):
+                s.first_bad = _first(arr, pc.invert(pc.fill_null(is_float, False)), path, line0 + rows)
+            if s.first_non_int is None and n_int < len(valid):
+                s.first_non_int = _first(arr, pc.invert(pc.fill_null(is_int, False)), path, line0 + rows)
+            if n_int:
+                zeros = pc.fill_null(pc.match_substring_regex(arr, _LEADING_ZERO_RE), False)
+                n_zero = pc.sum(zeros).as_py() or 0
+                s.leading_zeros += n_zero
+                if n_zero and s.first_leading_zero is None:
+                    s.first_leading_zero = _first(arr, zeros, path, line0 + rows)
+        rows += batch.num_rows
+    return stats, rows
+
+
+_FIRSTS = ("first_bad", "first_non_int", "first_leading_zero")
+
+
+def shift_lines(stats: dict[str, _ColumnCounts], by: int) -> dict[str, _ColumnCounts]:
+    """The same counts with every first cell's line moved ``by`` lines down."""
+    out = {}
+    for c, s in stats.items():
+        moved = {f: (v[0], v[1] + by, v[2]) if (v := getattr(s, f)) is not None else None for f in _FIRSTS}
+        out[c] = dataclasses.replace(s, **moved)
+    return out
+
+
+def merge_counts(total: dict[str, _ColumnCounts], later: dict[str, _ColumnCounts]) -> None:
+    """Add ``later``'s counts (input that comes after ``total``'s) into ``total``."""
+    for c, s in later.items():
+        t = total[c]
+        t.nonnull += s.nonnull
+        t.ints += s.ints
+        t.floats += s.floats
+        t.leading_zeros += s.leading_zeros
+        for f in _FIRSTS:
+            if getattr(t, f) is None:
+                setattr(t, f, getattr(s, f))
+
+
+def counts_to_json(stats: dict[str, _ColumnCounts]) -> dict[str, Any]:
+    """Counts as JSON (a Beam worker's answer to the driver)."""
+    return {c: dataclasses.asdict(s) for c, s in stats.items()}
+
+
+def counts_from_json(doc: dict[str, Any]) -> dict[str, _ColumnCounts]:
+    """``counts_to_json``'s inverse."""
+    out = {}
+    for c, d in doc.items():
+        firsts = {f: tuple(d[f]) if d[f] is not None else None for f in _FIRSTS}
+        out[c] = _ColumnCounts(**{**d, **firsts})
+    return out
+
+
 def infer_column_types(
     files: list[str | Path], columns: list[str], decided: dict[str, str] | None = None
 ) -> tuple[dict[str, str], dict[str, int]]:
-    """First pass over the input: each column's type and its count of empty cells.
+    """First pass over the input, in this process: each column's type and its count of empty cells.
+
+    Rules in ``decide_types``; Beam's version of this pass is ``beam.inspect_beam``.
+    """
+    stats = {c: _ColumnCounts() for c in columns}
+    rows = 0
+    for path in files:
+        counts, n = count_cells(_string_batches(path, columns), columns, path, 2)  # line 1: header
+        if n == 0:
+            raise StageError(STAGE, str(path), "header only: the file has no data rows")
+        merge_counts(stats, counts)
+        rows += n
+    return decide_types(stats, rows, files, decided)
+
+
+def decide_types(
+    stats: dict[str, _ColumnCounts], rows: int, files: list[str | Path], decided: dict[str, str] | None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Each column's type and count of empty cells, from the counts over the whole input.
 
     INT if every non-empty cell is an integer, FLOAT if every one is a number, BYTES
     otherwise — except that a mostly numeric column with a few non-numbers is an error
@@ -179,40 +277,6 @@ def infer_column_types(
     and that integers written with a leading zero (``00501``) keep the column BYTES.
     ``decided``: types a schema or an override fixed; every cell must fit them.
     """
-    import pyarrow.compute as pc
-
-    stats = {c: _ColumnCounts() for c in columns}
-    rows = 0
-    for path in files:
-        line0 = 2  # line 1 is the header
-        for batch in _string_batches(path, columns):
-            for c in columns:
-                arr = batch.column(c)
-                s = stats[c]
-                valid = arr.drop_null()
-                s.nonnull += len(valid)
-                if not len(valid):
-                    continue
-                is_int = pc.match_substring_regex(arr, _INT_RE)
-                is_float = pc.match_substring_regex(arr, _FLOAT_RE)
-                n_int = pc.sum(is_int).as_py() or 0
-                s.ints += n_int
-                n_float = pc.sum(is_float).as_py() or 0
-                s.floats += n_float
-                if s.first_bad is None and n_float < len(valid):
-                    s.first_bad = _first(arr, pc.invert(pc.fill_null(is_float, False)), path, line0)
-                if s.first_non_int is None and n_int < len(valid):
-                    s.first_non_int = _first(arr, pc.invert(pc.fill_null(is_int, False)), path, line0)
-                if n_int:
-                    zeros = pc.fill_null(pc.match_substring_regex(arr, _LEADING_ZERO_RE), False)
-                    n_zero = pc.sum(zeros).as_py() or 0
-                    s.leading_zeros += n_zero
-                    if n_zero and s.first_leading_zero is None:
-                        s.first_leading_zero = _first(arr, zeros, path, line0)
-            line0 += batch.num_rows
-            rows += batch.num_rows
-        if line0 == 2:
-            raise StageError(STAGE, str(path), "header only: the file has no data rows")
     types: dict[str, str] = {}
     empty: dict[str, int] = {}
     decided = decided or {}

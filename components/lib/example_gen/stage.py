@@ -22,6 +22,7 @@ from components.lib.example_gen.columns import (
     STAGE,
     column_types_from_schema,
     csv_source,
+    decide_types,
     infer_column_types,
     list_csv_files,
     parse_column_types,
@@ -126,7 +127,13 @@ def run_example_gen(
     columns = read_columns(files, label)
     decided = column_types_from_schema(schema_path, columns) if schema_path is not None else {}
     decided.update(parse_column_types(column_types, columns))
-    types, empty = infer_column_types(files, columns, decided)
+    if on_beam:  # the first pass on the workers too: at 100 GB one process would take most of an hour
+        from components.lib.example_gen.beam import inspect_beam
+
+        stats, n = inspect_beam(files, columns, beam_args, output_dir / ".first-pass")
+        types, empty = decide_types(stats, n, files, decided)
+    else:
+        types, empty = infer_column_types(files, columns, decided)
     if empty.get(label):
         raise StageError(STAGE, str(input_path), f"label column {label!r} is empty in {empty[label]} row(s)")
 
