@@ -1,20 +1,22 @@
-"""The data stages at scale, in process and on a local Beam worker pool: time and peak memory per stage.
+"""The data stages at scale, in process and on Beam worker processes: time and peak memory per stage.
 
     python -m benchmarks.scale_out --rows 10000000 --worker-pool 2 [--json out.json] [--keep DIR]
 
 Generates the CSV (the real rows resampled with jitter, ``components.lib.datagen``), then runs
 the four stages whose work grows with the data — example_gen, statistics, transform, evaluate —
-each in a FRESH child process, twice: with the pipeline's default ``beam_args`` (the in-process
-fast paths, TFT on the in-process FnApiRunner) and on a worker pool of N SDK worker processes
-(``benchmarks.worker_pool``: PortableRunner, EXTERNAL environment — every stage's Beam path). The
-second mode reads the examples the second mode's example_gen wrote (N files per split).
+each in a FRESH child process, in three modes: the pipeline's default ``beam_args`` (the
+in-process fast paths, TFT on the in-process FnApiRunner); the multi-processing DirectRunner
+with N worker processes (every stage's Beam path, each stage's input split over the N); and the
+PortableRunner on a worker pool (``benchmarks.worker_pool``: EXTERNAL environment, workers that
+share nothing with the stage's process — but Beam's embedded job service gives each stage to one
+worker). Each mode reads the examples its own example_gen wrote.
 
-Per stage: wall time, the stage process's peak RSS (``os.wait4``; with multi-processing it is the
-largest of its processes), and on the pool the largest single worker process and the largest sum
-of all worker processes (sampled every 0.5 s). Memory that stays flat as rows grow means the stage
-streams. The transform uses the built-in insurance module; evaluate evaluates a SavedModel that
-predicts from ``age`` alone (the serving contract, no training: the point is the data's path),
-with the overall and ``smoker`` slices, candidate only.
+Per stage: wall time, the stage process's peak RSS (``os.wait4``: the largest of it and the
+processes it waited for), and off the in-process mode the largest single worker process and
+the largest sum of all worker processes (sampled every 0.5 s). Memory that stays flat as rows
+grow means the stage streams. The transform uses the built-in insurance module; evaluate
+evaluates a SavedModel that predicts from ``age`` alone (the serving contract, no training: the
+point is the data's path), with the overall and ``smoker`` slices, candidate only.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.benchmark import DEFAULT_SOURCE, REPO_ROOT, run_measured
-from benchmarks.worker_pool import PoolMemory, start_pool, stop_pool
+from benchmarks.worker_pool import MULTI_PROCESSING_ARGS, PoolMemory, start_pool, stop_pool
 from components import defaults, names
 
 STAGES = (names.STAGE_EXAMPLE_GEN, names.STAGE_STATISTICS, names.STAGE_TRANSFORM, names.STAGE_EVALUATE)
@@ -119,13 +121,17 @@ print("@@" + json.dumps(run_stage(sys.argv[1], Path(sys.argv[2]), sys.argv[3]), 
 
 
 def run_mode(
-    work: Path, beam_args: str, pool: Any = None, stages: Sequence[str] = STAGES
+    work: Path, beam_args: str, pool: Any = None, stages: Sequence[str] = STAGES, *, sample: bool = False
 ) -> list[dict[str, Any]]:
-    """The stages in order, each in a fresh child process; a figure line per stage."""
+    """The stages in order, each in a fresh child process; a figure line per stage.
+
+    ``sample``: also sample the workers' memory (the pool's processes, or with no pool the
+    multi-processing runner's ``sdk_worker_main`` processes).
+    """
     figures = []
     for stage in stages:
         cmd = [sys.executable, "-c", _CHILD, stage, str(work), beam_args]
-        if pool is None:
+        if not sample:
             m = run_measured(cmd, work / "logs", stage)
             pool_mb: dict[str, float] = {}
         else:
@@ -168,13 +174,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument(
-        "--worker-pool", type=int, default=2, metavar="N", help="workers of the pool (0: skip)"
+        "--worker-pool",
+        type=int,
+        default=2,
+        metavar="N",
+        help="workers of the multi-processing runner and the pool (0: in process only)",
     )
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the real CSV to resample")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in pipeline order")
-    parser.add_argument("--modes", default="in-process,worker-pool", help="in-process and/or worker-pool")
+    parser.add_argument(
+        "--modes",
+        default="in-process,multi-processing,worker-pool",
+        help="any of in-process, multi-processing, worker-pool",
+    )
     args = parser.parse_args(argv)
     stages = [s for s in STAGES if s in args.stages.split(",")]
     with tempfile.TemporaryDirectory(prefix="kubetfx-scale-") as tmp:
@@ -191,7 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         doc: dict[str, Any] = {"rows": args.rows, "csv_bytes": csv.stat().st_size, "modes": {}}
-        modes = [("in-process", defaults.BEAM_ARGS)] + ([("worker-pool", "")] if args.worker_pool else [])
+        workers = args.worker_pool
+        modes = [("in-process", defaults.BEAM_ARGS)]
+        if workers:
+            modes += [
+                ("multi-processing", MULTI_PROCESSING_ARGS.replace("=2", f"={workers}")),
+                ("worker-pool", ""),
+            ]
         for mode, beam_args in modes:
             if mode not in args.modes.split(","):
                 continue
@@ -203,11 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             (work / "input.csv").symlink_to(csv)
             pool = start_pool(work / "worker_pool.log") if mode == "worker-pool" else None
             try:
-                beam_args = pool.beam_args(workers=args.worker_pool) if pool else beam_args
+                beam_args = pool.beam_args(workers=workers) if pool else beam_args
                 print(f"{mode}: beam_args {beam_args}", flush=True)
                 doc["modes"][mode] = {
                     "beam_args": beam_args,
-                    "stages": run_mode(work, beam_args, pool, stages),
+                    "stages": run_mode(work, beam_args, pool, stages, sample=mode != "in-process"),
                 }
             finally:
                 if pool is not None:

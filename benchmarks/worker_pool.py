@@ -38,7 +38,14 @@ class WorkerPool:
     log: Path
 
     def beam_args(self, workers: int = 2) -> str:
-        """``beam_args`` that run a pipeline on this pool with ``workers`` SDK worker processes."""
+        """``beam_args`` that run a pipeline on this pool (``workers``: SDK processes it may start).
+
+        Beam's embedded job service runs the pipeline with its FnApiRunner, which hands each
+        stage to ONE worker (it never splits a stage's input over workers: measured, 20 slow
+        elements ran in one process with any ``--sdk_worker_parallelism``/``--direct_num_workers``).
+        The pool shows a remote worker's behaviour and memory; Flink and Spark split the work by
+        their own parallelism. For data parallelism here, ``MULTI_PROCESSING_ARGS``.
+        """
         return (
             "--runner=PortableRunner --job_endpoint=embed --environment_type=EXTERNAL "
             f"--environment_config=localhost:{self.port} --sdk_worker_parallelism={workers}"
@@ -109,6 +116,32 @@ def stop_pool(pool: WorkerPool) -> None:
         pass
 
 
+SDK_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"  # a multi-processing worker's command
+
+
+def _rss_mb(pid: str) -> float | None:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _command_rss_mb(needle: str) -> dict[int, float]:
+    """Resident MB of every process whose command line contains ``needle``."""
+    out: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if needle.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                rss = _rss_mb(entry)
+                if rss is not None:
+                    out[int(entry)] = rss
+        except OSError:
+            continue
+    return out
+
+
 def _group_rss_mb(pgid: int) -> dict[int, float]:
     """Resident MB of every process in process group ``pgid`` (Linux ``/proc``)."""
     out: dict[int, float] = {}
@@ -127,10 +160,14 @@ def _group_rss_mb(pgid: int) -> dict[int, float]:
 
 
 class PoolMemory:
-    """Samples the pool's processes while it runs: the largest single worker and the largest sum."""
+    """Samples worker processes while a stage runs: the largest single worker and the largest sum.
 
-    def __init__(self, pool: WorkerPool, interval_s: float = 0.5) -> None:
-        self._pgid = pool.process.pid
+    ``pool``: the pool's process group. None: every process running Beam's ``sdk_worker_main``
+    (the multi-processing DirectRunner's workers, children of the stage's process).
+    """
+
+    def __init__(self, pool: WorkerPool | None, interval_s: float = 0.5) -> None:
+        self._pgid = pool.process.pid if pool is not None else None
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -139,7 +176,7 @@ class PoolMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            rss = _group_rss_mb(self._pgid)
+            rss = _group_rss_mb(self._pgid) if self._pgid is not None else _command_rss_mb(SDK_WORKER_MAIN)
             if rss:
                 self.peak_process_mb = max(self.peak_process_mb, max(rss.values()))
                 self.peak_total_mb = max(self.peak_total_mb, sum(rss.values()))

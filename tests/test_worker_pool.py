@@ -294,8 +294,9 @@ def test_transform_with_a_module_file_on_worker_processes_equals_in_process(
 # --- evaluate: engine "auto" picks TFMA's Beam pipeline for a runner that is not this process ----
 
 
-def test_evaluate_on_worker_processes_equals_the_in_process_engine(beam_pool, tmp_path):
-    """TFMA on the pool (``auto`` with the PortableRunner) writes what the in-process engine writes."""
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_evaluate_on_worker_processes_equals_the_in_process_engine(runner, beam_pool, tmp_path):
+    """TFMA on worker processes (``auto`` out of process) writes what the in-process engine writes."""
     from test_evaluate import assert_same_evaluation, save_age_model, tricky_rows, write_eval_split
 
     from components import defaults
@@ -305,7 +306,7 @@ def test_evaluate_on_worker_processes_equals_the_in_process_engine(beam_pool, tm
     candidate = save_age_model(tmp_path / "candidate", 330.0)
     baseline = save_age_model(tmp_path / "baseline", 300.0)
     results = {}
-    for beam_args in (defaults.BEAM_ARGS, beam_pool.beam_args(workers=2)):
+    for beam_args in (defaults.BEAM_ARGS, beam_args_for(runner, beam_pool)):
         out = tmp_path / ("local" if beam_args == defaults.BEAM_ARGS else "pool")
         out.mkdir()
         run = ev.evaluate_models(
@@ -321,7 +322,7 @@ def test_evaluate_on_worker_processes_equals_the_in_process_engine(beam_pool, tm
             engine=ev.ENGINE_AUTO,
         )
         results[run.engine] = run
-    assert set(results) == {ev.ENGINE_NATIVE, ev.ENGINE_TFMA}  # in process: native; the pool: TFMA
+    assert set(results) == {ev.ENGINE_NATIVE, ev.ENGINE_TFMA}  # in process: native; workers: TFMA
     assert_same_evaluation(results)
 
 

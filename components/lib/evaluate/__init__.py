@@ -48,7 +48,6 @@ from components.lib.evaluate.engines import (
     ENGINE_NATIVE,
     ENGINE_TFMA,
     ENGINES,
-    IN_PROCESS_RUNNERS,
     TFMA_PREPROCESSING_SIGNATURES,
     choose_engine,
 )
@@ -76,7 +75,6 @@ __all__ = [
     "ENGINE_AUTO",
     "ENGINE_NATIVE",
     "ENGINE_TFMA",
-    "IN_PROCESS_RUNNERS",
     "MAE",
     "METRICS",
     "MSE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.errors import StageError
-from components.lib.beam import pipeline_options
+from components.lib.beam import runs_in_process
 from components.lib.evaluate.keys import STAGE
 from components.lib.saved_model import signature_names
 
@@ -14,18 +14,16 @@ ENGINES = (ENGINE_AUTO, ENGINE_NATIVE, ENGINE_TFMA)
 # The signatures TFMA's TransformedFeaturesExtractor calls when a model has them: TFMA would then
 # slice on their outputs, which the native engine does not do.
 TFMA_PREPROCESSING_SIGNATURES = ("transformed_features", "transformed_labels")
-IN_PROCESS_RUNNERS = ("fnapirunner", "bundlebaseddirectrunner")  # after beam.pipeline_options' rewrite
 
 
 def choose_engine(engine: str, beam_args: str, model_dirs: list[Path]) -> str:
     """``"native"`` or ``"tfma"`` for the ``engine`` parameter.
 
-    ``auto``: the native engine when Beam would run locally (the FnApiRunner), TFMA's Beam
-    pipeline for any other runner (Dataflow, Flink, Spark: the path that scales out), and
-    TFMA also when a model has a signature that TFMA would slice on (native cannot).
+    ``auto``: the native engine when Beam would run in this process anyway (the one rule,
+    ``beam.runs_in_process``), TFMA's Beam pipeline for anything else (worker processes,
+    Dataflow, Flink, Spark: the path that scales out), and TFMA also when a model has a
+    signature that TFMA would slice on (native cannot).
     """
-    from apache_beam.options.pipeline_options import StandardOptions
-
     choice = (engine or ENGINE_AUTO).strip().lower()
     if choice not in ENGINES:
         raise StageError(STAGE, None, f"engine {engine!r} is unknown; one of {list(ENGINES)}")
@@ -44,5 +42,4 @@ def choose_engine(engine: str, beam_args: str, model_dirs: list[Path]) -> str:
             return ENGINE_TFMA
     if choice == ENGINE_NATIVE:
         return ENGINE_NATIVE
-    runner = str(pipeline_options(beam_args, STAGE).view_as(StandardOptions).runner or "")
-    return ENGINE_NATIVE if runner.rsplit(".", 1)[-1].lower() in IN_PROCESS_RUNNERS else ENGINE_TFMA
+    return ENGINE_NATIVE if runs_in_process(beam_args, STAGE) else ENGINE_TFMA
