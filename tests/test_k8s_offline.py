@@ -247,7 +247,7 @@ def _extra(name: str) -> list[dict[str, Any]]:
 
 
 def test_volume_shell_mounts_the_volume() -> None:
-    assert [p.name for p in EXTRAS] == ["tensorboard.yaml", "volume-shell.yaml"]
+    assert [p.name for p in EXTRAS] == ["object-store-egress.yaml", "tensorboard.yaml", "volume-shell.yaml"]
     pod = _one(_extra("volume-shell.yaml"), "Pod", "kubetfx-volume-shell")["spec"]
     (container,) = pod["containers"]
     assert container["image"] == RUNTIME_IMAGE
@@ -269,6 +269,22 @@ def test_tensorboard_reads_every_runs_logs_from_the_volume_read_only() -> None:
     assert command[command.index("--host") + 1] == "127.0.0.1"  # reached by kubectl port-forward only
     policy = _one(docs, "NetworkPolicy", "kubetfx-tensorboard")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"] and not policy.get("ingress")
+
+
+def test_object_store_egress_opens_https_for_example_gen_only() -> None:
+    """data=gs://… or s3://…: example_gen's pods, and no other, may reach HTTPS outside the cluster."""
+    (policy,) = _extra("object-store-egress.yaml")
+    assert policy["kind"] == "NetworkPolicy"
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == {
+        names.POD_LABEL_PART_OF: names.POD_LABEL_APP,
+        names.POD_LABEL_STAGE: names.STAGE_EXAMPLE_GEN.replace("_", "-"),  # as the pipeline labels it
+    }
+    assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec  # adds egress, denies nothing else
+    (rule,) = spec["egress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 443}]
+    (to,) = rule["to"]
+    assert to["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in to["ipBlock"]["except"]
 
 
 # --- linters ------------------------------------------------------------------------------------
