@@ -263,15 +263,18 @@ class SafeLineage:
 
     def start_run(self, run_id: str, pipeline_name: str, parameters: dict[str, Any]) -> None:
         recorder = self._recorder
-        self._guarded("the run's start", lambda: recorder.start_run(run_id, pipeline_name, parameters))
+        if recorder is not None:  # None: the store could not be opened (said once, at the start)
+            self._guarded("the run's start", lambda: recorder.start_run(run_id, pipeline_name, parameters))
 
     def record_task(self, record: Any) -> None:  # noqa: ANN401
         recorder = self._recorder
-        self._guarded(record.task, lambda: recorder.record_task(record))
+        if recorder is not None:
+            self._guarded(record.task, lambda: recorder.record_task(record))
 
     def end_run(self, run: Any) -> None:  # noqa: ANN401
         recorder = self._recorder
-        self._guarded("the run's end", lambda: recorder.end_run(run))
+        if recorder is not None:
+            self._guarded("the run's end", lambda: recorder.end_run(run))
 
 
 def _first_line(error: BaseException) -> str:

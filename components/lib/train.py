@@ -80,7 +80,7 @@ class TrainResult:
 
     def metadata(self) -> dict[str, Any]:
         finite = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}  # JSON has no NaN
-        meta = {"hyperparameters": self.hyperparameters, "metrics": finite}
+        meta: dict[str, Any] = {"hyperparameters": self.hyperparameters, "metrics": finite}
         if self.label is not None:
             meta.update(label=self.label.name, task=self.label.task, classes=list(self.label.classes))
         return meta

@@ -290,7 +290,7 @@ def judge(
         passed.append(f"overall {title} {_v(value, cls)} {sign} {_v(gate.absolute, cls)}")
     if gate.naive_bound is not None and not value_failed:
         passed.append(naive_text(value) + " needed")
-    if change_applies and base_value and not change_failed:
+    if change_applies and gate.change is not None and base_value and not change_failed:
         allowed = -gate.change if cls else gate.change
         passed.append(
             f"{title} {(value - base_value) / base_value:+.1%} against baseline version {baseline_version} "

@@ -275,7 +275,9 @@ def _classification_arrays(
     signatures = _load_signatures(models)
     ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP", buffer_size=1 << 22)
     ds = ds.batch(batch_size).map(lambda x: (x, tf.io.parse_example(x, spec))).prefetch(1)
-    ids, scores, members = [], {name: [] for name in models}, {}
+    ids: list[Any] = []
+    scores: dict[str, list[Any]] = {name: [] for name in models}
+    members: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
     offset = 0
     try:
         for serialized, parsed in ds:
@@ -301,7 +303,7 @@ def _classification_arrays(
     except tf.errors.OpError as e:
         raise StageError(STAGE, where, f"cannot read the eval examples: {e.message}") from e
     all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    slices = {(): np.arange(offset)}
+    slices: dict[tuple[tuple[str, Any], ...], Any] = {(): np.arange(offset)}
     slices.update({k: np.concatenate(v) for k, v in members.items()})
     return all_ids, {k: np.concatenate(v) for k, v in scores.items()}, slices
 

@@ -65,7 +65,7 @@ def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
 def _metrics(result: EvaluateResult, label: str) -> str:
     cand, base, has_base = result.candidate, result.baseline, bool(result.baseline)
     rows, classes = [], {}
-    shown = (
+    shown: tuple[tuple[str, str], ...] = (
         ("example_count", "examples"),
         ("mae", "mean absolute error"),
         ("mse", "mean squared error"),

@@ -216,7 +216,9 @@ def shift_lines(stats: dict[str, _ColumnCounts], by: int) -> dict[str, _ColumnCo
     """The same counts with every first cell's line moved ``by`` lines down."""
     out = {}
     for c, s in stats.items():
-        moved = {f: (v[0], v[1] + by, v[2]) if (v := getattr(s, f)) is not None else None for f in _FIRSTS}
+        moved: dict[str, Any] = {
+            f: (v[0], v[1] + by, v[2]) if (v := getattr(s, f)) is not None else None for f in _FIRSTS
+        }
         out[c] = dataclasses.replace(s, **moved)
     return out
 
