@@ -74,6 +74,7 @@ def evaluate(
     )
     from components.lib.evaluate.report_inputs import report_context
     from components.lib.evaluate.stage import train_rows_of
+    from components.lib.examples import written_rows
     from components.lib.saved_model import saved_model_dir
 
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, STAGE)
@@ -97,6 +98,7 @@ def evaluate(
             engine=engine,
             published_dir=final,
             train_rows=train_rows_of(examples.metadata, examples.path),
+            eval_rows=written_rows(examples.metadata, examples.path, names.EVAL),
             min_eval_examples=min_eval_examples,
             min_train_rows=min_train_rows,
         )

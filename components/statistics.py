@@ -29,6 +29,7 @@ def statistics(
 
     from components import names
     from components.lib import storage
+    from components.lib.examples import written_rows
     from components.lib.statistics import run_statistics
     from components.lib.statistics_io import read_statistics
     from components.lib.statistics_report import render_report
@@ -36,7 +37,8 @@ def statistics(
     stage = names.STAGE_STATISTICS
     examples_dir = storage.storage_path_of(examples.metadata, examples.path, stage)
     os.makedirs(statistics.path, exist_ok=True)
-    result = run_statistics(examples_dir, Path(statistics.path), beam_args=beam_args)
+    written = {s: written_rows(examples.metadata, examples.path, s) for s in names.SPLITS}
+    result = run_statistics(examples_dir, Path(statistics.path), beam_args=beam_args, expected_rows=written)
     stats = {s: read_statistics(Path(statistics.path), s, stage) for s in result.rows}
     html = render_report(stats, run_id=run_id)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)

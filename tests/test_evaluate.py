@@ -272,6 +272,26 @@ def test_bad_model_fails_the_absolute_threshold(work, examples, trained):
     assert set(summary["slices"]) == {"Overall"}  # empty slice feature: overall only
 
 
+@pytest.mark.parametrize("engine", ["native", "tfma"])
+def test_an_evaluation_of_other_than_the_written_examples_is_an_error(work, examples, trained, engine):
+    """Both engines' example count is checked against ExampleGen's: lost records never get judged."""
+    model = model_artifact(trained["zero"], work / f"count-{engine}")
+    rows = dict(examples.metadata[names.META_ROWS])
+    claimed = dsl.Dataset(
+        name="examples",
+        uri=examples.uri,
+        metadata={**examples.metadata, names.META_ROWS: {**rows, names.EVAL: rows[names.EVAL] + 5}},
+    )
+    with pytest.raises(
+        StageError,
+        match=rf"^\[evaluate\] .*Split-eval: {engine} evaluated {rows[names.EVAL]:,} eval examples but "
+        rf"ExampleGen wrote {rows[names.EVAL] + 5:,}",
+    ):
+        run_evaluate(work / f"count-{engine}", claimed, model, slice_feature="", engine=engine)
+    run_dir = work / f"count-{engine}" / names.ARTIFACTS_DIR / "eval-run"
+    assert not list(run_dir.iterdir())  # nothing published, no scratch left
+
+
 def test_thresholds_file_overrides_the_parameters(work, examples, trained):
     storage = work / "thr"
     (storage / "config").mkdir(parents=True)

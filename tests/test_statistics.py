@@ -189,6 +189,40 @@ def test_corrupt_records_are_an_error_naming_the_file(examples, tmp_path, damage
         run_statistics_on(bad, tmp_path / "out")
 
 
+@pytest.mark.parametrize("beam_args", ["", "--runner=DirectRunner --direct_running_mode=multi_processing"])
+def test_examples_fewer_than_example_gen_wrote_are_an_error(examples, tmp_path, beam_args):
+    """A split that lost a file (or a runner that lost records) fails; statistics of other data don't pass."""
+    src = examples_dir_of(examples)
+    short = tmp_path / "examples"
+    shutil.copytree(src, short)
+    first = split_files(short, names.EVAL, names.STAGE_STATISTICS)[0]
+    records = list(read_tfrecords(first, "test"))
+    from components.lib.tfrecord import frame
+
+    first.write_bytes(gzip.compress(b"".join(frame(r) for r in records[:-3])))  # a well-formed file, 3 short
+    written = dict(examples.metadata[names.META_ROWS])
+    ex = dsl.Dataset(
+        name="examples",
+        uri=str(tmp_path / "ex"),
+        metadata={**examples.metadata, names.META_STORAGE_PATH: str(short)},
+    )
+    folder = re.escape(str(short / names.split_dir(names.EVAL)))
+    with pytest.raises(
+        StageError,
+        match=rf"^\[statistics\] {folder}: {written['eval'] - 3:,} examples read but ExampleGen wrote "
+        rf"{written['eval']:,}",
+    ):
+        run_component(
+            statistics,
+            tmp_path / "out",
+            examples=ex,
+            storage_root=str(tmp_path / "volume"),
+            run_id="s",
+            beam_args=beam_args,
+        )
+    assert not (tmp_path / "volume" / names.ARTIFACTS_DIR).exists()  # nothing kept on the volume
+
+
 def test_html_helpers_escape_text_and_draw_charts():
     doc = html.page(
         "<Report & co>",

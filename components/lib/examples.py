@@ -8,7 +8,9 @@ neither hidden (``.``) nor markers (``_``, as in ``_SUCCESS``).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from components import names
 from components.errors import StageError
@@ -54,3 +56,21 @@ def find_splits(examples_dir: Path, stage: str, required: tuple[str, ...] = name
             f"no {', '.join(names.split_dir(s) for s in missing)} folder; found {sorted(found)}",
         )
     return {**{s: found[s] for s in required}, **{s: p for s, p in found.items() if s not in required}}
+
+
+def written_rows(metadata: dict[str, Any], artifact_path: str, split: str) -> int | None:
+    """Rows ExampleGen wrote to ``split`` (the artifact's ``rows`` metadata or manifest); None: unknown.
+
+    Readers check what they read against it, so a runner that loses or repeats records, or a
+    truncated split, fails the stage instead of yielding statistics or an evaluation of other data.
+    """
+    from components.lib.artifact_metadata import plain
+
+    rows = plain(metadata.get(names.META_ROWS))
+    if not isinstance(rows, dict):
+        try:
+            rows = json.loads(Path(artifact_path).read_text()).get(names.META_ROWS)
+        except (OSError, ValueError, AttributeError):
+            rows = None
+    value = rows.get(split) if isinstance(rows, dict) else None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

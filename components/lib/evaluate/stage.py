@@ -21,7 +21,6 @@ from typing import Any
 from components import names
 from components.errors import StageError
 from components.lib import examples, saved_model
-from components.lib.artifact_metadata import plain
 from components.lib.baseline import Baseline
 from components.lib.blessing import Blessing
 from components.lib.evaluate import models as task_models
@@ -87,14 +86,7 @@ def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | No
 
 def train_rows_of(metadata: dict[str, Any], artifact_path: str) -> int | None:
     """Rows of the train split from ExampleGen's ``rows`` metadata (or its manifest); None: unknown."""
-    rows = plain(metadata.get(names.META_ROWS))
-    if not isinstance(rows, dict):
-        try:
-            rows = json.loads(Path(artifact_path).read_text()).get(names.META_ROWS)
-        except (OSError, ValueError, AttributeError):
-            rows = None
-    value = rows.get(names.TRAIN) if isinstance(rows, dict) else None
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return examples.written_rows(metadata, artifact_path, names.TRAIN)
 
 
 def evidence_shortfall(
@@ -134,13 +126,15 @@ def evaluate_models(
     train_rows: int | None = None,
     min_eval_examples: int = 0,
     min_train_rows: int = 0,
+    eval_rows: int | None = None,
 ) -> EvaluateResult:
     """Write TFMA's result into ``output_dir/eval_result`` (native or Beam engine) and judge.
 
     ``published_dir``: where ``output_dir`` will be once published (it is usually a scratch
     directory renamed into place); the blessing and the result cite paths under it.
     ``train_rows``, ``min_eval_examples``, ``min_train_rows``: the minimum evidence to bless
-    (``evidence_shortfall``; 0 = no minimum).
+    (``evidence_shortfall``; 0 = no minimum). ``eval_rows``: the eval examples ExampleGen
+    wrote; an evaluation of any other number is the stage's error (a runner lost records).
     """
     import time
 
@@ -183,6 +177,13 @@ def evaluate_models(
     base = overall(metrics, BASELINE, info) if baseline_dir is not None else {}
     if not cand or not cand.get("example_count"):
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
+    if eval_rows is not None and round(cand["example_count"]) != eval_rows:
+        raise StageError(
+            STAGE,
+            str(files[0].parent),
+            f"{chosen} evaluated {round(cand['example_count']):,} eval examples but ExampleGen wrote "
+            f"{eval_rows:,}: the runner lost or repeated records; nothing was judged",
+        )
     validation = tfma.load_validation_result(str(result_dir))
     verdict, reasons = judge(validation, thresholds, cand, base, baseline_version, gate)
     shortfall = evidence_shortfall(cand["example_count"], train_rows, min_eval_examples, min_train_rows)

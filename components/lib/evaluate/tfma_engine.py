@@ -142,6 +142,12 @@ def eval_config(
     return tfma.EvalConfig(model_specs=models, slicing_specs=slices, metrics_specs=specs)
 
 
+def _records(path: str) -> Any:  # noqa: ANN401
+    from components.lib.tfrecord import read_tfrecords
+
+    yield from read_tfrecords(Path(path), STAGE)
+
+
 def run_tfma(
     files: list[Path],
     candidate_dir: Path,
@@ -167,13 +173,22 @@ def run_tfma(
                 eval_saved_model_path=str(baseline_dir), model_name=BASELINE, eval_config=config
             )
         )
-    source = tfxio.TFExampleRecord(
-        file_pattern=[str(f) for f in files], raw_record_column_name=tfma.ARROW_INPUT_COLUMN
+    # Not TFExampleRecord(file_pattern).BeamSource: its splittable read silently loses records on
+    # Beam's multi-processing DirectRunner (tensorflow/data-validation#247, the same reader). Each
+    # file is one element spread by a Reshuffle (a gzipped file cannot be split anyway), its
+    # records read here, then decoded by TFXIO as TFMA expects.
+    source = tfxio.TFExampleBeamRecord(
+        physical_format="tfrecords_gzip",
+        telemetry_descriptors=["kubetfx", STAGE],
+        raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
     )
     with beam.Pipeline(options=options) as p:
         _ = (
             p
-            | "ReadEvalExamples" >> source.BeamSource(batch_size=BATCH_SIZE)
+            | "EvalFiles" >> beam.Create([str(f) for f in files])
+            | "Spread" >> beam.Reshuffle()
+            | "ReadRecords" >> beam.FlatMap(_records)
+            | "DecodeEvalExamples" >> source.BeamSource(batch_size=BATCH_SIZE)
             | "EvaluateAndWrite"
             >> tfma.ExtractEvaluateAndWriteResults(
                 eval_config=config,
