@@ -11,7 +11,7 @@ last digit (a test compares them).
 
 The rule (``beam.runs_in_process``, shared with the other stages' fast paths): in process when
 ``beam_args`` would run Beam in this process anyway (the default ``DirectRunner``, empty
-options); TFDV's Beam pipeline (``tfdv.generate_statistics_from_tfrecord``, TFX's path) for any
+options); TFDV's ``GenerateStatistics`` as a Beam pipeline (``compute_statistics_beam``) for any
 other runner — Dataflow, Flink, Spark, a ``PortableRunner`` job, or local worker processes
 (``--direct_running_mode=multi_processing``). The output metadata says which ran (``method``,
 ``runner``); a test checks that both give the same statistics on real worker processes.
