@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 START_TIMEOUT_S = 60.0
@@ -126,37 +127,28 @@ def _rss_mb(pid: str) -> float | None:
     return None
 
 
-def _command_rss_mb(needle: str) -> dict[int, float]:
-    """Resident MB of every process whose command line contains ``needle``."""
+def _processes_rss_mb(keep: Callable[[str], bool]) -> dict[int, float]:
+    """Resident MB of every process (Linux ``/proc``) whose pid ``keep`` accepts."""
     out: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if needle.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
-                rss = _rss_mb(entry)
-                if rss is not None:
-                    out[int(entry)] = rss
-        except OSError:
-            continue
-    return out
-
-
-def _group_rss_mb(pgid: int) -> dict[int, float]:
-    """Resident MB of every process in process group ``pgid`` (Linux ``/proc``)."""
-    out: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry)) != pgid:
-                continue
-            for line in Path(f"/proc/{entry}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[int(entry)] = int(line.split()[1]) / 1024
+            if keep(entry) and (rss := _rss_mb(entry)) is not None:
+                out[int(entry)] = rss
         except (OSError, ValueError):
             continue
     return out
+
+
+def _command_rss_mb(needle: str) -> dict[int, float]:
+    """Resident MB of every process whose command line contains ``needle``."""
+    return _processes_rss_mb(lambda pid: needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
+
+
+def _group_rss_mb(pgid: int) -> dict[int, float]:
+    """Resident MB of every process in process group ``pgid``."""
+    return _processes_rss_mb(lambda pid: os.getpgid(int(pid)) == pgid)
 
 
 class PoolMemory:

@@ -104,6 +104,25 @@ def worker_stage_error(exc: BaseException) -> Any:
     return StageError(stage, path if sep else None, problem if sep else rest)
 
 
+def run(pipeline: Any, stage: str, where: str | None, what: str) -> Any:  # noqa: ANN401
+    """Run ``pipeline`` to its end and return its result; any failure is ``stage``'s one line.
+
+    A ``StageError`` a worker raised comes back as itself (``worker_stage_error``), anything
+    else as ``[stage] where: <what> pipeline failed: …``.
+    """
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except StageError:
+        raise
+    except Exception as e:
+        cause = worker_stage_error(e)  # e.g. a bad cell or a damaged file, reported by a worker
+        if cause is not None:
+            raise StageError(cause.stage, cause.path, cause.problem) from e
+        raise StageError(stage, where, f"{what} pipeline failed: {type(e).__name__}: {e}") from e
+    return result
+
+
 def pickle_by_value(module: Any) -> None:
     """Ship ``module``'s code inside the pipeline instead of an import by name on the workers.
 

@@ -123,7 +123,7 @@ def compute_statistics_beam(
     import tensorflow_data_validation as tfdv
     from apache_beam.metrics.metric import MetricsFilter
 
-    from components.lib.beam import pipeline_options, worker_stage_error
+    from components.lib.beam import pipeline_options, run
 
     class DecodeFile(beam.DoFn):
         """One examples file -> Arrow record batches of its tf.Examples, counted."""
@@ -158,18 +158,7 @@ def compute_statistics_beam(
             | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
             | "Write" >> tfdv.WriteStatisticsToBinaryFile(str(output))
         )
-        try:
-            result = pipeline.run()
-            result.wait_until_finish()
-        except StageError:
-            raise
-        except Exception as e:
-            cause = worker_stage_error(e)
-            if cause is not None:
-                raise StageError(cause.stage, cause.path, cause.problem) from e
-            raise StageError(
-                STAGE, str(files[0]), f"statistics pipeline failed: {type(e).__name__}: {e}"
-            ) from e
+        result = run(pipeline, STAGE, str(files[0]), "statistics")
         stats = tfdv.load_stats_binary(str(output))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -37,7 +37,8 @@ from components import names
 from components.errors import StageError
 from components.lib import examples, module_inputs, transform_output, user_module
 from components.lib import label as label_contract
-from components.lib.beam import pickle_by_value, pipeline_options, worker_stage_error
+from components.lib.beam import pickle_by_value, pipeline_options
+from components.lib.beam import run as beam_run
 from components.lib.schema_io import read_schema, schema_file_of
 
 STAGE = names.STAGE_TRANSFORM
@@ -308,18 +309,7 @@ def run_transform(
                 transform_fn,
             ) | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True)
             write(transformed, split)
-        try:
-            result = pipeline.run()
-            result.wait_until_finish()
-        except StageError:
-            raise
-        except Exception as e:
-            cause = worker_stage_error(e)  # e.g. a damaged file, reported by the reader in a worker
-            if cause is not None:
-                raise StageError(cause.stage, cause.path, cause.problem) from e
-            raise StageError(
-                STAGE, str(examples_dir), f"transform pipeline failed: {type(e).__name__}: {e}"
-            ) from e
+        result = beam_run(pipeline, STAGE, str(examples_dir), "transform")
     beam_seconds = time.perf_counter() - beam_start
 
     rows = _row_counts(result)

@@ -96,20 +96,9 @@ def string_batches(block: bytes, columns: list[str], where: str) -> Any:
 
 
 def _run(pipeline: Any, files: list[str | Path], what: str) -> Any:
-    """Run a pipeline; a worker's StageError comes back as the stage's one line."""
-    from components.lib.beam import worker_stage_error
+    from components.lib.beam import run
 
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    except StageError:
-        raise
-    except Exception as e:
-        cause = worker_stage_error(e)  # e.g. a bad cell, reported by a worker
-        if cause is not None:
-            raise StageError(cause.stage, cause.path, cause.problem) from e
-        raise StageError(STAGE, str(files[0]), f"{what} pipeline failed: {type(e).__name__}: {e}") from e
-    return result
+    return run(pipeline, STAGE, str(files[0]), what)
 
 
 def _pipeline(beam_args: str) -> Any:
