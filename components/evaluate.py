@@ -73,7 +73,6 @@ def evaluate(
         render_report,
     )
     from components.lib.evaluate.report_inputs import report_context
-    from components.lib.evaluate.stage import train_rows_of
     from components.lib.examples import written_rows
     from components.lib.saved_model import saved_model_dir
 
@@ -97,7 +96,7 @@ def evaluate(
             beam_args=beam_args,
             engine=engine,
             published_dir=final,
-            train_rows=train_rows_of(examples.metadata, examples.path),
+            train_rows=written_rows(examples.metadata, examples.path, names.TRAIN),
             eval_rows=written_rows(examples.metadata, examples.path, names.EVAL),
             min_eval_examples=min_eval_examples,
             min_train_rows=min_train_rows,

@@ -319,14 +319,14 @@ def test_evidence_shortfall_names_both_minimums():
 
 
 def test_training_rows_are_read_as_written_and_after_ml_metadatas_round_trip(tmp_path):
-    from components.lib.evaluate.stage import train_rows_of
+    from components.lib.examples import written_rows
 
-    assert train_rows_of({names.META_ROWS: {"train": 2, "eval": 1}}, "") == 2
-    assert train_rows_of({names.META_ROWS: {"struct": {"train": 2.0, "eval": 1.0}}}, "") == 2
+    assert written_rows({names.META_ROWS: {"train": 2, "eval": 1}}, "", names.TRAIN) == 2
+    assert written_rows({names.META_ROWS: {"struct": {"train": 2.0, "eval": 1.0}}}, "", names.TRAIN) == 2
     manifest = tmp_path / "examples"
     manifest.write_text(json.dumps({names.META_ROWS: {"train": 7}}))
-    assert train_rows_of({}, str(manifest)) == 7
-    assert train_rows_of({}, str(tmp_path / "absent")) is None
+    assert written_rows({}, str(manifest), names.TRAIN) == 7
+    assert written_rows({}, str(tmp_path / "absent"), names.TRAIN) is None
 
 
 TINY = "age,sex,bmi,children,smoker,region,charges\n" + "".join(

@@ -172,12 +172,16 @@ def test_examples_missing_from_volume_is_an_error(tmp_path):
         run_statistics_on(tmp_path / "gone", tmp_path / "out")
 
 
+def copy_with_first_eval_file(examples, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the session's examples to damage, and the first file of its eval split."""
+    copy = tmp_path / "examples"
+    shutil.copytree(examples_dir_of(examples), copy)
+    return copy, split_files(copy, names.EVAL, names.STAGE_STATISTICS)[0]
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_corrupt_records_are_an_error_naming_the_file(examples, tmp_path, damage):
-    src = examples_dir_of(examples)
-    bad = tmp_path / "examples"
-    shutil.copytree(src, bad)
-    target = split_files(bad, names.EVAL, names.STAGE_STATISTICS)[0]
+    bad, target = copy_with_first_eval_file(examples, tmp_path)
     if damage == "garbage":
         target.write_bytes(gzip.compress(b"this is not a TFRecord file at all"))
         expected = "corrupt length"
@@ -192,10 +196,7 @@ def test_corrupt_records_are_an_error_naming_the_file(examples, tmp_path, damage
 @pytest.mark.parametrize("beam_args", ["", "--runner=DirectRunner --direct_running_mode=multi_processing"])
 def test_examples_fewer_than_example_gen_wrote_are_an_error(examples, tmp_path, beam_args):
     """A split that lost a file (or a runner that lost records) fails; statistics of other data don't pass."""
-    src = examples_dir_of(examples)
-    short = tmp_path / "examples"
-    shutil.copytree(src, short)
-    first = split_files(short, names.EVAL, names.STAGE_STATISTICS)[0]
+    short, first = copy_with_first_eval_file(examples, tmp_path)
     records = list(read_tfrecords(first, "test"))
     from components.lib.tfrecord import frame
 

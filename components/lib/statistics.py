@@ -24,6 +24,7 @@ The output layout is TFX's: ``<out>/Split-<split>/FeatureStats.pb``, a binary
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,30 +76,17 @@ def compute_statistics(files: list[Path], *, batch_size: int = BATCH_SIZE) -> An
     """
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.statistics import stats_impl
-    from tfx_bsl.coders import example_coder
 
     options = tfdv.StatsOptions()
     generators = stats_impl.get_generators(options, in_memory=True)
     accumulators = [g.create_accumulator() for g in generators]
-    decoder = example_coder.ExamplesToRecordBatchDecoder()
-    batch: list[bytes] = []
-
-    def flush(path: Path) -> None:
-        record_batch = _decode(decoder, batch, str(path))
-        for i, gen in enumerate(generators):
-            try:
-                accumulators[i] = gen.add_input(accumulators[i], record_batch)
-            except (TypeError, ValueError) as e:
-                raise StageError(STAGE, str(path), f"inconsistent feature values: {e}") from e
-        batch.clear()
-
     for path in files:
-        for record in read_tfrecords(path, STAGE):
-            batch.append(record)
-            if len(batch) >= batch_size:
-                flush(path)
-        if batch:
-            flush(path)
+        for record_batch, _ in decoded_batches(path, batch_size):
+            for i, gen in enumerate(generators):
+                try:
+                    accumulators[i] = gen.add_input(accumulators[i], record_batch)
+                except (TypeError, ValueError) as e:
+                    raise StageError(STAGE, str(path), f"inconsistent feature values: {e}") from e
     return stats_impl.extract_statistics_output(accumulators, generators)
 
 
@@ -132,19 +120,9 @@ def compute_statistics_beam(
             self._read = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "records")
 
         def process(self, path):  # type: ignore[no-untyped-def]
-            from tfx_bsl.coders import example_coder
-
-            decoder = example_coder.ExamplesToRecordBatchDecoder()
-            batch: list[bytes] = []
-            for record in read_tfrecords(Path(path), STAGE):
-                batch.append(record)
-                if len(batch) >= batch_size:
-                    yield _decode(decoder, batch, path)
-                    self._read.inc(len(batch))
-                    batch = []
-            if batch:
-                yield _decode(decoder, batch, path)
-                self._read.inc(len(batch))
+            for record_batch, n in decoded_batches(Path(path), batch_size):
+                yield record_batch
+                self._read.inc(n)
 
     folder = Path(tempfile.mkdtemp(prefix=".beam-stats-", dir=scratch))
     output = folder / "stats.binpb"
@@ -176,11 +154,30 @@ def compute_statistics_beam(
     return stats
 
 
-def _decode(decoder: Any, batch: list[bytes], path: str) -> Any:  # noqa: ANN401
+def decoded_batches(path: Path, batch_size: int) -> Iterator[tuple[Any, int]]:
+    """The records of one examples file as (Arrow record batch, records in it), ``batch_size`` at a time.
+
+    Read with ``tfrecord.read_tfrecords`` (framing and checksums checked), decoded with tfx-bsl's
+    C++ ``ExamplesToRecordBatchDecoder``; both statistics paths read through this.
+    """
+    from tfx_bsl.coders import example_coder
+
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    batch: list[bytes] = []
+    for record in read_tfrecords(path, STAGE):
+        batch.append(record)
+        if len(batch) >= batch_size:
+            yield _decode(decoder, batch, path), len(batch)
+            batch = []
+    if batch:
+        yield _decode(decoder, batch, path), len(batch)
+
+
+def _decode(decoder: Any, batch: list[bytes], path: Path) -> Any:  # noqa: ANN401
     try:
         return decoder.DecodeBatch(batch)
     except Exception as e:  # noqa: BLE001 (the C++ decoder raises plain RuntimeError/ValueError)
-        raise StageError(STAGE, path, f"records are not tf.Example protos: {e}") from e
+        raise StageError(STAGE, str(path), f"records are not tf.Example protos: {e}") from e
 
 
 def run_statistics(

@@ -84,11 +84,6 @@ def baseline_of(metadata: dict[str, Any], artifact_path: str) -> tuple[Path | No
     return Path(record.model_path), record.version
 
 
-def train_rows_of(metadata: dict[str, Any], artifact_path: str) -> int | None:
-    """Rows of the train split from ExampleGen's ``rows`` metadata (or its manifest); None: unknown."""
-    return examples.written_rows(metadata, artifact_path, names.TRAIN)
-
-
 def evidence_shortfall(
     eval_examples: float, train_rows: int | None, min_eval_examples: int, min_train_rows: int
 ) -> list[str]:

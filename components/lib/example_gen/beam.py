@@ -22,12 +22,14 @@ from typing import Any
 from components import names
 from components.errors import StageError
 from components.lib import examples, fs
+from components.lib.beam import run
 from components.lib.example_gen.columns import (
     BLOCK_SIZE,
     STAGE,
     count_cells,
     counts_from_json,
     counts_to_json,
+    empty_counts,
     merge_counts,
     shift_lines,
 )
@@ -63,42 +65,32 @@ def read_lines(path: str, start: int, end: int) -> bytes:
         return block
 
 
-def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where: str) -> Any:
-    """CSV lines without a header -> Arrow record batches typed as the first pass decided."""
+def _block_batches(block: bytes, columns: list[str], types: dict[str, Any], where: str, problem: str) -> Any:
+    """CSV lines without a header -> Arrow record batches with ``types``; bad input is ``problem``."""
     import io
 
     import pyarrow as pa
     from pyarrow import csv
 
-    convert = csv.ConvertOptions(
-        column_types={c: arrow_type(kinds[c]) for c in columns}, strings_can_be_null=True
-    )
+    convert = csv.ConvertOptions(column_types=types, strings_can_be_null=True)
     read = csv.ReadOptions(column_names=columns, block_size=BLOCK_SIZE)
     try:
         yield from csv.open_csv(io.BytesIO(block), read_options=read, convert_options=convert)
     except pa.ArrowInvalid as e:
-        raise StageError(STAGE, where, f"cannot convert a cell to the schema's type: {e}") from e
+        raise StageError(STAGE, where, f"{problem}: {e}") from e
+
+
+def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where: str) -> Any:
+    """CSV lines without a header -> Arrow record batches typed as the first pass decided."""
+    types = {c: arrow_type(kinds[c]) for c in columns}
+    return _block_batches(block, columns, types, where, "cannot convert a cell to the schema's type")
 
 
 def string_batches(block: bytes, columns: list[str], where: str) -> Any:
     """CSV lines without a header -> Arrow record batches of strings (the first pass's view)."""
-    import io
-
     import pyarrow as pa
-    from pyarrow import csv
 
-    convert = csv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=True)
-    read = csv.ReadOptions(column_names=columns, block_size=BLOCK_SIZE)
-    try:
-        yield from csv.open_csv(io.BytesIO(block), read_options=read, convert_options=convert)
-    except pa.ArrowInvalid as e:
-        raise StageError(STAGE, where, f"malformed CSV: {e}") from e
-
-
-def _run(pipeline: Any, files: list[str | Path], what: str) -> Any:
-    from components.lib.beam import run
-
-    return run(pipeline, STAGE, str(files[0]), what)
+    return _block_batches(block, columns, {c: pa.string() for c in columns}, where, "malformed CSV")
 
 
 def _pipeline(beam_args: str) -> Any:
@@ -161,7 +153,7 @@ def inspect_beam(
         | "Inspect" >> beam.ParDo(InspectRange())
         | "Answers" >> beam.io.WriteToText(str(scratch / "ranges"), file_name_suffix=".jsonl")
     )
-    _run(pipeline, files, "example_gen first pass")
+    run(pipeline, STAGE, str(files[0]), "example_gen first pass")
     answers = [
         json.loads(line) for f in sorted(scratch.glob("ranges*.jsonl")) for line in f.read_text().splitlines()
     ]
@@ -169,22 +161,15 @@ def inspect_beam(
     shutil.rmtree(scratch, ignore_errors=True)
     order = {str(f): i for i, f in enumerate(files)}
     answers.sort(key=lambda a: (order[a["file"]], a["start"]))
-    total: dict[str, Any] | None = None
-    rows = 0
+    total = empty_counts(columns)
     per_file = dict.fromkeys(order, 0)
     for a in answers:
-        counts = shift_lines(counts_from_json(a["counts"]), 2 + per_file[a["file"]])  # line 1: header
+        merge_counts(total, shift_lines(counts_from_json(a["counts"]), 2 + per_file[a["file"]]))  # 1: header
         per_file[a["file"]] += a["rows"]
-        rows += a["rows"]
-        if total is None:
-            total = counts
-        else:
-            merge_counts(total, counts)
     for f, n in per_file.items():
         if n == 0:
             raise StageError(STAGE, f, "header only: the file has no data rows")
-    assert total is not None  # every file has rows
-    return total, rows
+    return total, sum(per_file.values())
 
 
 def write_examples_beam(
@@ -246,7 +231,7 @@ def write_examples_beam(
             coder=beam.coders.BytesCoder(),
             compression_type=beam.io.filesystem.CompressionTypes.GZIP,
         )
-    result = _run(pipeline, files, "example_gen")
+    result = run(pipeline, STAGE, str(files[0]), "example_gen")
     counts = {name: len(examples.split_files(output_dir, name, STAGE)) for name, _ in buckets}
     return _row_counts(result, [n for n, _ in buckets]), counts
 

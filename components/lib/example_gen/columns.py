@@ -179,7 +179,7 @@ def count_cells(
     """
     import pyarrow.compute as pc
 
-    stats = {c: _ColumnCounts() for c in columns}
+    stats = empty_counts(columns)
     rows = 0
     for batch in batches:
         for c in columns:
@@ -210,6 +210,11 @@ def count_cells(
 
 
 _FIRSTS = ("first_bad", "first_non_int", "first_leading_zero")
+
+
+def empty_counts(columns: list[str]) -> dict[str, _ColumnCounts]:
+    """Counts before any row: what ``merge_counts`` adds the input to."""
+    return {c: _ColumnCounts() for c in columns}
 
 
 def shift_lines(stats: dict[str, _ColumnCounts], by: int) -> dict[str, _ColumnCounts]:
@@ -257,7 +262,7 @@ def infer_column_types(
 
     Rules in ``decide_types``; Beam's version of this pass is ``beam.inspect_beam``.
     """
-    stats = {c: _ColumnCounts() for c in columns}
+    stats = empty_counts(columns)
     rows = 0
     for path in files:
         counts, n = count_cells(_string_batches(path, columns), columns, path, 2)  # line 1: header
