@@ -229,3 +229,19 @@ def test_preflight_names_a_missing_url_before_anything_is_written(s3, tmp_path):
     ):
         run_locally(storage, None, params, mode="inprocess", log=lambda _: None)
     assert not storage.exists()
+
+
+def test_submit_data_url_is_read_in_place_not_copied(s3, capsys, tmp_path):
+    """``submit.py --data s3://…`` hands the URL to the run as ``data``: the preflight lists it."""
+    import submit
+
+    storage = tmp_path / "storage"
+    url = f"s3://{BUCKET}/submitted/typo.csv"
+    argv = ["--storage", str(storage), "--data", url, "--param", f"beam_args=--runner=DirectRunner {s3}"]
+    assert submit.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"[example_gen] {url}: input file does not exist"]
+    assert not storage.exists()  # nothing written, nothing copied
+    both = argv + ["--param", "data=data/other.csv"]
+    with pytest.raises(SystemExit, match="give the input once"):
+        submit.main(both)
