@@ -9,6 +9,9 @@ from __future__ import annotations
 # ExampleGen: TFX CsvExampleGen's hash split, 3 buckets: 0-1 train, 2 eval.
 SPLIT_BUCKETS = "train:2,eval:1"
 
+# ExampleGen: the CSV files' text encoding (a UTF-8 byte-order mark is skipped).
+ENCODING = "utf-8"
+
 # Validate: what fails the run. "unsafe" = anomalies that make training unsafe
 # (missing label, missing or mistyped feature); "any" = every anomaly; "none" = report only.
 FAIL_ON = "unsafe"

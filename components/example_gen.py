@@ -16,6 +16,10 @@ def example_gen(
     examples: Output[Dataset],
     column_types: str = "",
     beam_args: str = "--runner=DirectRunner --direct_num_workers=1",
+    encoding: str = "utf-8",
+    na_values: str = "",
+    drop_unlabeled: bool = False,
+    model_name: str = "",
 ):
     """Read ``data`` and write ``Split-train/`` and ``Split-eval/`` under the storage root.
 
@@ -26,10 +30,17 @@ def example_gen(
     ``column_types`` (``zip:string,age:float``) overrides inference or the schema per column.
     ``beam_args``: a runner other than the local one writes the examples with a Beam pipeline,
     N files per split (``components.lib.beam.runs_in_process``; the metadata says which ran).
+    ``encoding``: the CSV's text encoding; ``na_values``: cells read as missing in every column;
+    ``drop_unlabeled``: rows with an empty label are dropped (counted) instead of refused.
+    Where the data fits them, the column types of the served version of ``model_name`` (empty:
+    derived from ``data``) are kept, so a re-saved export does not change a column's type.
     """
     from components import names
-    from components.lib import storage
+    from components.lib import served, storage
     from components.lib.example_gen import run_example_gen
+    from components.parameters import model_name_for
+
+    preferred = served.served_types(storage_root, model_name_for(model_name, data), names.STAGE_EXAMPLE_GEN)
 
     out = storage.stage_dir(storage_root, run_id, names.STAGE_EXAMPLE_GEN)
     with storage.atomic_dir(out, names.STAGE_EXAMPLE_GEN) as scratch:
@@ -45,6 +56,10 @@ def example_gen(
             ),
             column_types=column_types,
             beam_args=beam_args,
+            encoding=encoding,
+            na_values=na_values,
+            drop_unlabeled=drop_unlabeled,
+            preferred_types=preferred,
         )
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     examples.metadata.update(meta)

@@ -87,6 +87,26 @@ PARAMETERS: tuple[Parameter, ...] = (
         "",
         "column types that override inference, e.g. zip:string,age:float (empty: inferred)",
     ),
+    Parameter("encoding", str, defaults.ENCODING, "text encoding of the CSV files, e.g. latin-1, utf-16"),
+    Parameter(
+        "na_values",
+        str,
+        "",
+        "comma-separated cell values read as missing in every column, e.g. NA,? (empty: only empty "
+        "cells; NA, N/A, null are missing in number columns anyway)",
+    ),
+    Parameter(
+        "drop_unlabeled", bool, False, "drop rows whose label is empty (false: such rows stop the run)"
+    ),
+    Parameter(
+        "features",
+        str,
+        "",
+        "comma-separated columns the default module uses as features (empty: all but identifier-like ones)",
+    ),
+    Parameter(
+        "exclude_features", str, "", "comma-separated columns the default module leaves out (empty: none)"
+    ),
     Parameter("fail_on", str, defaults.FAIL_ON, "which anomalies stop the run at validate", FAIL_ON_CHOICES),
     Parameter("skew_threshold", float, defaults.SKEW_THRESHOLD, "train/eval skew limit (L-infinity)"),
     Parameter(
@@ -107,7 +127,12 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("batch_size", int, defaults.BATCH_SIZE, "training batch size"),
     Parameter("train_steps", int, defaults.TRAIN_STEPS, "training steps of the final model"),
     Parameter("eval_steps", int, defaults.EVAL_STEPS, "validation steps during training"),
-    Parameter("model_name", str, names.MODEL_NAME, "name of the served model (serving/<name>/<version>)"),
+    Parameter(
+        "model_name",
+        str,
+        "",
+        "name of the served model, serving/<name>/<version> (empty: the data's file or folder name)",
+    ),
     Parameter("slice_feature", str, "", "feature whose values evaluate slices by (empty: none)"),
     Parameter(
         "naive_margin",
@@ -239,12 +264,39 @@ def _check_value(parameter: Parameter, value: Any) -> None:  # noqa: ANN401
             raise ParameterError(f"parameter 'hyperparameters' is not valid JSON ({e}): {value!r}") from None
         if not isinstance(parsed, dict):
             raise ParameterError(f"parameter 'hyperparameters' must be a JSON object, got {value!r}")
-    if name == "model_name" and not _MODEL_NAME.match(value):
+    if name == "model_name" and value and not _MODEL_NAME.match(value):
         raise ParameterError(
             f"parameter 'model_name' must be a plain name (letters, digits, '.', '_', '-'), got {value!r}"
         )
+    if name == "encoding" and value.strip():
+        import codecs
+
+        try:
+            codecs.lookup(value.strip())
+        except LookupError:
+            raise ParameterError(
+                f"parameter 'encoding' names no known text encoding: {value!r} (e.g. utf-8, latin-1, utf-16)"
+            ) from None
     if name == "split_buckets" and not _SPLIT_BUCKETS.match(value):
         raise ParameterError(f"parameter 'split_buckets' must look like 'train:2,eval:1', got {value!r}")
+
+
+def model_name_for(model_name: str, data: str) -> str:
+    """The model name a run uses: ``model_name`` when given, else one derived from ``data``.
+
+    The data's last path or URL segment without ``.csv`` (``data/insurance.csv`` -> ``insurance``,
+    ``s3://bucket/tables/claims/`` -> ``claims``), made a plain name: characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become ``_``, at most 63 of them. So a CSV of one's own
+    never lands in another table's registry entries by accident; every stage that needs the name
+    (example_gen, validate, resolve_baseline, push) derives the same one from the same parameters.
+    """
+    if model_name:
+        return model_name
+    segment = data.rstrip("/").rsplit("/", 1)[-1]
+    if segment.lower().endswith(".csv"):
+        segment = segment[: -len(".csv")]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", segment).lstrip("._-")[:63]
+    return safe or "model"
 
 
 def coerce(raw: dict[str, Any], vocabulary: dict[str, Parameter] | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ def push(
     model_name: str,
     serving_root: str,
     pushed_model: Output[Model],
+    data: str = "",
 ):
     """Push ``model`` only if ``blessing`` says BLESSED (checked here: kfp.local has no dsl.If).
 
@@ -35,7 +36,9 @@ def push(
     from components.lib.blessing import Blessing
     from components.lib.push import STAGE, push_model
     from components.lib.saved_model import saved_model_dir
+    from components.parameters import model_name_for
 
+    model_name = model_name_for(model_name, data)  # empty: derived from the data, as every stage does
     verdict = Blessing.read(Path(blessing.path), STAGE)
     model_location = storage.storage_path_of(model.metadata, model.path, STAGE)
     model_dir = saved_model_dir(model.metadata, model.path, STAGE)

@@ -11,6 +11,7 @@ def resolve_baseline(
     model_name: str,
     baseline: Output[Model],
     serving_root: str = "serving",  # a literal: KFP runs the function's own source (the vocabulary's default)
+    data: str = "",
 ):
     """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
 
@@ -28,7 +29,9 @@ def resolve_baseline(
 
     from components import names
     from components.lib.resolve_baseline import STAGE, housekeeping, resolve
+    from components.parameters import model_name_for
 
+    model_name = model_name_for(model_name, data)  # empty: derived from the data, as every stage does
     for line in housekeeping(storage_root, serving_root, model_name):
         print(f"{names.PROGRESS_PREFIX}[{STAGE}] {line}", flush=True)
     result = resolve(storage_root, model_name)

@@ -13,13 +13,17 @@ def schema(
     storage_root: str,
     schema: Output[Artifact],
     task: str = "auto",
+    features: str = "",
+    exclude_features: str = "",
 ):
     """Write ``<schema>/schema.pbtxt`` (TFX SchemaGen's file name).
 
     An empty ``schema_file`` means infer from the train statistics; otherwise that file
     (relative to ``storage_root``, or absolute) is used as the schema. ``task`` (auto, regression,
     classification) is decided here and written into the label's domain (metadata ``task``,
-    ``classes``).
+    ``classes``). Identifier-like columns (ids, names, dates as text) are tagged as excluded from
+    the default module's features (metadata ``excluded_features``); ``features`` (use exactly
+    these) and ``exclude_features`` (leave these out too), comma-separated, decide instead.
     """
     import os
     from pathlib import Path
@@ -34,6 +38,8 @@ def schema(
         Path(schema.path),
         label=label,
         task=task,
+        features=features,
+        exclude_features=exclude_features,
         schema_file=(
             storage.resolve(storage_root, schema_file, names.STAGE_SCHEMA, "schema_file")
             if schema_file
@@ -41,3 +47,10 @@ def schema(
         ),
     )
     schema.metadata.update(result.metadata())
+    for name, why in (result.metadata().get("excluded_features") or {}).items():
+        # On the console too: a column left out of the model is a choice the user may overrule.
+        print(
+            f"{names.PROGRESS_PREFIX}[{names.STAGE_SCHEMA}] not a model feature: {name!r} ({why}); "
+            "features= / exclude_features= decide",
+            flush=True,
+        )

@@ -18,6 +18,7 @@ def validate(
     model_name: str,
     anomalies: Output[Artifact],
     report: Output[HTML],
+    data: str = "",
 ):
     """Write ``<anomalies>/Split-eval/SchemaDiff.pb`` (TFX ExampleValidator's layout) and an HTML report.
 
@@ -40,7 +41,9 @@ def validate(
     from components import names
     from components.lib import storage
     from components.lib.validate import META_ANOMALIES, META_VERDICT, run_validate, summary_lines
+    from components.parameters import model_name_for
 
+    model_name = model_name_for(model_name, data)  # empty: derived from the data, as every stage does
     os.makedirs(anomalies.path, exist_ok=True)
     result = run_validate(
         Path(statistics.path),

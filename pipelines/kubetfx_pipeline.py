@@ -103,6 +103,10 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         schema_file=p.schema_file,
         column_types=p.column_types,
         beam_args=p.beam_args,
+        encoding=p.encoding,
+        na_values=p.na_values,
+        drop_unlabeled=p.drop_unlabeled,
+        model_name=p.model_name,  # the served version's column types are kept where the data fits
     )
     _place(example_gen_task, names.STAGE_EXAMPLE_GEN, opts)
     examples = example_gen_task.outputs["examples"]
@@ -118,6 +122,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         schema_file=p.schema_file,
         storage_root=p.storage_root,
         task=p.task,
+        features=p.features,
+        exclude_features=p.exclude_features,
     )
     _place(schema_task, names.STAGE_SCHEMA, opts)
 
@@ -130,7 +136,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         drift_threshold=p.drift_threshold,
         storage_root=p.storage_root,
         run_id=run_id,
-        model_name=p.model_name,  # drift: against the served version's training data
+        model_name=p.model_name,  # drift and schema continuity: against the served version
+        data=p.data,  # an empty model_name is derived from it
     )
     _place(validate_task, names.STAGE_VALIDATE, opts)
 
@@ -176,7 +183,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
     _place(train_task, names.STAGE_TRAIN, opts)
 
     baseline_task = resolve_baseline(
-        storage_root=p.storage_root, model_name=p.model_name, serving_root=p.serving_root
+        storage_root=p.storage_root, model_name=p.model_name, serving_root=p.serving_root, data=p.data
     )
     _place(baseline_task, names.STAGE_RESOLVE, opts)
 
@@ -208,6 +215,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         run_id=run_id,
         model_name=p.model_name,
         serving_root=p.serving_root,
+        data=p.data,
     )
     _place(push_task, names.STAGE_PUSH, opts)
 

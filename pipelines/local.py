@@ -19,7 +19,7 @@ from typing import Any
 
 from components import names
 from components.lib.storage import INCOMING_PREFIX, owner_tag
-from components.parameters import coerce
+from components.parameters import coerce, model_name_for
 from pipelines import preflight
 from pipelines.kubetfx_pipeline import compile_pipeline
 from pipelines.local_runner import LocalRun, TaskRecord, load_pipeline_spec, run_pipeline_spec
@@ -109,6 +109,8 @@ def run_locally(
     args = dict(parameters)
     if "data" not in args:  # --param data=... names a file already on the storage root
         args["data"] = stage_data(storage, data, log)
+    # The name the stages would derive from the data, resolved once so the console names it.
+    args["model_name"] = model_name_for(str(args.get("model_name") or ""), str(args["data"]))
     if package is None:
         package = str(storage / names.KFP_LOCAL_DIR / "kubetfx_pipeline.yaml")
     compile_pipeline(package)

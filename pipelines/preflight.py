@@ -25,7 +25,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.parameters import PARAMETERS, ParameterError, coerce
+from components.parameters import PARAMETERS, ParameterError, coerce, model_name_for
 
 # Room a run needs on the storage root: a run on 100,000 rows (a 4.0 MB CSV) wrote the CSV's
 # copy (3.9 MB), 6.8 MB of artifacts and < 1 MB else (2.8x the input); 4x the input plus a
@@ -54,14 +54,19 @@ def check(
     p = {q.name: q.default for q in PARAMETERS} | values
     root = Path(os.path.abspath(storage))
     _storage_root(storage)
+    data_name = _data_name(data, p, named="data" in values)
+    derived = not p["model_name"]
+    p["model_name"] = model_name_for(p["model_name"], data_name)
     try:
-        input_bytes = _data(root, data, p, named="data" in values)
+        input_bytes, header = _data(root, data, p, named="data" in values)
         _paths(root, p)
         _module(root, p)
         if (root / names.REGISTRY_INDEX).exists():
             from components.lib import registry
 
             registry.read_index(root, names.STAGE_RESOLVE)
+            if header is not None:
+                _model_name_fits(root, p, header, data_name, derived=derived)
     except StageError as e:
         raise PreflightError(str(e)) from None
     _free_space(storage, input_bytes)
@@ -89,8 +94,8 @@ def _storage_root(storage: Path) -> None:
         raise PreflightError(f"[submit] {storage}: the storage root is not writable")
 
 
-def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> int:
-    """The input's size in bytes, once it is known to exist and to hold the slice feature.
+def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> tuple[int, list[str] | None]:
+    """The input's size in bytes and its header, once it is known to exist and to hold the slice feature.
 
     Named by the ``data`` parameter, it must be on the volume already or be a gs:// or s3://
     URL (listed and its header read here, with ``beam_args``' options); ``--data`` is copied.
@@ -111,14 +116,14 @@ def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> i
         source = root / names.DEFAULT_DATA_FILE  # generated with names.COLUMNS if absent
         if not source.exists():
             _columns_named(names.COLUMNS, p, f"{source} (generated)")
-            return 0
+            return 0, list(names.COLUMNS)
     from components.lib.example_gen import list_csv_files
 
     files = list_csv_files(source)
     header, where = _header(files[0])
     if header is not None:
         _columns_named(header, p, where)
-    return fs.total_size(files, names.STAGE_EXAMPLE_GEN)
+    return fs.total_size(files, names.STAGE_EXAMPLE_GEN), header
 
 
 def _header(first: str | Path) -> tuple[list[str] | None, str]:
@@ -146,6 +151,58 @@ def _columns_named(header: Any, p: dict[str, Any], where: str) -> None:  # noqa:
             names.STAGE_EVALUATE,
             where,
             f"slice feature {p['slice_feature']!r} is not a column of the data: {columns}",
+        )
+
+
+def _data_name(data: Path | None, p: dict[str, Any], *, named: bool) -> str:
+    """What the run's ``data`` parameter will be (``--data`` is copied under ``data/``, name kept)."""
+    if named or data is None:
+        return str(p["data"])
+    return f"{names.DATA_DIR}/{Path(os.path.abspath(data)).name}"
+
+
+def _model_name_fits(
+    root: Path, p: dict[str, Any], header: list[str], data_name: str, *, derived: bool
+) -> None:
+    """The model name's served version is a model of this table: same label, task, mostly the same columns.
+
+    A model name is a registry key; a run whose data predicts another label, or shares under half
+    of the served model's columns, would be judged against another table's model after all the
+    training (evaluate refuses such a baseline). Smaller changes — a column more or less, a type
+    that widened — are validate's (schema continuity), not a reason to refuse the name.
+    """
+    from components.lib import served
+    from components.lib.label import LabelInfo
+    from components.lib.saved_model import label_info_path
+
+    model = p["model_name"]
+    entry = served.served_entry(root, model, names.STAGE_RESOLVE)
+    if entry is None:
+        return
+    version_dir = Path(entry["serving_path"])
+    info_file = label_info_path(version_dir)
+    info = LabelInfo.read(info_file, names.STAGE_RESOLVE) if info_file.is_file() else None
+    schema, _ = served.served_schema(root, model, names.STAGE_RESOLVE)
+    columns = set(c.strip() for c in header)
+    problems = []
+    if info is not None and info.name != p["label"]:
+        problems.append(f"it predicts {info.name!r}, this run {p['label']!r}")
+    elif info is not None and p["task"] != "auto" and p["task"] != info.task:
+        problems.append(f"it is a {info.task} model, this run asks for {p['task']}")
+    if schema is not None:
+        served_columns = {f.name for f in schema.feature}
+        shared = served_columns & columns
+        if len(shared) * 2 < len(served_columns):
+            problems.append(
+                f"this data shares {len(shared)} of its {len(served_columns)} columns "
+                f"({sorted(served_columns)[:8]}{' …' if len(served_columns) > 8 else ''})"
+            )
+    if problems:
+        how = "derived from the data's name" if derived else "given"
+        raise PreflightError(
+            f"[submit] {data_name}: model name {model!r} ({how}) belongs to another table: its served "
+            f"version {entry['version']} — {'; '.join(problems)}. Give this table its own name "
+            f"(--param model_name=<name>), or move {p['serving_root']}/{model}/ and its registry entries away"
         )
 
 

@@ -60,13 +60,32 @@ def test_the_task_is_decided_and_written_into_the_schema(values, requested, task
         (RNG.integers(-1, 3, 200), "classification", "integer classes must be 0 .. K-1"),
         (RNG.integers(0, 500, 200), "classification", "integer classes must be 0 .. K-1"),
         (np.array([f"id{i}" for i in range(200)]), "auto", "more classes than 100"),
-        (np.array(["only"] * 200), "auto", "single class"),
+        (np.array(["only"] * 200), "auto", r"has one value \('only'\) in all 200 train rows"),
         (RNG.choice(["yes", "no"], 200), "sometimes", "task 'sometimes' is unknown"),
     ],
 )
 def test_a_label_that_cannot_be_read_so_is_an_error_saying_why(values, requested, problem):
     with pytest.raises(StageError, match=problem):
         decide(pd.DataFrame({"x": X, "y": values}), requested)
+
+
+@pytest.mark.parametrize(
+    "values, requested, shown",
+    [
+        (np.full(900, 250.0), "auto", "250"),  # regression: one number
+        (np.full(900, 0.25), "regression", "0.25"),
+        (np.full(900, 3), "auto", "3"),  # an integer label
+        (np.full(900, 1), "classification", "1"),  # one integer class
+        (np.array(["yes"] * 900), "classification", "'yes'"),  # one text class
+    ],
+)
+def test_a_constant_label_is_one_line_naming_label_value_rows_and_fix(values, requested, shown):
+    with pytest.raises(StageError) as err:
+        decide(pd.DataFrame({"x": RNG.normal(size=900), "y": values}), requested)
+    assert str(err.value) == (
+        f"[schema] stats: label 'y' has one value ({shown}) in all 900 train rows: nothing to learn; "
+        "check the export or choose another label"
+    )
 
 
 def test_training_figures_and_the_naive_predictor():

@@ -42,7 +42,14 @@ def test_write_then_read_round_trips_and_leaves_no_temp_files(tmp_path: Path):
     assert path == tmp_path / names.REGISTRY_INDEX
     back = registry.read_index(tmp_path, STAGE)
     assert [e["version"] for e in back["versions"]] == [1, 2]
-    assert set(back["versions"][0]) == set(registry.ENTRY_KEYS)
+    assert set(back["versions"][0]) == set(registry.ENTRY_KEYS)  # "schema" only when given
+    with_schema = registry.make_entry(
+        **{
+            **{k: back["versions"][0][k] for k in registry.ENTRY_KEYS if k != "time"},
+            "schema": "s/m/1/assets.extra/schema.pbtxt",
+        }
+    )
+    assert set(with_schema) == set(registry.ENTRY_KEYS) | set(registry.OPTIONAL_ENTRY_KEYS)
     # only the index and its lock file: the temp file was renamed into place
     assert sorted(p.name for p in path.parent.iterdir()) == ["index.json", "index.json.lock"]
 
@@ -65,6 +72,11 @@ def test_write_then_read_round_trips_and_leaves_no_temp_files(tmp_path: Path):
             '{"format": 1, "versions": [{"version": 1, "model_name": "m", "serving_path": "/x"},'
             ' {"version": 1, "model_name": "m", "serving_path": "/y"}]}',
             "listed twice",
+        ),
+        (
+            '{"format": 1, "versions": [{"version": 1, "model_name": "m", "serving_path": "/x",'
+            ' "schema": 3}]}',
+            '"schema" that is not a path',
         ),
     ],
 )

@@ -67,6 +67,7 @@ def test_inferred_schema_has_every_feature_and_label_not_in_serving(tmp_path, st
         "feature_names": sorted(names.COLUMNS),
         "task": "regression",
         "classes": [],
+        "excluded_features": {},
     }
 
 
@@ -181,3 +182,213 @@ def test_statistics_and_schema_on_the_real_insurance_csv(insurance_csv, tmp_path
         "southeast",
         "southwest",
     }
+
+
+# --- Identifier-like columns and the features / exclude_features overrides. ----------------------
+ROWS = 1461  # four years of daily rows, as in the issue
+
+
+def daily_table(rows: int = ROWS, seed: int = 5):
+    """A table with a date, a name and a row number next to real categories, split train/eval 2:1."""
+    import datetime
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    start = datetime.date(2020, 1, 1)
+    df = pd.DataFrame(
+        {
+            "row": np.arange(1, rows + 1),
+            "date": [str(start + datetime.timedelta(days=i)) for i in range(rows)],
+            "customer": [f"customer {i:05d}" for i in rng.permutation(rows)],
+            "seen": [
+                f"{start + datetime.timedelta(days=i % 30)} {i % 24:02d}:{i % 60:02d}:00 UTC"
+                for i in range(rows)
+            ],
+            "color": rng.choice(["red", "green", "blue"], rows),
+            "zip": rng.choice(
+                [f"{z:05d}" for z in rng.integers(0, 99999, 250)], rows
+            ),  # 250 zips: a category
+            "city": rng.choice([f"city {i}" for i in range(40)], rows),
+            "size": rng.normal(100, 20, rows).round(1),
+            "rooms": rng.integers(1, 7, rows),
+            "price": rng.normal(250, 50, rows).round(2),
+        }
+    )
+    in_train = rng.random(rows) < 2 / 3
+    return df[in_train].reset_index(drop=True), df[~in_train].reset_index(drop=True)
+
+
+def write_stats(directory: Path, train, evaluation=None) -> Path:
+    """A statistics artifact (train, and eval when given) of dataframes, as the statistics stage writes it."""
+    import tensorflow_data_validation as tfdv
+
+    from components.lib.statistics_io import write_statistics
+
+    def stats(df):
+        return tfdv.generate_statistics_from_dataframe(df.reset_index(drop=True))
+
+    write_statistics(directory, names.TRAIN, stats(train))
+    if evaluation is not None:
+        write_statistics(directory, names.EVAL, stats(evaluation))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def daily_stats(tmp_path_factory) -> Path:
+    return write_stats(tmp_path_factory.mktemp("daily"), *daily_table())
+
+
+def lib_schema(stats_dir: Path, out: Path, **kw):
+    from components.lib.schema import run_schema as run
+
+    return run(stats_dir, out, label=kw.pop("label", "price"), **kw)
+
+
+def test_identifier_like_columns_are_tagged_out_of_the_model_but_stay_in_the_schema(daily_stats, tmp_path):
+    from components.lib import user_module
+    from components.modules import tabular
+
+    result = lib_schema(daily_stats, tmp_path)
+    excluded = result.metadata()["excluded_features"]
+    assert set(excluded) == {"row", "date", "seen", "customer"}  # color, zip (250), city, numbers stay
+    assert excluded["seen"].startswith("date-like text: ")  # a timestamp
+    assert excluded["date"].startswith("date-like text: ") and "in a module_file" in excluded["date"]
+    assert excluded["customer"].startswith("identifier: ") and excluded["customer"].endswith(" rows")
+    distinct, rows = excluded["customer"].removeprefix("identifier: ").split(" distinct of ")
+    assert distinct == rows.removesuffix(" rows")  # every name once
+    assert excluded["row"] == f"row number: 1 .. {ROWS:,}, one per row of {ROWS:,}"
+    s = load(dsl.Artifact(name="schema", uri=str(tmp_path)))  # what was written keeps the tags
+    by_name = {f.name: f for f in s.feature}
+    assert set(by_name) == {
+        "row",
+        "date",
+        "seen",
+        "customer",
+        "color",
+        "zip",
+        "city",
+        "size",
+        "rooms",
+        "price",
+    }
+    assert list(by_name["date"].annotation.tag) == ["kubetfx:excluded:date"]
+    assert list(by_name["customer"].annotation.tag) == ["kubetfx:excluded:identifier"]
+    assert list(by_name["row"].annotation.tag) == ["kubetfx:excluded:row_number"]
+    assert not by_name["price"].HasField("annotation") and not by_name["zip"].HasField("annotation")
+    # Serving still accepts them: only the label is out of SERVING.
+    assert [n for n, f in by_name.items() if f.not_in_environment] == ["price"]
+    ctx = user_module.ModuleContext(label="price", task="regression", schema=s)
+    assert ctx.excluded_features() == excluded
+    assert set(tabular.raw_features(ctx)) == {"color", "zip", "city", "size", "rooms"}
+
+
+def test_a_real_category_and_a_few_dates_are_kept(tmp_path):
+    """Conservative: repeated values (even many of them) and a handful of dates are not identifiers."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    rows = 300
+    df = pd.DataFrame(
+        {
+            "state": rng.choice([f"state {i}" for i in range(50)], rows),  # 50 of 300: repeats
+            "snapshot": rng.choice(["2024-01-01", "2024-02-01", "2024-03-01"], rows),  # three dates
+            "few": [f"v{i}" for i in range(rows)][:rows],  # distinct, but see below: 20 rows only
+            "age": rng.integers(18, 90, rows),  # an integer, not a row number
+            "y": rng.normal(size=rows),
+        }
+    )
+    df.loc[20:, "few"] = "same"  # 21 distinct values of 300: a category with a long tail
+    result = lib_schema(write_stats(tmp_path / "st", df), tmp_path / "out", label="y")
+    assert result.excluded == {}
+
+
+def test_the_features_parameter_names_exactly_the_model_features(daily_stats, tmp_path):
+    result = lib_schema(daily_stats, tmp_path, features="date, size,rooms")
+    assert result.excluded == {
+        n: "not in features parameter" for n in ("row", "seen", "customer", "color", "zip", "city")
+    }  # the rules do not apply: the user chose the date
+    tags = {f.name: list(f.annotation.tag) for f in result.schema.feature}
+    assert tags["date"] == [] and tags["color"] == ["kubetfx:excluded:parameter"]
+
+
+def test_exclude_features_adds_to_the_rules(daily_stats, tmp_path):
+    result = lib_schema(daily_stats, tmp_path, exclude_features="city,zip")
+    assert set(result.excluded) == {"row", "date", "seen", "customer", "city", "zip"}
+    assert result.excluded["city"] == result.excluded["zip"] == "exclude_features parameter"
+
+
+@pytest.mark.parametrize(
+    ("kw", "problem"),
+    [
+        (
+            {"features": "size,colour"},
+            "features names 'colour', which is not a column of the data; the columns are "
+            "['city', 'color', 'customer', 'date', 'price', 'rooms', 'row', 'seen', 'size', 'zip']: "
+            "use the names of the CSV header, comma-separated",
+        ),
+        (
+            {"exclude_features": "price"},
+            "exclude_features names the label 'price': the label is what the model predicts, never one "
+            "of its features; remove it from exclude_features",
+        ),
+        (
+            {"features": "price,size"},
+            "features names the label 'price': the label is what the model predicts, never one "
+            "of its features; remove it from features",
+        ),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_the_column(daily_stats, tmp_path, kw, problem):
+    with pytest.raises(StageError) as info:
+        lib_schema(daily_stats, tmp_path, **kw)
+    assert str(info.value) == f"[schema] {daily_stats / 'Split-train' / names.STATS_FILE}: {problem}"
+
+
+def test_excluding_every_feature_is_an_error_naming_the_fix(daily_stats, tmp_path):
+    with pytest.raises(StageError) as info:
+        lib_schema(daily_stats, tmp_path, exclude_features="color,zip,city,size,rooms")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"[schema] {daily_stats / 'Split-train' / names.STATS_FILE}: ")
+    assert "every feature but the label 'price' is excluded (" in message
+    assert "color: exclude_features parameter" in message
+    assert message.endswith(
+        "nothing to learn from; name the columns to use in the features parameter (comma-separated), "
+        "or remove names from exclude_features"
+    )
+
+
+def test_a_user_schema_keeps_its_tags_and_the_overrides_apply(daily_stats, tmp_path):
+    inferred = lib_schema(daily_stats, tmp_path / "first").schema
+    path = tmp_path / "mine.pbtxt"
+    from google.protobuf import text_format
+
+    custom = type(inferred)()
+    custom.CopyFrom(inferred)
+    for f in custom.feature:  # the user hand-tags city, and un-tags the row number
+        if f.name == "city":
+            f.annotation.tag.append("kubetfx:excluded")
+        if f.name == "row":
+            f.ClearField("annotation")
+    path.write_text(text_format.MessageToString(custom))
+    result = lib_schema(daily_stats, tmp_path / "second", schema_file=path, exclude_features="zip")
+    assert set(result.excluded) == {"date", "seen", "customer", "city", "zip"}  # no rule on a curated schema
+    assert result.excluded["city"] == "schema tag kubetfx:excluded"
+    assert result.excluded["date"].startswith("date-like text: ")  # its reason travels with the tag
+
+
+def test_a_constant_label_stops_the_schema_stage(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"x": np.arange(900) % 7, "price": np.full(900, 250.0)})
+    stats_dir = write_stats(tmp_path / "st", df)
+    with pytest.raises(StageError) as info:
+        lib_schema(stats_dir, tmp_path / "out")
+    assert str(info.value) == (
+        f"[schema] {stats_dir / 'Split-train' / names.STATS_FILE}: label 'price' has one value (250) in "
+        "all 900 train rows: nothing to learn; check the export or choose another label"
+    )

@@ -196,12 +196,27 @@ def test_mistyped_feature_fails(tmp_path, with_eval, synthetic_rows):
     assert anomalies.metadata["unsafe_features"] == ["bmi"]
 
 
-def test_partly_missing_feature_is_unsafe(tmp_path, with_eval, synthetic_rows):
+def test_partly_missing_feature_is_reported_and_a_partly_missing_label_is_unsafe(
+    tmp_path, with_eval, synthetic_rows
+):
+    """Transform reads every feature but the label as optional and the built-in modules impute:
+    gaps in a feature are an anomaly to look at, gaps in the label stop the run."""
     rows = [dict(r, age="") if i % 5 == 0 else r for i, r in enumerate(synthetic_rows)]
     stats, sch = with_eval(rows)
-    anomalies, _, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
-    assert error is not None
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on="unsafe")
+    assert error is None and anomalies.metadata["verdict"] == "anomalies"
     assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in reason_types(load_anomalies(anomalies), "age")
+    assert anomalies.metadata["unsafe_features"] == []
+    assert "the built-in modules impute it" in Path(report.path).read_text()
+    # ExampleGen refuses rows without a label; had one slipped through, it is unsafe.
+    from components.lib.validate import findings_of
+
+    a = load_anomalies(anomalies)
+    a.anomaly_info[names.LABEL].CopyFrom(a.anomaly_info["age"])
+    a.anomaly_info[names.LABEL].path.step[:] = [names.LABEL]
+    unsafe = {f.feature: f.unsafe for f in findings_of(a, names.LABEL)}
+    assert unsafe == {"age": False, names.LABEL: True}
+    assert all(f.unsafe for f in findings_of(a))  # without a label named: TFDV's reasons alone
 
 
 def test_fail_on_none_never_raises(tmp_path, with_eval, synthetic_rows):

@@ -138,6 +138,43 @@ def _kind(feature: Any) -> str:
     return {schema_pb2.FLOAT: KIND_FLOAT, schema_pb2.INT: KIND_INT}.get(feature.type, KIND_STRING)
 
 
+def _value_text(value: float) -> str:
+    """A label value as a person reads it: 250 for 250.0, 0.5 as 0.5 (float32 noise trimmed)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.6g}"
+
+
+def check_label_varies(label: str, label_stats: Any, *, stage: str, where: str | None) -> None:
+    """A label with one value in every train row (one number, one class) is an error, before any work.
+
+    Nothing can be learned from it, and the stages after would run to a meaningless verdict
+    ("MAE 0 is nan% below ..."); the usual causes are a broken export or the wrong column.
+    ``label_stats``: the label's train ``FeatureNameStatistics`` (None: nothing to check).
+    """
+    if label_stats is None:
+        return
+    if label_stats.HasField("num_stats"):
+        ns = label_stats.num_stats
+        rows = int(ns.common_stats.num_non_missing)
+        if not rows or ns.min != ns.max:
+            return
+        value = _value_text(ns.min)
+    elif label_stats.HasField("string_stats"):
+        ss = label_stats.string_stats
+        rows = int(ss.common_stats.num_non_missing)
+        if not rows or ss.unique != 1:
+            return
+        top = [v.value for v in ss.top_values] or [b.label for b in ss.rank_histogram.buckets]
+        value = repr(top[0]) if top else "?"
+    else:
+        return
+    raise StageError(
+        stage,
+        where,
+        f"label {label!r} has one value ({value}) in all {rows:,} train rows: nothing to learn; "
+        "check the export or choose another label",
+    )
+
+
 def apply_task(
     schema: Any, label: str, requested: str, label_stats: Any, *, stage: str, where: str | None
 ) -> str:
@@ -146,12 +183,14 @@ def apply_task(
     ``label_stats``: the label's ``FeatureNameStatistics`` on the train split (None: a user
     schema without statistics at hand). An INT label becomes classification with
     ``int_domain {min: 0, max: K-1, is_categorical: true}``; a BYTES label must have (or gets,
-    from the statistics) a string domain. Returns the task.
+    from the statistics) a string domain. A label with one value in the train statistics is
+    refused (``check_label_varies``). Returns the task.
     """
     requested = (requested or AUTO).strip().lower()
     if requested not in TASKS:
         raise StageError(stage, None, f"task {requested!r} is unknown; one of {list(TASKS)}")
     feature = _feature(schema, label, stage, where)
+    check_label_varies(label, label_stats, stage=stage, where=where)
     kind = _kind(feature)
     if kind == KIND_FLOAT:
         if requested == CLASSIFICATION:

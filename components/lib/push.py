@@ -17,7 +17,8 @@ included (a SavedModel is a few MB; pushes are rare, so serialising them costs n
    against is now the baseline (a concurrent run pushed it after this run's resolve-baseline),
    the candidate is NOT pushed, with the reason "baseline changed since evaluation: version N".
    It was never compared with the model it would replace; the next run compares them;
-4. copy into the temp directory and fsync it;
+4. copy into the temp directory, with the schema the model was trained with at
+   ``assets.extra/schema.pbtxt`` (``served.schema_path``), and fsync it;
 5. record a pending entry (``registry``: the intent, written before anything is visible);
 6. rename the copy into ``<version>`` — the commit point: from here every reader counts it;
 7. move the entry from pending to the recorded versions.
@@ -30,6 +31,14 @@ reader), which the push reports and the next run records. Fault points (``faults
 ``push.after_rename``, ``push.mid_registry_write``.
 
 What push acts on is a ``blessing.Blessing`` record; what a SavedModel is, ``saved_model`` decides.
+
+The schema travels with the version so the next run can tell what changed since the served
+model (``served``): validate compares its data with it, ExampleGen keeps its column types. It is
+copied inside the temp directory, so it becomes visible in the same rename as the model, and
+the registry entry names it (``"schema"``, relative to the storage root). Where it comes from
+(``training_schema``): the SavedModel's own ``assets.extra/schema.pbtxt`` if train put one
+there, else the raw schema the training run's transform kept on the volume. Found nowhere (a
+model made by hand): the version is pushed without one and its entry has no ``"schema"``.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import faults, reconcile, registry, saved_model
+from components.lib import faults, reconcile, registry, saved_model, served, storage
 from components.lib.blessing import Blessing
 
 STAGE = names.STAGE_PUSH
@@ -112,6 +121,40 @@ def copy_model(src: Path, dst: Path) -> Any:
     return shutil.copytree(src, dst, copy_function=_copy_file)
 
 
+def training_schema(
+    saved_model_dir: Path, model_location: str, storage_root: str, run_id: str
+) -> Path | None:
+    """The schema file the model was trained with (None: found nowhere).
+
+    The SavedModel's own ``assets.extra/schema.pbtxt`` first (the copy takes it along); else the
+    raw schema TFT read with, kept by the transform stage of the run that trained the model
+    (``artifacts/<run>/transform`` beside its ``artifacts/<run>/train``), then of this run.
+    """
+    candidates = [served.schema_path(saved_model_dir)]
+    for train_dir in (Path(model_location), Path(saved_model_dir).parent):
+        candidates.append(served.transform_schema_path(train_dir.parent / names.STAGE_TRANSFORM))
+    if run_id:
+        candidates.append(
+            served.transform_schema_path(storage.stage_dir(storage_root, run_id, names.STAGE_TRANSFORM))
+        )
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def copy_with_schema(copy_tree: CopyTree, src: Path, tmp: Path, schema: Path | None) -> bool:
+    """Copy the model into ``tmp`` and put the training schema at its ``assets.extra/schema.pbtxt``.
+
+    True when ``tmp`` holds the schema. Everything lands in ``tmp``, so the rename publishes the
+    model and its schema together, or neither.
+    """
+    copy_tree(src, tmp)
+    kept = served.schema_path(tmp)
+    if not kept.is_file() and schema is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(schema, kept)
+    _fsync_tree(tmp)
+    return kept.is_file()
+
+
 def already_pushed(
     doc: dict[str, Any], model_name: str, run_id: str, model_location: str
 ) -> dict[str, Any] | None:
@@ -151,6 +194,7 @@ def _entry(
     model_location: str,
     fingerprint: str,
     run_id: str,
+    schema: str | None = None,
 ) -> dict[str, Any]:
     return registry.make_entry(
         version=version,
@@ -166,6 +210,7 @@ def _entry(
         metrics=dict(blessing.metrics),
         fingerprint=fingerprint,
         run_id=run_id,
+        schema=schema,
     )
 
 
@@ -205,6 +250,7 @@ def push_model(
         probe.rmdir()
     except OSError as e:
         raise StageError(STAGE, str(model_dir), f"serving directory is not writable: {e}") from e
+    schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
 
     with registry.locked(storage_root, STAGE) as doc:
         settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
@@ -226,13 +272,13 @@ def push_model(
         try:
             try:
                 faults.point("push.before_copy")
-                copy_tree(saved_model_dir, tmp)
-                _fsync_tree(tmp)
+                has_schema = copy_with_schema(copy_tree, saved_model_dir, tmp, schema)
             except OSError as e:
                 raise StageError(STAGE, str(tmp), f"cannot copy the model to the serving dir: {e}") from e
             version = registry.next_version(doc, model_name, model_dir)
             final = model_dir / str(version)
-            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id)
+            kept = served.relative_to_root(storage_root, served.schema_path(final)) if has_schema else None
+            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id, kept)
             registry.add_pending(doc, entry)
             try:
                 registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_pending_write")

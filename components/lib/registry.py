@@ -10,8 +10,14 @@ Layout (``<storage root>/registry/index.json``)::
     {"format": 1,
      "versions": [{"version": 1, "model_name": "insurance", "model_location": ".../train",
                    "serving_path": ".../serving/insurance/1", "blessing": {...},
-                   "metrics": {...}, "fingerprint": "...", "run_id": "...", "time": "..."}],
+                   "metrics": {...}, "fingerprint": "...", "run_id": "...", "time": "...",
+                   "schema": "serving/insurance/1/assets.extra/schema.pbtxt"}],
      "pending": [ ...entries of the same shape... ]}
+
+``schema`` (optional, ``OPTIONAL_ENTRY_KEYS``): the schema the version was trained with, relative
+to the storage root, inside the version directory (``served.schema_path``). Entries written
+before push kept the schema, and versions whose training schema was not found, have no such key;
+every reader treats it as optional (``served.served_schema`` looks further).
 
 A push records its entry under ``pending`` before it renames the version directory into place,
 and moves it to ``versions`` after: the rename is the commit point. A pending entry whose
@@ -69,6 +75,7 @@ ENTRY_KEYS = (
     "run_id",
     "time",
 )
+OPTIONAL_ENTRY_KEYS = ("schema",)  # present only when push found the training schema
 _VERSION_DIR = re.compile(r"^[0-9]+$")  # TF Serving only loads all-digit version directories
 _QUARANTINED = re.compile(rf"^{re.escape(QUARANTINE_PREFIX)}([0-9]+)-")
 
@@ -109,6 +116,8 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
                 raise bad(f"{where}[{i}] has no integer version")
             if not isinstance(entry.get("model_name"), str) or not isinstance(entry.get("serving_path"), str):
                 raise bad(f"{where}[{i}] has no model_name/serving_path")
+            if not isinstance(entry.get("schema", ""), str):
+                raise bad(f'{where}[{i}] has a "schema" that is not a path')
             key = (entry["model_name"], version)
             if key in seen:
                 raise bad(f"version {version} of {entry['model_name']!r} is listed twice")
@@ -211,8 +220,15 @@ def check_model_name(model_name: str, stage: str) -> str:
     """A model name is one plain directory name (it becomes a path component under the serving root).
 
     The rule is the parameter vocabulary's (``components.parameters``), enforced here again at run
-    time: a server run's parameters reach the pod unchecked by any local preflight.
+    time: a server run's parameters reach the pod unchecked by any local preflight. The parameter
+    may be empty (the stage derives the name from ``data``); the name used here may not.
     """
+    if not model_name:
+        raise StageError(
+            stage,
+            None,
+            "parameter 'model_name' must be a plain name (letters, digits, '.', '_', '-'), got ''",
+        )
     try:
         parameters.convert(parameters.BY_NAME["model_name"], model_name)
     except parameters.ParameterError as e:
@@ -303,9 +319,13 @@ def make_entry(
     metrics: dict[str, Any],
     fingerprint: str,
     run_id: str,
+    schema: str | None = None,
 ) -> dict[str, Any]:
-    """One registry record (keys: ENTRY_KEYS), stamped with the current UTC time."""
-    return {
+    """One registry record (keys: ENTRY_KEYS, and ``schema`` when given), stamped with the UTC time.
+
+    ``schema``: the training schema's path relative to the storage root (None: none was found).
+    """
+    entry = {
         "version": int(version),
         "model_name": model_name,
         "model_location": model_location,
@@ -316,6 +336,9 @@ def make_entry(
         "run_id": run_id,
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if schema:
+        entry["schema"] = schema
+    return entry
 
 
 def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:

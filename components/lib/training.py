@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.errors import StageError
-from components.lib import user_module
+from components.lib import identifiers, user_module
 
 SEED = 42
 SHUFFLE_BUFFER = 10_000
@@ -74,7 +74,7 @@ def build_user_model(
         raise StageError(
             stage,
             user_module.module_location(module),
-            f"{user_module.BUILD_MODEL} failed: {type(e).__name__}: {e}",
+            f"{user_module.BUILD_MODEL} failed: {type(e).__name__}: {e}{identifiers.hint_for(e)}",
         ) from e
     if model is None or not hasattr(model, "fit"):
         raise StageError(
@@ -86,7 +86,19 @@ def build_user_model(
 
 
 def model_input_names(model: Any) -> list[str]:
-    """The names of a Keras model's inputs (the transformed features it consumes)."""
+    """The transformed features a Keras model consumes: its input dict's keys, else its Inputs' names.
+
+    A functional model built on a dict of inputs matches what it is fed by the dict's keys, so
+    those are the feature names; the ``keras.Input`` names may differ (Keras allows no ``/`` in
+    them, a feature name may have one: ``identifiers.safe_name``). A model built on a list
+    matches by Input name.
+    """
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        structure = None
+    if isinstance(structure, dict) and structure:
+        return list(structure)
     return [t.name.split(":")[0] for t in model.inputs]
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples, module_inputs, transform_output, user_module
+from components.lib import examples, identifiers, module_inputs, transform_output, user_module
 from components.lib import label as label_contract
 from components.lib.beam import pickle_by_value, pipeline_options
 from components.lib.beam import run as beam_run
@@ -115,7 +115,9 @@ def _wrap_preprocessing_fn(fn: Any, location: str, context: Any) -> Any:
             raise
         except Exception as e:
             raise StageError(
-                STAGE, location, f"{user_module.PREPROCESSING_FN} failed: {type(e).__name__}: {e}"
+                STAGE,
+                location,
+                f"{user_module.PREPROCESSING_FN} failed: {type(e).__name__}: {e}{identifiers.hint_for(e)}",
             ) from e
         if not isinstance(out, dict) or not out:
             raise StageError(

@@ -32,6 +32,27 @@ LABEL_TRANSFORM = "label_transform"  # optional: what the model learns instead o
 LABEL_INVERSE_TRANSFORM = "label_inverse_transform"  # optional: back to label units
 RAW_FEATURES = "raw_features"  # optional: {feature: "numeric" | "string"} the module reads
 NUMERIC, STRING = "numeric", "string"  # the kinds raw_features names
+# The schema stage tags a feature the model should not read (an id, a name, a date as text, or one
+# the run's features/exclude_features parameters leave out) with EXCLUDED_TAG + ":" + a kind, and
+# writes why into the feature's annotation comment (EXCLUDED_COMMENT + the reason). The feature
+# stays in the schema, so ExampleGen, validation and the serving signature still accept it.
+EXCLUDED_TAG = "kubetfx:excluded"
+EXCLUDED_COMMENT = "kubetfx:excluded: "
+
+
+def excluded_reason(feature: Any) -> str | None:
+    """Why the schema excludes ``feature`` (a ``schema_pb2.Feature``) from the model, or None.
+
+    Any tag ``kubetfx:excluded`` or ``kubetfx:excluded:<kind>`` counts, so a hand-written schema
+    can exclude a column with the tag alone.
+    """
+    tags = [t for t in feature.annotation.tag if t == EXCLUDED_TAG or t.startswith(EXCLUDED_TAG + ":")]
+    if not tags:
+        return None
+    for comment in feature.annotation.comment:
+        if comment.startswith(EXCLUDED_COMMENT):
+            return comment[len(EXCLUDED_COMMENT) :]
+    return f"schema tag {tags[0]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +86,21 @@ class ModuleContext:
         return self.task == "classification"
 
     def features(self) -> list[str]:
-        """The raw features other than the label, in the schema's order."""
+        """The raw features other than the label, in the schema's order (excluded ones too)."""
         return [f.name for f in getattr(self.schema, "feature", ()) if f.name != self.label]
+
+    def excluded_features(self) -> dict[str, str]:
+        """{feature: reason} of the features the schema stage excluded from the model (``EXCLUDED_TAG``).
+
+        A module that follows the schema's advice (the default one does) leaves them out; the
+        serving signature parses them anyway, so requests that send them are still accepted.
+        """
+        out = {}
+        for feature in getattr(self.schema, "feature", ()):
+            reason = excluded_reason(feature)
+            if reason is not None and feature.name != self.label:
+                out[feature.name] = reason
+        return out
 
 
 def call(fn: Any, *args: Any, context: ModuleContext | None) -> Any:

@@ -28,13 +28,25 @@ names, the raw schema and figures of the training labels. Nothing here knows a c
 - ``hyperparameter_space``: learning rate, depth and width; the widths grow with the number
   of features. On the reference workload (six features) it is the workload's space.
 
+The features are the schema's minus the label and minus those the schema stage tagged as
+excluded (identifier-like columns: ids, row numbers, dates as text; or the run's ``features`` /
+``exclude_features`` choice — ``user_module.excluded_reason``). The serving signature still
+parses an excluded feature, so a request may send it. Column names are kept as the keys of the
+transformed features (any CSV header: ``od280/od315``, ``région``); where TensorFlow or Keras
+needs an identifier (vocabulary files and their name scopes, Keras Input names) the name goes
+through ``identifiers.safe_names``.
+
 TensorFlow, TFT and Keras are imported inside the functions: the pipeline compiles without them.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
+
+from components.lib.identifiers import safe_name, safe_names
+from components.lib.user_module import excluded_reason
 
 NUMERIC, STRING = "numeric", "string"  # user_module's raw_features kinds
 NUM_OOV_BUCKETS = 1
@@ -51,17 +63,29 @@ L2_PER_ROW = {"classification": 1.0, "regression": 0.3}
 
 
 def raw_features(context: Any) -> dict[str, str]:
-    """Each feature but the label: "numeric" (INT, FLOAT) or "string" (BYTES, categorical INT)."""
+    """Each feature but the label and the excluded ones: "numeric" (INT, FLOAT) or "string".
+
+    "string": BYTES, and INT the schema marks categorical. Excluded: tagged by the schema stage.
+    """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     kinds = {}
     for feature in context.schema.feature:
-        if feature.name == context.label:
+        if feature.name == context.label or excluded_reason(feature) is not None:
             continue
         categorical = feature.HasField("int_domain") and feature.int_domain.is_categorical
         numeric = feature.type in (schema_pb2.INT, schema_pb2.FLOAT) and not categorical
         kinds[feature.name] = NUMERIC if numeric else STRING
     return kinds
+
+
+def identifiers(context: Any) -> dict[str, str]:
+    """{feature: identifier} for the names TF and Keras restrict (vocabulary files, Input names).
+
+    Derived from the feature names alone, so transform (vocabularies) and train (the model's
+    inputs) agree without passing anything between them.
+    """
+    return safe_names(raw_features(context))
 
 
 def _to_dense(x: Any, default: Any) -> Any:
@@ -111,6 +135,7 @@ def preprocessing_fn(inputs: dict[str, Any], context: Any) -> dict[str, Any]:
     import tensorflow_transform as tft
 
     out = {}
+    ids = identifiers(context)
     for name, kind in raw_features(context).items():
         x = inputs[name]
         if kind == NUMERIC:
@@ -120,7 +145,7 @@ def preprocessing_fn(inputs: dict[str, Any], context: Any) -> dict[str, Any]:
                 _to_dense(_as_text(x), ""),
                 top_k=MAX_VOCABULARY,
                 num_oov_buckets=NUM_OOV_BUCKETS,
-                vocab_filename=name,
+                vocab_filename=ids[name],
             )
     label = inputs[context.label]
     if context.is_classification:
@@ -208,22 +233,42 @@ def _output_start(context: Any) -> Any:
     return keras.initializers.Constant(((math.log(median) if log else median) - center) / scale)
 
 
+def _functional(inputs: dict[str, Any], output: Any) -> Any:
+    """``keras.Model(inputs, output)``, without Keras's warning about dict keys that are not Input names.
+
+    The keys are the feature names and the Inputs carry their identifiers, which differ for any
+    name Keras refuses (``a/b``); Keras matches the dict it is fed by key all the same (it
+    flattens both dicts in key order), so the warning would only puzzle whoever reads the log.
+    """
+    import keras
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict", category=UserWarning)
+        return keras.Model(inputs=inputs, outputs=output)
+
+
 def build_model(hparams: dict[str, Any], tf_transform_output: Any, context: Any) -> Any:
-    """A Keras 3 network on the transformed features (a [batch] tensor each, named as the feature)."""
+    """A Keras 3 network on the transformed features (a [batch] tensor each, keyed by the feature name).
+
+    The inputs are a dict keyed by feature name, which is how Keras 3 matches the features it is
+    fed; each ``keras.Input`` is named with the feature's identifier (Keras refuses ``/``).
+    """
     import keras
     import tensorflow as tf
 
     spec = tf_transform_output.transformed_feature_spec()
-    inputs, parts = {}, []
+    ids = identifiers(context)
+    inputs, parts = {}, []  # keyed by feature name (what Keras matches a dict input by)
     for name in sorted(spec):
         if name == context.label:
             continue
+        key = ids.get(name) or safe_name(name, set(ids.values()))
         if spec[name].dtype == tf.float32:
-            inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
+            inputs[name] = keras.Input(shape=(), name=key, dtype="float32")
             parts.append(keras.layers.Reshape((1,))(inputs[name]))
             continue
-        inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
-        size = tf_transform_output.vocabulary_size_by_name(name) + NUM_OOV_BUCKETS
+        inputs[name] = keras.Input(shape=(), name=key, dtype="int64")
+        size = tf_transform_output.vocabulary_size_by_name(key) + NUM_OOV_BUCKETS
         if size <= ONE_HOT_LIMIT:
             parts.append(keras.layers.CategoryEncoding(num_tokens=size, output_mode="one_hot")(inputs[name]))
         else:
@@ -246,11 +291,11 @@ def build_model(hparams: dict[str, Any], tf_transform_output: Any, context: Any)
         output = keras.layers.Dense(
             len(context.classes), activation="softmax", name="output", bias_initializer=_output_start(context)
         )(x)
-        model = keras.Model(inputs=inputs, outputs=output)
+        model = _functional(inputs, output)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
     output = keras.layers.Dense(1, name="output", bias_initializer=_output_start(context))(x)
-    model = keras.Model(inputs=inputs, outputs=output)
+    model = _functional(inputs, output)
 
     def label_mae(y_true: Any, y_pred: Any) -> Any:
         """Mean absolute error in label units (the model works on the transformed label)."""

@@ -3,11 +3,25 @@
 - ``label_info``: the candidate's task, classes and training-label figures, from the label
   contract train wrote into the SavedModel (``saved_model.label_info_path``). A model without
   one (made by hand, or by an older version) is read as regression without figures.
-- ``check_baseline``: the baseline must be a version of the same model — same label, task and
-  classes, same raw features parsed the same way. A baseline of another dataset (the same
-  ``model_name`` used for two datasets on one volume) would otherwise fail deep inside
-  TensorFlow with a type error that never says "baseline"; here it is one line naming the
-  model name and the fix.
+- ``check_baseline``: the baseline must be a version of the same model, and its serving
+  signature must parse the eval examples. The rule, from the label contracts and the raw
+  features each serving signature parses (``assets.extra/``):
+
+  | candidate vs baseline                                            | outcome                        |
+  |------------------------------------------------------------------|--------------------------------|
+  | other label, task or classes                                     | another dataset: StageError    |
+  | features added AND features removed (a different set)            | another dataset: StageError    |
+  | other serving outputs (nothing else differs)                     | another dataset: StageError    |
+  | features added only (tf.Example parsing ignores unknown keys)    | compared as usual              |
+  | features removed only (train's signature reads them as optional) | compared as usual              |
+  | a shared feature parsed as another type (INT -> FLOAT, ...)      | not compared, and why          |
+
+  Another dataset (the same ``model_name`` used for two datasets on one volume) would otherwise
+  fail deep inside TensorFlow with a type error that never says "baseline"; here it is one line
+  naming the model name and the fix. A type that changed is the same dataset moved on (validate
+  reports it as a change since the served version): the baseline's signature cannot parse the
+  examples (``tf.io.parse_example`` refuses an int64 list for a float feature), so evaluate
+  judges the candidate without the baseline gate and says so in the blessing's reasons.
 - ``naive_on_eval``: the naive predictor the default gate compares with — the training median
   for every row, or always the majority class — and its error on this eval split.
 """
@@ -67,8 +81,33 @@ def _describe(info: LabelInfo | None, inputs: dict[str, str] | None) -> str:
     return f"reads {reads} for {what}"
 
 
-def check_baseline(candidate_dir: Path, baseline_dir: Path, candidate: LabelInfo | None) -> None:
-    """A StageError naming the model name and the fix when the baseline is not a version of this model."""
+_TYPES = {"int64": "INT", "float32": "FLOAT", "string": "BYTES"}  # tf dtype name -> schema type name
+
+
+def _type(dtype: str) -> str:
+    return _TYPES.get(dtype, dtype)
+
+
+def _not_parsable(cand: dict[str, str], base: dict[str, str], version: str) -> str | None:
+    """Why the baseline's signature cannot parse the candidate's data (None: it can)."""
+    for name in sorted(set(cand) & set(base)):
+        was, now = _type(base[name]), _type(cand[name])
+        if was == now:
+            continue
+        how = "widened" if (was, now) == ("INT", "FLOAT") else "changed"
+        return (
+            f"baseline v{version} not compared: its serving signature reads {name!r} as {was}, this "
+            f"data has {now} — the type {how} since v{version}; the candidate is judged without the "
+            "change threshold"
+        )
+    return None
+
+
+def check_baseline(candidate_dir: Path, baseline_dir: Path, candidate: LabelInfo | None) -> str | None:
+    """Whether the baseline can be compared: None, or why not (see the module docstring's rule).
+
+    A baseline of another dataset is a StageError naming the model name and the fix.
+    """
     base_info = label_info_or_none(baseline_dir)
     cand_inputs, base_inputs = _inputs(candidate_dir), _inputs(baseline_dir)
     problems = []
@@ -76,13 +115,17 @@ def check_baseline(candidate_dir: Path, baseline_dir: Path, candidate: LabelInfo
         for field in ("name", "task", "classes"):
             if getattr(candidate, field) != getattr(base_info, field):
                 problems.append(field if field != "name" else "label")
-    if cand_inputs is not None and base_inputs is not None and cand_inputs != base_inputs:
+    added = set(cand_inputs or ()) - set(base_inputs or ())
+    removed = set(base_inputs or ()) - set(cand_inputs or ())
+    if cand_inputs is not None and base_inputs is not None and added and removed:
         problems.append("input features")
     if not problems and _outputs(candidate_dir) != _outputs(baseline_dir):
         problems.append("serving outputs")
-    if not problems:
-        return
     model, version = baseline_dir.parent.name, baseline_dir.name
+    if not problems:
+        if cand_inputs is None or base_inputs is None:
+            return None
+        return _not_parsable(cand_inputs, base_inputs, version)
     raise StageError(
         STAGE,
         str(baseline_dir),

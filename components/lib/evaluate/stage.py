@@ -5,6 +5,12 @@ serving contract before an engine starts, picks the engine, has it write TFMA's 
 ``output_dir/eval_result``, judges it (``gating.judge``) into a ``Blessing`` record and writes
 ``summary.json``. ``baseline_of`` reads the baseline resolve-baseline passed (``Baseline``).
 
+A baseline whose serving signature cannot parse this data (a column's type changed since it
+was pushed: ``models.check_baseline``) is not compared: the candidate is judged without the
+baseline gate, the first reason says why (also ``baseline_not_compared`` in ``summary.json``),
+and the blessing keeps the baseline's version, so push still sees what the candidate was
+judged next to.
+
 Minimum evidence (``evidence_shortfall``): a verdict on too few examples means nothing, so a
 candidate evaluated on fewer than ``min_eval_examples`` eval examples, or trained on fewer than
 ``min_train_rows`` rows, is NOT_BLESSED whatever its metrics, and the shortfall is the first
@@ -141,8 +147,11 @@ def evaluate_models(
         check_serving_model(baseline_dir, BASELINE)
     check_eval_data(files, label, slice_feature)
     info = task_models.label_info(candidate_dir, label)  # task, classes, training-label figures
+    resolved_dir, not_compared = baseline_dir, None
     if baseline_dir is not None:
-        task_models.check_baseline(candidate_dir, baseline_dir, info)
+        not_compared = task_models.check_baseline(candidate_dir, baseline_dir, info)
+    if not_compared is not None:  # the same data moved on: judged without the baseline gate
+        baseline_dir = None
     models = [candidate_dir] + ([baseline_dir] if baseline_dir is not None else [])
     chosen = choose_engine(engine, beam_args, models)
     naive = task_models.naive_on_eval(files, label, info) if thresholds.naive_margin is not None else None
@@ -180,16 +189,19 @@ def evaluate_models(
             f"{eval_rows:,}: the runner lost or repeated records; nothing was judged",
         )
     validation = tfma.load_validation_result(str(result_dir))
-    verdict, reasons = judge(validation, thresholds, cand, base, baseline_version, gate)
+    judged_against = baseline_version if not_compared is None else None
+    verdict, reasons = judge(validation, thresholds, cand, base, judged_against, gate)
+    if not_compared is not None:  # the reason replaces judge's "no baseline"
+        reasons = [not_compared if r.startswith(names.NO_BASELINE) else r for r in reasons]
     shortfall = evidence_shortfall(cand["example_count"], train_rows, min_eval_examples, min_train_rows)
     if shortfall:
         verdict, reasons = names.NOT_BLESSED, shortfall + reasons
     blessing = Blessing(
         verdict=verdict,
         reasons=reasons,
-        baseline=baseline_version,
+        baseline=baseline_version,  # resolved, compared or not: push re-checks against it
         model_path=str(candidate_dir),
-        baseline_model_path=str(baseline_dir) if baseline_dir is not None else None,
+        baseline_model_path=str(resolved_dir) if resolved_dir is not None else None,
         metrics=cand,
         baseline_metrics=base or None,
         thresholds=thresholds.as_dict(),
@@ -207,6 +219,7 @@ def evaluate_models(
         "classes": list(info.classes) if info is not None else [],
         "naive": {"description": naive.description, "error": naive.error} if naive else None,
         "slice_feature": slice_feature,
+        "baseline_not_compared": not_compared,
         "evidence": {
             "eval_examples": cand["example_count"],
             "train_rows": train_rows,

@@ -13,17 +13,28 @@ each byte range on the workers and the driver merges the counts in input order (
 empty cells and error lines), the second writes N files per split. The rule is
 ``components.lib.beam.runs_in_process``. The input may be a local path or a gs:// or s3:// URL
 (``components.lib.fs``).
+
+Both passes read every cell as text, with only the empty cell (and the ``na_values`` asked for)
+missing; the first pass decides types from the text (``181.0`` in an integer column stays an
+integer, ``NA`` is missing only in a numeric column, ``inf``/``1e39`` are flagged and written as
+missing) and the second types each batch exactly (``encode.typed_batch``). The encoding is
+checked before any record is written: a byte-order mark at the header, a bad byte in the first
+pass, each a one-line error naming the file and the byte.
 """
 
 from components.lib.example_gen.columns import (
     FLOAT,
     INT,
+    NUMERIC_NA_TOKENS,
     STAGE,
     STRING,
     TYPE_WORDS,
+    Decided,
+    Reading,
     column_types_from_schema,
     infer_column_types,
     list_csv_files,
+    make_reading,
     parse_column_types,
     parse_split_buckets,
     read_columns,
@@ -33,13 +44,17 @@ from components.lib.example_gen.stage import ExampleGenResult, run_example_gen
 __all__ = [
     "FLOAT",
     "INT",
+    "NUMERIC_NA_TOKENS",
     "STAGE",
     "STRING",
     "TYPE_WORDS",
+    "Decided",
     "ExampleGenResult",
+    "Reading",
     "column_types_from_schema",
     "infer_column_types",
     "list_csv_files",
+    "make_reading",
     "parse_column_types",
     "parse_split_buckets",
     "read_columns",

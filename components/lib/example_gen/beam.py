@@ -3,7 +3,10 @@
 The input is cut into byte ranges (``CHUNK_BYTES``) of its CSV files and a Reshuffle spreads
 them over the workers. Each worker reads the lines that START in its range (so no line is read
 twice or lost), converts them with the column types the driver's first pass decided, and
-encodes and splits them with ``encode.split_records``, as the in-process path does. Each split
+encodes and splits them with ``encode.typed_batch`` and ``encode.split_records``, as the
+in-process path does. Ranges cut at newline bytes, which any ASCII-compatible encoding (UTF-8,
+latin-1, cp1252, …) allows; UTF-16 and UTF-32 files are refused on this path with one line
+(``stage.run_example_gen``): re-save them as UTF-8, or run in process. Each split
 is written as gzipped TFRecord files named as TFX names them (``data_tfrecord-00000-of-00004.gz``):
 the same records as in-process, in other files and order. How many files is the runner's
 choice, one per bundle, as in TFX's ExampleGen: the records stream from the encoder into the
@@ -26,14 +29,17 @@ from components.lib.beam import run
 from components.lib.example_gen.columns import (
     BLOCK_SIZE,
     STAGE,
+    Reading,
     count_cells,
     counts_from_json,
     counts_to_json,
+    decoding_failed,
     empty_counts,
     merge_counts,
+    raise_if_undecodable,
     shift_lines,
 )
-from components.lib.example_gen.encode import arrow_type, bucket_splits, split_records
+from components.lib.example_gen.encode import bucket_splits, split_records, typed_batch
 
 METRICS_NAMESPACE = "kubetfx_example_gen"
 CHUNK_BYTES = 64 << 20  # bytes of CSV per Beam element (a worker's unit of work)
@@ -50,6 +56,11 @@ def byte_ranges(files: list[str | Path], chunk_bytes: int = CHUNK_BYTES) -> list
 
 def read_lines(path: str, start: int, end: int) -> bytes:
     """The bytes of the lines of ``path`` (path or URL) that start in ``[start, end)``, no header."""
+    return read_range(path, start, end)[1]
+
+
+def read_range(path: str, start: int, end: int) -> tuple[int, bytes]:
+    """``read_lines`` and the offset in the file of the bytes' first (for a bad byte's offset)."""
     with fs.open_binary(path, STAGE) as fh:
         if start == 0:
             fh.readline()  # the header
@@ -58,39 +69,35 @@ def read_lines(path: str, start: int, end: int) -> bytes:
             fh.readline()  # the end of the line that started before this range (or just its newline)
         pos = fh.tell()
         if pos >= end:
-            return b""
+            return pos, b""
         block = fh.read(end - pos)
         if block and not block.endswith(b"\n"):
             block += fh.readline()  # the last line starts in the range and ends after it
-        return block
+        return pos, block
 
 
-def _block_batches(block: bytes, columns: list[str], types: dict[str, Any], where: str, problem: str) -> Any:
-    """CSV lines without a header -> Arrow record batches with ``types``; bad input is ``problem``."""
+def string_batches(block: bytes, columns: list[str], where: tuple[str, int], reading: Reading) -> Any:
+    """CSV lines without a header -> Arrow record batches of strings, as ``columns.string_batches``.
+
+    ``where``: (file, offset of the block in it), so a bad byte is named by its offset in the file.
+    """
     import io
 
     import pyarrow as pa
     from pyarrow import csv
 
-    convert = csv.ConvertOptions(column_types=types, strings_can_be_null=True)
-    read = csv.ReadOptions(column_names=columns, block_size=BLOCK_SIZE)
+    path, offset = where
+    read = reading.read_options(column_names=columns, block_size=BLOCK_SIZE)
     try:
-        yield from csv.open_csv(io.BytesIO(block), read_options=read, convert_options=convert)
-    except pa.ArrowInvalid as e:
-        raise StageError(STAGE, where, f"{problem}: {e}") from e
-
-
-def typed_batches(block: bytes, columns: list[str], kinds: dict[str, str], where: str) -> Any:
-    """CSV lines without a header -> Arrow record batches typed as the first pass decided."""
-    types = {c: arrow_type(kinds[c]) for c in columns}
-    return _block_batches(block, columns, types, where, "cannot convert a cell to the schema's type")
-
-
-def string_batches(block: bytes, columns: list[str], where: str) -> Any:
-    """CSV lines without a header -> Arrow record batches of strings (the first pass's view)."""
-    import pyarrow as pa
-
-    return _block_batches(block, columns, {c: pa.string() for c in columns}, where, "malformed CSV")
+        yield from csv.open_csv(
+            io.BytesIO(block), read_options=read, convert_options=reading.string_options(columns)
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+        if decoding_failed(e):
+            raise_if_undecodable(path, [block], reading, offset)
+        raise StageError(
+            STAGE, f"{path} (bytes {offset}-{offset + len(block)})", f"malformed CSV: {e}"
+        ) from e
 
 
 def _pipeline(beam_args: str) -> Any:
@@ -119,6 +126,7 @@ def inspect_beam(
     beam_args: str,
     scratch: Path,
     *,
+    reading: Reading | None = None,
     chunk_bytes: int | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The first pass on the workers: each byte range's column counts, merged here in input order.
@@ -133,15 +141,17 @@ def inspect_beam(
 
     import apache_beam as beam
 
+    reading = reading or Reading()
+
     class InspectRange(beam.DoFn):
         def setup(self) -> None:
             _worker_filesystems(files, beam_args)
 
         def process(self, piece):  # type: ignore[no-untyped-def]
             path, start, end = piece
-            block = read_lines(path, start, end)
-            where = f"{path} (bytes {start}-{end})"
-            counts, rows = count_cells(string_batches(block, columns, where), columns, path, 0)
+            offset, block = read_range(path, start, end)
+            batches = string_batches(block, columns, (path, offset), reading)
+            counts, rows = count_cells(batches, columns, path, 0)
             yield json.dumps({"file": path, "start": start, "rows": rows, "counts": counts_to_json(counts)})
 
     scratch.mkdir(parents=True, exist_ok=True)
@@ -182,13 +192,18 @@ def write_examples_beam(
     *,
     shards: int | None = None,
     chunk_bytes: int | None = None,
+    reading: Reading | None = None,
+    drop_unlabeled: str | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Encode and split ``files`` on Beam into ``output_dir/Split-<split>/`` shards.
 
     ``kinds``: each column's type (INT, FLOAT, BYTES). ``shards``: files per split (default:
-    the runner's choice, no shuffle). Returns (rows, files) per split.
+    the runner's choice, no shuffle). ``drop_unlabeled``: the label column, whose rows
+    without a value are left out. Returns (rows, files) per split.
     """
     import apache_beam as beam
+
+    reading = reading or Reading()
 
     bucket_split = bucket_splits(buckets)
 
@@ -203,11 +218,12 @@ def write_examples_beam(
 
         def process(self, piece):  # type: ignore[no-untyped-def]
             path, start, end = piece
-            block = read_lines(path, start, end)
+            offset, block = read_range(path, start, end)
             if not block.strip():
                 return
-            for batch in typed_batches(block, columns, kinds, f"{path} (bytes {start}-{end})"):
-                for split, framed in split_records(batch, columns, bucket_split).items():
+            for batch in string_batches(block, columns, (path, offset), reading):
+                typed = typed_batch(batch, columns, kinds, drop_unlabeled)
+                for split, framed in split_records(typed, columns, bucket_split).items():
                     if framed:
                         self._rows[split].inc(len(framed))
                         yield beam.pvalue.TaggedOutput(split, b"".join(framed))

@@ -4,7 +4,13 @@ Each batch is encoded with tfx-bsl's C++ encoder (the one TFX's CsvExampleGen us
 encoder's feature order varies between calls, so each example is re-serialized with its feature
 map sorted (TFX hashes ``SerializeToString(deterministic=True)``) and hashed into its split
 exactly as TFX does (SHA-256 of the bytes, modulo the total bucket count). The in-process path
-and the Beam path both call ``split_records``, so they write the same records.
+and the Beam path both read the CSV as strings and call ``typed_batch`` and ``split_records``,
+so they write the same records.
+
+Cells are typed here rather than by pyarrow's typed CSV read, which could not take an INT
+column's integral decimals (``181.0``) without a float64 round trip that loses big integers,
+and which would write ``inf`` into ``float_list``: here ``181.0`` becomes the int64 181 exactly,
+and a missing-value token or a non-finite number becomes a missing value.
 """
 
 from __future__ import annotations
@@ -13,14 +19,64 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-ARROW_TYPES = ("INT", "FLOAT", "BYTES")  # the column types decided by the first pass
 
+def typed_batch(
+    batch: Any, columns: list[str], kinds: dict[str, str], drop_unlabeled: str | None = None
+) -> Any:
+    """A record batch of strings -> the same rows typed as the first pass decided.
 
-def arrow_type(kind: str) -> Any:
-    """The Arrow type a column of ``kind`` is read as (``float_list`` is float32, as TF's)."""
+    ``drop_unlabeled``: the label column, whose rows without a value are left out.
+    """
     import pyarrow as pa
 
-    return {"INT": pa.int64(), "FLOAT": pa.float32(), "BYTES": pa.binary()}[kind]
+    typed = pa.RecordBatch.from_arrays([typed_column(batch.column(c), kinds[c]) for c in columns], columns)
+    if drop_unlabeled is not None:
+        typed = typed.filter(typed.column(drop_unlabeled).is_valid())
+    return typed
+
+
+def typed_column(arr: Any, kind: str) -> Any:
+    """A string column -> ``kind`` (INT int64, FLOAT float32, BYTES binary).
+
+    Numeric: the NA tokens and inf/nan become missing; FLOAT: so do numbers float32 holds only
+    as infinity (``1e39``). INT: integral decimals lose their ``.0`` as text, then cast exactly.
+    The first pass has checked every cell, so the fast cast fails only where there is text to
+    clean.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind == "BYTES":
+        return arr.cast(pa.binary())
+    if kind == "INT":
+        try:
+            return pc.cast(arr, pa.int64())
+        except pa.ArrowInvalid:
+            return pc.cast(
+                pc.replace_substring_regex(_numbers_only(arr), r"^(-?\d+)\.0*$", r"\1"), pa.int64()
+            )
+    try:
+        floats = pc.cast(arr, pa.float32())
+    except pa.ArrowInvalid:
+        floats = pc.cast(_numbers_only(arr), pa.float32())
+    finite = pc.is_finite(floats)
+    if pc.all(finite).as_py() is False:
+        floats = pc.if_else(finite, floats, pa.scalar(None, pa.float32()))
+    return floats
+
+
+def _numbers_only(arr: Any) -> Any:
+    """A numeric column's strings with the NA tokens and inf/nan as nulls and no leading ``+``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from components.lib.example_gen.columns import NON_FINITE_RE, NUMERIC_NA_TOKENS
+
+    missing = pc.or_(
+        pc.is_in(arr, value_set=pa.array(NUMERIC_NA_TOKENS)),
+        pc.fill_null(pc.match_substring_regex(arr, NON_FINITE_RE, ignore_case=True), False),
+    )
+    return pc.utf8_ltrim(pc.if_else(missing, pa.scalar(None, pa.string()), arr), "+")
 
 
 def to_list_array(arr: Any) -> Any:

@@ -11,7 +11,7 @@ only); ``merge_drift`` adds its figures and its comparator anomalies to the eval
 anomalies, so one ``SchemaDiff.pb`` holds everything validate found.
 
 The served model is the registry's newest blessed version of ``model_name`` whose SavedModel is
-still on the volume (``registry.latest_blessed``, the baseline rule); its entry names the run
+still on the volume (``served.served_entry``, the baseline rule); its entry names the run
 that trained it, and that run's statistics stage kept the train split's statistics on the volume
 (``artifacts/<run id>/statistics/Split-train/FeatureStats.pb``). When there is no served model, or
 its statistics are not on the volume (pushed before statistics were kept there, or deleted), drift
@@ -25,7 +25,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import registry, saved_model, storage
+from components.lib import served, storage
 from components.lib.statistics_io import read_statistics, statistics_path
 from components.lib.validate.verdict import STAGE
 
@@ -54,19 +54,14 @@ def served_statistics(storage_root: str, model_name: str) -> DriftReference:
     if not model_name:
         return not_computed("no model name was given, so no served model to compare with")
     try:
-        doc = registry.read_index(storage_root, STAGE)
+        entry = served.served_entry(storage_root, model_name, STAGE)
     except StageError as e:  # resolve-baseline stops the run on it; drift is only information
         return not_computed(f"the registry cannot be read: {e}")
-    blessed = registry.latest_blessed(doc, model_name)
-    # What TF Serving serves: the newest blessed version whose files are still on the volume.
-    entry = next((e for e in blessed if saved_model.is_saved_model(e["serving_path"])), None)
     if entry is None:
-        why = (
-            "its versions' files are gone from the serving directory"
-            if blessed
-            else "the registry lists none"
+        return not_computed(
+            f"no version of model {model_name!r} is being served (the registry lists no blessed "
+            "version whose files are on the volume)"
         )
-        return not_computed(f"no version of model {model_name!r} is being served ({why})")
     version, run_id = entry["version"], str(entry.get("run_id") or "")
     if not run_id:
         return not_computed(f"the registry entry of {model_name} v{version} names no run")

@@ -1,9 +1,9 @@
 """Validate's HTML report and log summary.
 
-The verdict, one table of anomalies with what to do, unseen categories, then skew and drift,
-each saying what it compared. Skew compares this run's eval split with its train split; drift
-compares this run's train split with the one the served model was trained on (``drift``), or
-says why it was not computed.
+The verdict, one table of anomalies with what to do, the changes since the served version
+(``continuity``), unseen categories, then skew and drift, each saying what it compared. Skew
+compares this run's eval split with its train split; drift compares this run's train split with
+the one the served model was trained on (``drift``), or says why it was not computed.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ ADVICE: tuple[tuple[Any, str], ...] = (
     ),
     (
         _PARTLY,
-        "Some rows lack a value: fill or drop those rows at the source, or relax the feature's "
-        "presence in the schema (schema_file) and impute it in the module's preprocessing_fn.",
+        "Some rows lack a value: the built-in modules impute it (a module of your own must too); "
+        "if the gaps are an export error, fill or drop those rows at the source. A row without "
+        "the label cannot be trained on.",
     ),
     (_SHAPE, "Rows carry a different number of values: make the column one value per row at the source."),
     (
@@ -75,7 +76,9 @@ DEFAULT_ADVICE = (
 
 
 def advice(finding: Finding) -> str:
-    """What to do about one anomaly."""
+    """What to do about one anomaly (the finding's own fix when it has one)."""
+    if finding.fix:
+        return finding.fix
     reasons = set(finding.reasons)
     for types, text in ADVICE:
         if reasons & types:
@@ -98,8 +101,19 @@ VERDICT = {
 
 def _verdict(result: ValidationResult) -> tuple[str, str, str]:
     word, kind, text = VERDICT[result.verdict]
-    n = len(result.failing) if result.verdict == VERDICT_FAILED else len(result.findings)
+    n = len(result.failing) if result.verdict == VERDICT_FAILED else len(result.anomalies_found)
     skew = " and its distributions are close to the train split's"
+    stops = sum(f.stops for f in result.findings)
+    if stops:  # not a fail_on decision: say so
+        s = "" if stops == 1 else "s"
+        return (
+            word,
+            kind,
+            (
+                f"{stops} change{s} since the served {result.served} stop{'s' if stops == 1 else ''} the run "
+                "whatever fail_on says: see below."
+            ),
+        )
     return word, kind, text.format(n=n, ies="y" if n == 1 else "ies", fail_on=result.fail_on, skew=skew)
 
 
@@ -144,11 +158,82 @@ def _comparison_section(title: str, intro: str, comparisons: list[Comparison], t
     )
 
 
+SEVERITY_BADGE = {"ERROR": "bad", "WARNING": "warn", "INFO": "ok"}
+
+
+def changes_title(result: ValidationResult) -> str:
+    """The report's section title: ``Changes since the served version (model m v3)``."""
+    return "Changes since the served version" + (f" ({result.served})" if result.served_compared else "")
+
+
+def _changes_section(result: ValidationResult) -> str:
+    """The changes since the served version, stops first, each with what to do."""
+    title = changes_title(result)
+    if not result.served_compared:
+        return h.section(title, h.paragraph(f"The data was {result.served}.", muted=True), anchor="served")
+    changes = result.changes
+    if not changes:
+        return h.section(
+            title,
+            h.paragraph(
+                f"No change: every column has the type, values and range of the served {result.served}."
+            ),
+            anchor="served",
+        )
+    failing = {id(f) for f in result.failing}
+    rows = [
+        [
+            h.code(f.feature),
+            h.Raw(h.badge(f.severity, SEVERITY_BADGE.get(f.severity, "warn"))),
+            h.Raw(f"<strong>{h.esc(f.short_description)}</strong><br>{h.esc(f.description)}"),
+            h.Raw(h.badge("stops the run", "bad") if id(f) in failing else "no"),
+            f.fix,
+        ]
+        for f in changes
+    ]
+    intro = (
+        "This run's schema and statistics against the schema and training data of the served "
+        f"{result.served}. "
+        "A column the served model reads that is gone, or text where numbers were, stops the run whatever "
+        "fail_on says: the candidate would replace a model its clients can no longer call."
+    )
+    table = h.table(
+        ["feature", "severity", "what changed", "stops the run", "what to do"],
+        rows,
+        row_classes=["bad" if id(f) in failing else ("" if f.is_note else "warn") for f in changes],
+    )
+    return h.section(title, h.paragraph(intro), table, anchor="served")
+
+
+def _anomalies_section(result: ValidationResult) -> str:
+    """TFDV's anomalies, each with whether it stops the run and what to do."""
+    failing = {id(f) for f in result.failing}
+    tfdv_findings = [f for f in result.findings if not f.served]
+    if tfdv_findings:
+        rows = [
+            [
+                h.code(f.feature),
+                h.Raw(h.badge(f.severity, "bad" if f.severity == "ERROR" else "warn")),
+                h.Raw(f"<strong>{h.esc(f.short_description)}</strong><br>{h.esc(f.description)}"),
+                h.Raw(h.badge("stops the run", "bad") if id(f) in failing else "no"),
+                advice(f),
+            ]
+            for f in tfdv_findings
+        ]
+        body = h.table(
+            ["feature", "severity", "what TFDV found", "stops the run", "what to do"],
+            rows,
+            row_classes=["bad" if id(f) in failing else "warn" for f in tfdv_findings],
+        )
+    else:
+        body = h.paragraph("No anomalies.")
+    return h.section(f"Anomalies ({len(tfdv_findings)})", body, anchor="anomalies")
+
+
 def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> str:
     """The report: verdict, what was compared, anomalies with what to do, unseen values, skew, drift."""
     word, kind, sentence = _verdict(result)
     env = f"environment {result.environment}" if result.environment else "no environment"
-    failing = {id(f) for f in result.failing}
     parts = [
         h.verdict_line(word, kind, sentence),
         h.kv_table(
@@ -164,6 +249,12 @@ def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> st
                     if result.drift_computed
                     else f"drift was {result.drift_reference}",
                 ),
+                (
+                    "continuity compares",
+                    f"this run's schema and statistics with the served {result.served}"
+                    if result.served_compared
+                    else f"the data was {result.served}",
+                ),
                 ("fail_on", result.fail_on),
                 ("skew threshold", result.skew_threshold),
                 ("drift threshold", result.drift_threshold),
@@ -171,25 +262,8 @@ def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> st
             caption="What was checked",
         ),
     ]
-    if result.findings:
-        rows = [
-            [
-                h.code(f.feature),
-                h.Raw(h.badge(f.severity, "bad" if f.severity == "ERROR" else "warn")),
-                h.Raw(f"<strong>{h.esc(f.short_description)}</strong><br>{h.esc(f.description)}"),
-                h.Raw(h.badge("stops the run", "bad") if id(f) in failing else "no"),
-                advice(f),
-            ]
-            for f in result.findings
-        ]
-        body = h.table(
-            ["feature", "severity", "what TFDV found", "stops the run", "what to do"],
-            rows,
-            row_classes=["bad" if id(f) in failing else "warn" for f in result.findings],
-        )
-    else:
-        body = h.paragraph("No anomalies.")
-    parts.append(h.section(f"Anomalies ({len(result.findings)})", body, anchor="anomalies"))
+    parts.append(_anomalies_section(result))
+    parts.append(_changes_section(result))
     if result.unseen:
         unseen: list[list[Any]] = []
         for feature, values in result.unseen.items():
@@ -231,7 +305,7 @@ def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> st
     else:
         parts.append(h.section("Drift", h.paragraph(f"Drift was {result.drift_reference}.")))
     title = "Data validation" + (f": run {run_id}" if run_id else "")
-    n = len(result.findings)
+    n = len(result.anomalies_found)
     found = f"{n} anomal{'y' if n == 1 else 'ies'}"
     return h.page(title, parts, subtitle=f"{word} · {found} · TensorFlow Data Validation")
 
@@ -242,7 +316,17 @@ def summary_lines(result: ValidationResult) -> list[str]:
     lines = [f"validation {word}: {sentence}"]
     failing = {id(f) for f in result.failing}
     for f in result.findings:
+        if f.served:
+            continue
         stop = " (stops the run)" if id(f) in failing else ""
         lines.append(f"  {f.feature}: {f.severity} {f.short_description}{stop}")
     lines.append(f"  drift: {'against ' if result.drift_computed else ''}{result.drift_reference}")
+    if not result.served_compared:
+        lines.append(f"  changes since the served version: {result.served}")
+        return lines
+    changes = result.changes
+    lines.append(f"  changes since the served version ({result.served}): {len(changes) or 'none'}")
+    for f in changes:
+        stop = " (stops the run)" if id(f) in failing else ""
+        lines.append(f"    {f.feature}: {f.severity} {f.description}{stop}")
     return lines

@@ -3,7 +3,8 @@
 ``run_validate`` is what the component calls: it reads the statistics and the schema through
 their contracts (``statistics_io``, ``schema_io``), has TFDV validate the eval split against the
 schema, compare it with train (skew) and with the served model's training data (drift, see
-``drift``), and writes the anomalies and the HTML report.
+``drift``), compares the schema and statistics with the served version's (``continuity``), and
+writes the anomalies and the HTML report.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib.schema_io import read_schema
+from components.lib.schema_io import read_schema, schema_file_of
 from components.lib.statistics_io import feature_name, read_statistics
+from components.lib.validate import continuity
+from components.lib.validate.continuity import ServedSchema, load_served_schema
 from components.lib.validate.drift import DriftReference, merge_drift, not_computed, served_statistics
 from components.lib.validate.report import render_html
 from components.lib.validate.verdict import (
     DATASET_KEY,
     FAIL_MODES,
+    PARTLY_PRESENT_REASONS,
     STAGE,
     TRAINING,
     UNSAFE_REASONS,
@@ -56,11 +60,19 @@ def is_categorical(feature: Any) -> bool:
     )
 
 
-def with_comparators(schema: Any, skew_threshold: float | None, drift_threshold: float | None) -> Any:
+def with_comparators(
+    schema: Any,
+    skew_threshold: float | None,
+    drift_threshold: float | None,
+    only: set[str] | None = None,
+) -> Any:
     """A copy of ``schema`` with a skew and/or a drift comparator per feature (a None threshold: none).
 
     Categorical features: L-infinity distance of the value distributions; numeric features:
-    approximate Jensen-Shannon divergence of the histograms.
+    approximate Jensen-Shannon divergence of the histograms. ``only``: the features to give
+    comparators (None: all) — drift skips the columns the served model's data did not have:
+    TFDV would call each an ERROR "previous data missing", while continuity reports it as a new
+    column.
     """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -68,6 +80,8 @@ def with_comparators(schema: Any, skew_threshold: float | None, drift_threshold:
     for feature in out.feature:
         if feature.type not in (schema_pb2.BYTES, schema_pb2.INT, schema_pb2.FLOAT):
             continue  # STRUCT and unknown types have no distribution to compare
+        if only is not None and feature.name not in only:
+            continue
         categorical = is_categorical(feature)
         for comparator, threshold in (
             (feature.skew_comparator, skew_threshold),
@@ -89,8 +103,14 @@ def _path_str(path: Any) -> str:
     return ".".join(path.step)
 
 
-def findings_of(anomalies: Any) -> list[Finding]:
-    """One :class:`Finding` per anomalous feature, plus one for dataset-level anomalies."""
+def findings_of(anomalies: Any, label: str | None = None) -> list[Finding]:
+    """One :class:`Finding` per anomalous feature, plus one for dataset-level anomalies.
+
+    ``label`` given: values missing in some rows of a feature other than the label
+    (``PARTLY_PRESENT_REASONS``) are reported, not unsafe — transform reads every feature but
+    the label as optional (``transform.input_schema``) and the built-in modules impute a
+    missing value; a row without a label stays unsafe.
+    """
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     type_name = anomalies_pb2.AnomalyInfo.Type.Name
@@ -99,14 +119,19 @@ def findings_of(anomalies: Any) -> list[Finding]:
     for key in sorted(anomalies.anomaly_info):
         info = anomalies.anomaly_info[key]
         reasons = [type_name(r.type) for r in info.reason]
+        feature = _path_str(info.path) or key
+        unsafe_reasons = UNSAFE_REASONS
+        if label is not None and feature != label and PARTLY_PRESENT_REASONS & set(reasons):
+            # TFDV adds "shape dropped" to gaps; more than one value per row has reasons of its own
+            unsafe_reasons = UNSAFE_REASONS - PARTLY_PRESENT_REASONS - {"INVALID_FEATURE_SHAPE"}
         out.append(
             Finding(
-                feature=_path_str(info.path) or key,
+                feature=feature,
                 severity=severity_name(info.severity),
                 short_description=info.short_description,
                 description=info.description,
                 reasons=reasons,
-                unsafe=any(r in UNSAFE_REASONS for r in reasons),
+                unsafe=any(r in unsafe_reasons for r in reasons),
             )
         )
     if anomalies.HasField("dataset_anomaly_info") or anomalies.data_missing:
@@ -186,13 +211,17 @@ def validate(
     skew_threshold: float,
     drift_threshold: float,
     reference: DriftReference | None = None,
+    served: ServedSchema | None = None,
+    label: str = "",
 ) -> ValidationResult:
     """Validate ``eval_stats`` against ``schema``, compare it with ``train_stats`` (skew); drift.
 
     Skew: the eval split against this run's train split (TFDV's ``serving_statistics``). Drift:
     this run's train split against the served model's (``reference``, TFDV's
     ``previous_statistics``), merged into the same anomalies (``drift.merge_drift``); not
-    computed without a reference (``reference.note`` says why).
+    computed without a reference (``reference.note`` says why). Continuity: ``schema`` and both
+    splits against the served version's schema (``served``) and training statistics, as findings
+    after TFDV's (``continuity.changes``).
     """
     import tensorflow_data_validation as tfdv
 
@@ -206,17 +235,23 @@ def validate(
         serving_statistics=train_stats,
     )
     if reference.computed:
+        before = {feature_name(f) for f in reference.statistics.datasets[0].features}
         drift = tfdv.validate_statistics(
             train_stats,
-            with_comparators(schema, None, float(drift_threshold)),
+            with_comparators(schema, None, float(drift_threshold), only=before),
             environment=environment or None,
             previous_statistics=reference.statistics,
         )
         merge_drift(anomalies, drift)
-    findings = findings_of(anomalies)
+    findings = findings_of(anomalies, label or None)
+    served = served or continuity.not_compared("no served model was looked up")
+    same_version = reference.computed and reference.version == served.version
+    changes = continuity.changes(
+        schema, train_stats, eval_stats, served, reference.statistics if same_version else None, label
+    )
     return ValidationResult(
         anomalies=anomalies,
-        findings=findings,
+        findings=findings + changes,
         comparisons=comparisons_of(anomalies),
         unseen=unseen_categories(schema, eval_stats, findings),
         fail_on=fail_on,
@@ -227,6 +262,8 @@ def validate(
         environment=environment,
         drift_reference=reference.note,
         drift_computed=reference.computed,
+        served=served.title if served.compared else served.note,
+        served_compared=served.compared,
     )
 
 
@@ -258,7 +295,8 @@ def run_validate(
     """Load the statistics and the schema, validate, write the anomalies and ``report.html``.
 
     Drift is measured against the served ``model_name``'s training statistics on ``storage_root``
-    (``drift.served_statistics``). Does not raise for anomalies: the caller records the verdict
+    (``drift.served_statistics``), its schema against the served version's (``continuity``). Does
+    not raise for anomalies nor for changes that stop the run: the caller records the verdict
     first, then raises ``result.error()``. Bad parameters and unreadable inputs raise at once.
     """
     fail_on = fail_on.strip().lower()
@@ -273,6 +311,7 @@ def run_validate(
         if storage_root
         else not_computed("no storage root was given, so no registry to find the served model in")
     )
+    served = load_served_schema(storage_root, model_name)
     result = validate(
         train,
         eval_,
@@ -281,7 +320,10 @@ def run_validate(
         skew_threshold=skew_threshold,
         drift_threshold=drift_threshold,
         reference=reference,
+        served=served,
+        label=label,
     )
+    result.schema_path = schema_file_of(schema_path, STAGE)
     result.anomalies_path = write_anomalies(result.anomalies, output_dir)
     (Path(output_dir) / names.REPORT_HTML_FILE).write_text(
         render_html(result, label=label, run_id=run_id), encoding="utf-8"

@@ -13,6 +13,13 @@ ERROR does is the ``fail_on`` policy's decision, not the severity's:
 | ``any``              | fail                        | fail                 | fail                        |
 | ``none``             | reported                    | reported             | reported                    |
 
+Changes since the served version (``continuity``) are findings too, marked ``served``: an INFO
+one (a new column, a moved range) is a note, not an anomaly — it counts for no ``fail_on`` and
+leaves the verdict "ok"; a WARNING one fails only under ``fail_on=any``, like every anomaly; one
+that ``stops`` (a column the served model reads is gone, or text where numbers were) fails the
+run under every ``fail_on``, ``none`` included: it is not a question of data quality but of
+replacing the served model with one its clients cannot call (see ``continuity``).
+
 Why drift and skew do not stop the default run: neither makes training unsafe. Skew between
 two hash-split halves of one dataset is sampling noise, large only when a split is tiny — and
 evaluate's minimum evidence (``min_eval_examples``, ``min_train_rows``) refuses to bless a model
@@ -49,6 +56,11 @@ META_FAIL_ON = "fail_on"
 META_DRIFT = "drift"  # {feature: distance} against the served model's training data (when computed)
 META_SKEW = "skew"  # {feature: distance} between this run's eval and train splits
 META_DRIFT_REFERENCE = "drift_reference"  # what drift compared with, or why it was not computed
+META_SERVED = "served_version"  # what the data was compared with ("model m v3"), or why not
+META_CHANGES = "served_changes"  # [{feature, change, severity, stops, description, fix}]
+META_STOPS = "served_stops"  # features whose change stops the run whatever fail_on says
+
+ERROR, WARNING, INFO = "ERROR", "WARNING", "INFO"  # severities (TFDV's two, and a note)
 
 DATASET_KEY = "(dataset)"  # the finding for dataset-level anomalies
 MAX_IN_ERROR = 5  # anomalies quoted in the failure message (all are in the report)
@@ -61,7 +73,8 @@ def _clip(text: str, limit: int = 200) -> str:
 # AnomalyInfo.Type names that make training unsafe (see the module docstring).
 UNSAFE_REASONS = frozenset(
     {
-        # The feature (or the label) is missing: entirely, or in some examples.
+        # The feature (or the label) is missing: entirely, or in some examples (for a feature
+        # other than the label, in some examples is not unsafe: PARTLY_PRESENT_REASONS).
         "SCHEMA_MISSING_COLUMN",
         "FEATURE_TYPE_LOW_FRACTION_PRESENT",
         "FEATURE_TYPE_LOW_NUMBER_PRESENT",
@@ -105,6 +118,9 @@ UNSAFE_REASONS = frozenset(
     }
 )
 UNSEEN_REASON = "ENUM_TYPE_UNEXPECTED_STRING_VALUES"
+# A feature missing in SOME rows: unsafe for the label only (``stage.findings_of``): transform
+# reads every other feature as optional and the built-in modules impute a missing value.
+PARTLY_PRESENT_REASONS = frozenset({"FEATURE_TYPE_LOW_FRACTION_PRESENT", "FEATURE_TYPE_LOW_NUMBER_PRESENT"})
 
 
 @dataclasses.dataclass
@@ -117,6 +133,14 @@ class Finding:
     description: str
     reasons: list[str]
     unsafe: bool
+    served: bool = False  # a change since the served version (``continuity``), not TFDV's
+    stops: bool = False  # stops the run whatever fail_on says (``continuity``)
+    fix: str = ""  # what to do, when the finding knows better than ``report.advice``
+
+    @property
+    def is_note(self) -> bool:
+        """An INFO finding: reported, never an anomaly."""
+        return self.severity == INFO
 
 
 @dataclasses.dataclass
@@ -151,39 +175,83 @@ class ValidationResult:
     drift_reference: str = "not computed"
     drift_computed: bool = False
     anomalies_path: Path | None = None
+    served: str = "not compared"  # "model m v3" (what the data was compared with), or why not
+    served_compared: bool = False
+    schema_path: Path | None = None  # this run's schema file (named by a stop)
+
+    @property
+    def anomalies_found(self) -> list[Finding]:
+        """The findings that are anomalies (INFO notes are not)."""
+        return [f for f in self.findings if not f.is_note]
+
+    @property
+    def changes(self) -> list[Finding]:
+        """The changes since the served version."""
+        return [f for f in self.findings if f.served]
 
     @property
     def failing(self) -> list[Finding]:
+        stops = [f for f in self.findings if f.stops]
         if self.fail_on == FAIL_NONE:
-            return []
-        if self.fail_on == FAIL_ANY:
-            return list(self.findings)
-        return [f for f in self.findings if f.unsafe]
+            policy: list[Finding] = []
+        elif self.fail_on == FAIL_ANY:
+            policy = self.anomalies_found
+        else:
+            policy = [f for f in self.findings if f.unsafe]
+        return stops + [f for f in policy if not f.stops]
 
     @property
     def verdict(self) -> str:
         if self.failing:
             return VERDICT_FAILED
-        return VERDICT_ANOMALIES if self.findings else VERDICT_OK
+        return VERDICT_ANOMALIES if self.anomalies_found else VERDICT_OK
 
     def metadata(self) -> dict[str, Any]:
         drift = {c.feature: round(c.value, 6) for c in self.comparisons if c.kind == "drift"}
         skew = {c.feature: round(c.value, 6) for c in self.comparisons if c.kind == "skew"}
         return {
             META_VERDICT: self.verdict,
-            META_ANOMALIES: len(self.findings),
+            META_ANOMALIES: len(self.anomalies_found),
             META_UNSAFE: sum(f.unsafe for f in self.findings),
-            META_ANOMALOUS_FEATURES: [f.feature for f in self.findings],
+            META_ANOMALOUS_FEATURES: [f.feature for f in self.anomalies_found],
             META_UNSAFE_FEATURES: [f.feature for f in self.findings if f.unsafe],
             META_UNSEEN: {k: [v for v, _ in vals] for k, vals in self.unseen.items()},
             META_FAIL_ON: self.fail_on,
             META_DRIFT: drift,
             META_SKEW: skew,
             META_DRIFT_REFERENCE: self.drift_reference,
+            META_SERVED: self.served,
+            META_CHANGES: [
+                {
+                    "feature": f.feature,
+                    "change": f.reasons[0] if f.reasons else "",
+                    "severity": f.severity,
+                    "stops": int(f.stops),
+                    "description": f.description,
+                    "fix": f.fix,
+                }
+                for f in self.changes
+            ],
+            META_STOPS: [f.feature for f in self.findings if f.stops],
         }
+
+    def stop_error(self) -> StageError | None:
+        """The one-line StageError of the changes that stop the run whatever fail_on says."""
+        stops = [f for f in self.findings if f.stops]
+        if not stops:
+            return None
+        what = "; ".join(f.description for f in stops)
+        fixes = "; ".join(dict.fromkeys(f.fix for f in stops))  # one fix per kind, in order
+        others = len(self.failing) - len(stops)
+        more = f" (and {others} more anomal{'y' if others == 1 else 'ies'}: see the report)" if others else ""
+        where = self.schema_path or self.anomalies_path
+        return StageError(STAGE, str(where) if where else None, f"{what}; {fixes}{more}")
 
     def error(self) -> StageError | None:
         """The StageError to raise when the verdict is "failed" (None otherwise)."""
+        stop = self.stop_error()
+        if stop is not None:
+            return stop
         failing = self.failing
         if not failing:
             return None
