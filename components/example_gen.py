@@ -64,3 +64,16 @@ def example_gen(
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     examples.metadata.update(meta)
     storage.write_manifest(examples.path, out, meta)
+    if result.dropped_unlabeled:
+        print(
+            f"{names.PROGRESS_PREFIX}[{names.STAGE_EXAMPLE_GEN}] dropped {result.dropped_unlabeled:,} row(s) "
+            f"without a label (drop_unlabeled)",
+            flush=True,
+        )
+    for column, found in result.non_finite.items():  # written as missing; validate reports them
+        print(
+            f"{names.PROGRESS_PREFIX}[{names.STAGE_EXAMPLE_GEN}] column {column!r}: "
+            f"{found['count']:,} value(s) beyond float32 or inf/nan, read as missing "
+            f"(first {found['value']!r} at {found['first']})",
+            flush=True,
+        )

@@ -58,6 +58,7 @@ META_COLUMNS = "columns"
 META_SPLITS = "splits"
 META_FINGERPRINT = "fingerprint"
 META_MODEL_PATH = "model_path"  # the exact SavedModel directory (candidate and baseline alike)
+META_NON_FINITE = "non_finite"  # example_gen -> statistics -> validate: inf/nan/beyond-float32 cells
 
 # --- Stage names: task names in the pipeline, directory names on the volume. ---------------
 STAGE_EXAMPLE_GEN = "example_gen"

@@ -48,6 +48,8 @@ def statistics(
         shutil.copytree(statistics.path, scratch, dirs_exist_ok=True)
         (scratch / names.REPORT_HTML_FILE).write_text(html, encoding="utf-8")
     statistics.metadata.update({**result.metadata(), names.META_STORAGE_PATH: str(kept)})
+    # Cells example_gen wrote as missing because they were inf/nan or beyond float32: validate's to judge.
+    statistics.metadata[names.META_NON_FINITE] = dict(examples.metadata.get(names.META_NON_FINITE) or {})
     report.metadata.update(
         {names.META_ROWS: result.rows, names.META_STORAGE_PATH: str(kept / names.REPORT_HTML_FILE)}
     )

@@ -56,6 +56,7 @@ def validate(
         storage_root=storage_root,
         model_name=model_name,
         run_id=run_id,
+        non_finite=dict(statistics.metadata.get(names.META_NON_FINITE) or {}),
     )
     meta = result.metadata()
     anomalies.metadata.update(meta)

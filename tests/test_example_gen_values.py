@@ -255,7 +255,8 @@ def test_unknown_encoding_and_utf16_on_beam_are_refused_before_any_work(tmp_path
 def test_the_beam_range_reader_reports_the_same_offset(tmp_path, write_csv):
     """A worker's byte range: the offset is the file's, not the range's."""
     from components.lib.example_gen import beam as eg_beam
-    from components.lib.example_gen.columns import Reading, count_cells
+    from components.lib.example_gen.counts import count_cells
+    from components.lib.example_gen.reading import Reading
 
     data = UNICODE.encode("latin-1")
     csv = write_csv(data)

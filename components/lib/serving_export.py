@@ -84,5 +84,12 @@ def export_serving_model(
         },
     )
     info.write(saved_model.label_info_path(export_dir))
+    # The raw schema the model was trained on travels with it: push keeps it with each version,
+    # and the next run's example_gen and validate compare new data with it (schema continuity).
+    from google.protobuf import text_format
+
+    from components.lib import served
+
+    served.schema_path(export_dir).write_text(text_format.MessageToString(tft_output.raw_metadata.schema))
     parsed = {name: spec.dtype.name for name, spec in sorted(raw_spec.items())}
     saved_model.inputs_path(export_dir).write_text(json.dumps(parsed, indent=2))

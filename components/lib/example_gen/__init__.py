@@ -1,11 +1,12 @@
 """ExampleGen logic: CSV file(s) -> gzipped TFRecords of ``tf.Example`` per split.
 
-Two passes over the input. The first (``columns``) infers column types and rejects bad cells
-with the line they are on; it streams the input in Arrow record batches, so memory does not grow
-with the file. The second encodes each batch to serialized ``tf.Example``s with tfx-bsl's C++
-encoder (the one TFX's CsvExampleGen uses) and splits by hashing the serialized example exactly
-as TFX does (``encode``): the same rows land in the same split as in TFX, and the same CSV always
-gives the same records. TensorFlow is not imported: records are framed and checksummed here.
+Two passes over the input. The first infers column types and rejects bad cells with the line
+they are on (``reading`` the files, ``counts`` of each column's cells, ``columns`` the types);
+it streams the input in Arrow record batches, so memory does not grow with the file. The second
+encodes each batch to serialized ``tf.Example``s with tfx-bsl's C++ encoder (the one TFX's
+CsvExampleGen uses) and splits by hashing the serialized example exactly as TFX does
+(``encode``): the same rows land in the same split as in TFX, and the same CSV always gives the
+same records. TensorFlow is not imported: records are framed and checksummed here.
 
 Both passes run in process (one gzipped file per split) when Beam would run in this process
 anyway, and as Beam pipelines for any other runner (``stage``, ``beam``): the first pass counts
@@ -25,20 +26,16 @@ pass, each a one-line error naming the file and the byte.
 from components.lib.example_gen.columns import (
     FLOAT,
     INT,
-    NUMERIC_NA_TOKENS,
-    STAGE,
     STRING,
     TYPE_WORDS,
     Decided,
-    Reading,
     column_types_from_schema,
     infer_column_types,
-    list_csv_files,
-    make_reading,
     parse_column_types,
     parse_split_buckets,
-    read_columns,
 )
+from components.lib.example_gen.counts import NUMERIC_NA_TOKENS
+from components.lib.example_gen.reading import STAGE, Reading, list_csv_files, make_reading, read_columns
 from components.lib.example_gen.stage import ExampleGenResult, run_example_gen
 
 __all__ = [

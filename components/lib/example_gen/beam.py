@@ -26,20 +26,22 @@ from components import names
 from components.errors import StageError
 from components.lib import examples, fs
 from components.lib.beam import run
-from components.lib.example_gen.columns import (
-    BLOCK_SIZE,
-    STAGE,
-    Reading,
+from components.lib.example_gen.counts import (
     count_cells,
     counts_from_json,
     counts_to_json,
-    decoding_failed,
     empty_counts,
     merge_counts,
-    raise_if_undecodable,
     shift_lines,
 )
 from components.lib.example_gen.encode import bucket_splits, split_records, typed_batch
+from components.lib.example_gen.reading import (
+    BLOCK_SIZE,
+    STAGE,
+    Reading,
+    decoding_failed,
+    raise_if_undecodable,
+)
 
 METRICS_NAMESPACE = "kubetfx_example_gen"
 CHUNK_BYTES = 64 << 20  # bytes of CSV per Beam element (a worker's unit of work)
@@ -77,7 +79,7 @@ def read_range(path: str, start: int, end: int) -> tuple[int, bytes]:
 
 
 def string_batches(block: bytes, columns: list[str], where: tuple[str, int], reading: Reading) -> Any:
-    """CSV lines without a header -> Arrow record batches of strings, as ``columns.string_batches``.
+    """CSV lines without a header -> Arrow record batches of strings, as ``reading.string_batches``.
 
     ``where``: (file, offset of the block in it), so a bad byte is named by its offset in the file.
     """

@@ -70,7 +70,7 @@ def _numbers_only(arr: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from components.lib.example_gen.columns import NON_FINITE_RE, NUMERIC_NA_TOKENS
+    from components.lib.example_gen.counts import NON_FINITE_RE, NUMERIC_NA_TOKENS
 
     missing = pc.or_(
         pc.is_in(arr, value_set=pa.array(NUMERIC_NA_TOKENS)),

@@ -18,21 +18,23 @@ from components import names
 from components.errors import StageError
 from components.lib import examples, fs
 from components.lib.example_gen.columns import (
-    STAGE,
     Decided,
-    Reading,
     column_types_from_schema,
     decide_types,
     infer_column_types,
-    list_csv_files,
-    make_reading,
     parse_column_types,
     parse_preferred_types,
     parse_split_buckets,
+)
+from components.lib.example_gen.encode import bucket_splits, fingerprint, split_records, typed_batch
+from components.lib.example_gen.reading import (
+    STAGE,
+    Reading,
+    list_csv_files,
+    make_reading,
     read_columns,
     string_batches,
 )
-from components.lib.example_gen.encode import bucket_splits, fingerprint, split_records, typed_batch
 
 
 @dataclasses.dataclass
@@ -67,7 +69,7 @@ class ExampleGenResult:
             "method": self.method,
             "runner": self.runner or "none",
             "files_per_split": self.shards or {split: 1 for split in self.rows},
-            "non_finite": self.non_finite,
+            names.META_NON_FINITE: self.non_finite,
             "dropped_unlabeled": self.dropped_unlabeled,
             "encoding": self.encoding,
         }
@@ -209,7 +211,7 @@ def _first_pass(
     output_dir: Path,
 ) -> Decided:
     """Types and what the records leave out, in process or (``beam_args``) on the workers."""
-    rules = {"label": label, "preferred": preferred, "drop_unlabeled": drop_unlabeled}
+    rules: dict[str, Any] = {"label": label, "preferred": preferred, "drop_unlabeled": drop_unlabeled}
     if beam_args is None:
         return infer_column_types(files, columns, decided, reading=reading, **rules)
     # on the workers too: at 100 GB one process would take most of an hour

@@ -279,6 +279,29 @@ def write_anomalies(anomalies: Any, output_dir: Path) -> Path:
     return binary
 
 
+def non_finite_findings(non_finite: dict[str, Any]) -> list[Finding]:
+    """One WARNING per feature that held inf, nan or numbers beyond float32 (ExampleGen's counts)."""
+    out = []
+    for column, found in sorted(non_finite.items()):
+        count = int(found.get("count", 0))
+        out.append(
+            Finding(
+                feature=column,
+                severity="WARNING",
+                short_description="Values no float32 can hold",
+                description=(
+                    f"{count:,} cell(s) were inf, nan or beyond float32's range "
+                    f"(first {found.get('value')!r} at {found.get('first')}); "
+                    "example_gen wrote them as missing"
+                ),
+                reasons=["NON_FINITE_VALUES"],
+                unsafe=False,
+                fix="fix the cells in the export (a unit or overflow error?), or accept them as missing",
+            )
+        )
+    return out
+
+
 def run_validate(
     stats_dir: Path,
     schema_path: Path,
@@ -291,9 +314,13 @@ def run_validate(
     storage_root: str = "",
     model_name: str = "",
     run_id: str = "",
+    non_finite: dict[str, Any] | None = None,
 ) -> ValidationResult:
     """Load the statistics and the schema, validate, write the anomalies and ``report.html``.
 
+    ``non_finite``: ExampleGen's count of cells per feature that were inf, nan or beyond float32
+    (written as missing, so the statistics cannot show them): each a WARNING anomaly, which stops
+    the run under ``fail_on=any``.
     Drift is measured against the served ``model_name``'s training statistics on ``storage_root``
     (``drift.served_statistics``), its schema against the served version's (``continuity``). Does
     not raise for anomalies nor for changes that stop the run: the caller records the verdict
@@ -323,6 +350,7 @@ def run_validate(
         served=served,
         label=label,
     )
+    result.findings.extend(non_finite_findings(non_finite or {}))
     result.schema_path = schema_file_of(schema_path, STAGE)
     result.anomalies_path = write_anomalies(result.anomalies, output_dir)
     (Path(output_dir) / names.REPORT_HTML_FILE).write_text(
