@@ -41,6 +41,7 @@ def validate(
     from components import names
     from components.lib import storage
     from components.lib.validate import META_ANOMALIES, META_VERDICT, run_validate, summary_lines
+    from components.lib.validate.report import console_lines
     from components.parameters import model_name_for
 
     model_name = model_name_for(model_name, data)  # empty: derived from the data, as every stage does
@@ -63,6 +64,8 @@ def validate(
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(anomalies.path) / names.REPORT_HTML_FILE, report.path)
     print("\n".join(summary_lines(result)), flush=True)
+    for line in console_lines(result):  # the few that matter, on a local run's console too
+        print(f"{names.PROGRESS_PREFIX}[{names.STAGE_VALIDATE}] {line}", flush=True)
     kept = storage.stage_dir(storage_root, run_id, names.STAGE_VALIDATE)
     with storage.atomic_dir(kept, names.STAGE_VALIDATE) as scratch:
         shutil.copytree(anomalies.path, scratch, dirs_exist_ok=True)

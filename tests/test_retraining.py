@@ -141,7 +141,7 @@ def test_six_exports_of_one_table_each_get_their_verdict(tmp_path, table):
     run = _submit(storage, _export(widened.drop(columns=["children"]), exports))
     assert run.returncode == 1, _shown(run)[-4000:]
     stop = run.stderr.strip().splitlines()[-1]
-    assert stop.startswith("[validate]") and "'children'" in stop and f"{MODEL} v4" in stop, stop
+    assert stop.startswith("FAILED: [validate]") and "'children'" in stop and f"{MODEL} v4" in stop, stop
     assert not (_newest_run(storage) / names.STAGE_TRANSFORM).exists()
     assert _versions(storage) == [1, 2, 3, 4]
 
@@ -151,7 +151,7 @@ def test_six_exports_of_one_table_each_get_their_verdict(tmp_path, table):
     run = _submit(storage, _export(texty, exports))
     assert run.returncode == 1, _shown(run)[-4000:]
     stop = run.stderr.strip().splitlines()[-1]
-    assert stop.startswith("[validate]") and "'bmi'" in stop and f"{MODEL} v4" in stop, stop
+    assert stop.startswith("FAILED: [validate]") and "'bmi'" in stop and f"{MODEL} v4" in stop, stop
     assert _versions(storage) == [1, 2, 3, 4]
 
     # 7. A drifted feature: reported, the run goes on.

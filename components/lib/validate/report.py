@@ -8,6 +8,7 @@ the one the served model was trained on (``drift``), or says why it was not comp
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from components.lib import charts
@@ -329,4 +330,35 @@ def summary_lines(result: ValidationResult) -> list[str]:
     for f in changes:
         stop = " (stops the run)" if id(f) in failing else ""
         lines.append(f"    {f.feature}: {f.severity} {f.description}{stop}")
+    return lines
+
+
+CONSOLE_LIMIT = 8  # lines of changes and anomalies a local run's console shows; the report has all
+
+
+def console_lines(result: ValidationResult) -> list[str]:
+    """What the console shows of a validation, at most ``CONSOLE_LIMIT`` lines and then a count.
+
+    The changes since the served version (stops first), the anomalies, and the distances over
+    their threshold: the task log and the report have everything.
+    """
+    failing = {id(f) for f in result.failing}
+    changes = sorted(result.changes, key=lambda f: (id(f) not in failing, f.is_note))
+    lines = [
+        f"since {result.served}: {f.feature}: {f.severity} {textwrap.shorten(f.description, 140)}"
+        + (" (stops the run)" if id(f) in failing else "")
+        for f in changes
+    ]
+    lines += [
+        f"{f.feature}: {f.severity} {f.short_description}" + (" (stops the run)" if id(f) in failing else "")
+        for f in result.findings
+        if not f.served
+    ]
+    lines += [
+        f"{c.kind} of {c.feature!r}: {c.value:.3g} over the threshold {c.threshold:g}"
+        for c in result.comparisons
+        if c.exceeded
+    ]
+    if len(lines) > CONSOLE_LIMIT:
+        lines = lines[:CONSOLE_LIMIT] + [f"… and {len(lines) - CONSOLE_LIMIT} more in the report"]
     return lines
