@@ -11,7 +11,7 @@ def resolve_baseline(
     model_name: str,
     baseline: Output[Model],
     serving_root: str = "serving",  # a literal: KFP runs the function's own source (the vocabulary's default)
-    data: str = "",
+    data: str = "data/insurance.csv",  # the vocabulary's default: an empty model_name derives from it
 ):
     """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
 

@@ -18,7 +18,7 @@ def validate(
     model_name: str,
     anomalies: Output[Artifact],
     report: Output[HTML],
-    data: str = "",
+    data: str = "data/insurance.csv",  # the vocabulary's default: an empty model_name derives from it
 ):
     """Write ``<anomalies>/Split-eval/SchemaDiff.pb`` (TFX ExampleValidator's layout) and an HTML report.
 

@@ -347,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--storage", default="kubetfx_storage")
-    parser.add_argument("--model", default=names.MODEL_NAME)
+    parser.add_argument(
+        "--model", default=None, help="model name (default: the only one in the registry, else insurance)"
+    )
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument("--json", action="store_true", help="print the whole trace as JSON")
     args = parser.parse_args(argv)
@@ -355,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     if not db.exists():
         print(f"[lineage] {db}: no metadata store; run the pipeline locally first", file=sys.stderr)
         return 2
+    model = args.model or _only_model(Path(args.storage))
     try:
-        trace = trace_version(db, args.model, args.version)
+        trace = trace_version(db, model, args.version)
     except LookupError as e:
         print(f"[lineage] {e}", file=sys.stderr)
         return 1
@@ -367,6 +370,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(describe(trace)))
     return 0
+
+
+def _only_model(storage: Path) -> str:
+    """The model a storage root holds, when it holds one (names are derived from the data now)."""
+    try:
+        doc = json.loads((storage / names.REGISTRY_INDEX).read_text())
+        models = sorted({e["model_name"] for e in doc.get("versions", []) if isinstance(e, dict)})
+    except (OSError, ValueError, KeyError, AttributeError):
+        models = []
+    return models[0] if len(models) == 1 else names.MODEL_NAME
 
 
 def pushed_versions(store: Any, model_name: str) -> list[int]:  # noqa: ANN401 (an MLMD MetadataStore)

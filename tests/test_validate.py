@@ -353,3 +353,24 @@ def test_comparator_errors_stop_the_run_only_under_fail_on_any(tmp_path, clean, 
     assert anomalies.metadata["unsafe"] == 0  # no comparator anomaly makes training unsafe
     assert (error is not None) is fails
     assert anomalies.metadata["verdict"] == ("failed" if fails else "anomalies")
+
+
+@pytest.mark.parametrize(("fail_on", "stops"), [("unsafe", False), ("any", True)])
+def test_cells_example_gen_wrote_missing_for_being_non_finite_are_an_anomaly(tmp_path, clean, fail_on, stops):
+    """ExampleGen's ``non_finite`` (via the statistics' metadata) is a WARNING naming the first cell."""
+    import copy
+
+    stats, sch = clean
+    stats = copy.copy(stats)  # the fixture's artifact is shared: give this one its own metadata
+    found = {"bmi": {"count": 2, "first": "/v/data/x.csv:7", "value": "1e39"}}
+    stats.metadata = {**stats.metadata, names.META_NON_FINITE: found}
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on=fail_on)
+    assert anomalies.metadata["verdict"] == ("failed" if stops else "anomalies")
+    assert "bmi" in anomalies.metadata["anomalous_features"]
+    assert (error is not None) is stops
+    if stops:
+        assert (
+            "bmi: 2 cell(s) were inf, nan or beyond float32's range (first '1e39' at /v/data/x.csv:7)"
+            in str(error)
+        )
+    assert "/v/data/x.csv:7" in Path(report.path).read_text()
