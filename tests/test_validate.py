@@ -374,3 +374,27 @@ def test_cells_example_gen_wrote_missing_for_being_non_finite_are_an_anomaly(tmp
             in str(error)
         )
     assert "/v/data/x.csv:7" in Path(report.path).read_text()
+
+
+def test_the_report_lists_the_columns_that_are_not_model_features(tmp_path, clean):
+    """A column the schema stage tagged as excluded is named in validate's report with the reason."""
+    import copy
+
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    stats, sch = clean
+    tagged = schema_pb2.Schema()
+    text_format.Parse((Path(sch.path) / names.SCHEMA_FILE).read_text(), tagged)
+    region = next(f for f in tagged.feature if f.name == "region")
+    region.annotation.tag.append("kubetfx:excluded:parameter")
+    region.annotation.comment.append("kubetfx:excluded: exclude_features parameter")
+    (tmp_path / "tagged").mkdir()
+    (tmp_path / "tagged" / names.SCHEMA_FILE).write_text(text_format.MessageToString(tagged))
+    sch = copy.copy(sch)
+    sch.path = str(tmp_path / "tagged")
+    _, report, error = run_validate(tmp_path / "kfp", stats, sch)
+    assert error is None
+    page = Path(report.path).read_text()
+    assert "Columns that are not model features" in page
+    assert "<code>region</code></td><td>exclude_features parameter" in page

@@ -265,6 +265,18 @@ def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> st
     ]
     parts.append(_anomalies_section(result))
     parts.append(_changes_section(result))
+    if result.excluded:
+        parts.append(
+            h.section(
+                "Columns that are not model features",
+                h.table(["column", "why"], [[h.code(k), v] for k, v in sorted(result.excluded.items())]),
+                h.paragraph(
+                    "The schema stage tagged these (kubetfx:excluded): the default module leaves them out, "
+                    "the serving signature still accepts them. features= / exclude_features= decide instead.",
+                    muted=True,
+                ),
+            )
+        )
     if result.unseen:
         unseen: list[list[Any]] = []
         for feature, values in result.unseen.items():

@@ -279,6 +279,14 @@ def write_anomalies(anomalies: Any, output_dir: Path) -> Path:
     return binary
 
 
+def excluded_features(schema: Any, label: str) -> dict[str, str]:
+    """{column: why} of the columns the schema keeps out of the default module's features."""
+    from components.lib.user_module import excluded_reason
+
+    reasons = {f.name: excluded_reason(f) for f in schema.feature if f.name != label}
+    return {name: why for name, why in reasons.items() if why is not None}
+
+
 def non_finite_findings(non_finite: dict[str, Any]) -> list[Finding]:
     """One WARNING per feature that held inf, nan or numbers beyond float32 (ExampleGen's counts)."""
     out = []
@@ -351,6 +359,7 @@ def run_validate(
         label=label,
     )
     result.findings.extend(non_finite_findings(non_finite or {}))
+    result.excluded = excluded_features(schema, label)
     result.schema_path = schema_file_of(schema_path, STAGE)
     result.anomalies_path = write_anomalies(result.anomalies, output_dir)
     (Path(output_dir) / names.REPORT_HTML_FILE).write_text(

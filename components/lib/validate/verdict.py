@@ -178,6 +178,7 @@ class ValidationResult:
     served: str = "not compared"  # "model m v3" (what the data was compared with), or why not
     served_compared: bool = False
     schema_path: Path | None = None  # this run's schema file (named by a stop)
+    excluded: dict[str, str] = dataclasses.field(default_factory=dict)  # not model features: why
 
     @property
     def anomalies_found(self) -> list[Finding]:
