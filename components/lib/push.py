@@ -229,85 +229,133 @@ def push_model(
     """Push ``saved_model_dir`` as the next version of ``model_name`` if ``blessing`` says BLESSED.
 
     ``serving_root`` is relative to ``storage_root`` or absolute inside it. ``copy_tree(src, dst)``
-    does the copy (replaceable so a test can interrupt a push midway).
+    does the copy (replaceable so a test can interrupt a push midway). The steps are the module
+    docstring's, in its order.
     """
     model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
     if not blessing.blessed:
         reasons = "; ".join(blessing.reasons) or "no reason given"
         return PushResult(False, f"not blessed: {reasons}", model_name)
+    _check_candidate(saved_model_dir, blessing)
+    _check_writable(model_dir)
+    schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
+
+    with registry.locked(storage_root, STAGE) as doc:
+        settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
+        not_new = _no_new_version(doc, model_name, run_id, model_location, blessing, settled)
+        if not_new is not None:
+            return not_new
+        tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
+        try:
+            has_schema = _copy_to_temp(copy_tree, saved_model_dir, tmp, schema)
+            version = registry.next_version(doc, model_name, model_dir)
+            final = model_dir / str(version)
+            kept = served.relative_to_root(storage_root, served.schema_path(final)) if has_schema else None
+            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id, kept)
+            _record_pending(storage_root, doc, entry)
+            _rename_into_place(storage_root, doc, entry, tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        reason = _record_pushed(storage_root, doc, entry)
+    return PushResult(True, reason, model_name, version, str(final), entry, settled)
+
+
+def _check_candidate(saved_model_dir: Path, blessing: Blessing) -> None:
+    """Refuse, before any work, a directory that is no SavedModel or is not the one the blessing judged."""
     saved_model.check_saved_model(saved_model_dir, STAGE)
     judged = blessing.model_path
     if judged and os.path.realpath(judged) != os.path.realpath(saved_model_dir):
         raise StageError(
             STAGE, str(saved_model_dir), f"the blessing is for another model ({judged}); refusing to push"
         )
+
+
+def _check_writable(model_dir: Path) -> None:
+    """Fail early, before taking the lock, with a clear message when the serving dir is not writable."""
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
-        # Fail early, before taking the lock, with a clear message. Not named TEMP_PREFIX*: a push
-        # holding the lock must not mistake this probe of another push for a leftover.
+        # Not named TEMP_PREFIX*: a push holding the lock must not mistake this probe of another
+        # push for a leftover.
         probe = model_dir / f".write-probe-{uuid.uuid4().hex[:8]}"
         probe.mkdir()
         probe.rmdir()
     except OSError as e:
         raise StageError(STAGE, str(model_dir), f"serving directory is not writable: {e}") from e
-    schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
 
-    with registry.locked(storage_root, STAGE) as doc:
-        settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
-        done = already_pushed(doc, model_name, run_id, model_location)
-        if done is not None:  # a retry of a push that completed: the same version, not a new one
-            return PushResult(
-                True,
-                "already pushed by this run",
-                model_name,
-                done["version"],
-                done["serving_path"],
-                done,
-                settled,
-            )
-        changed = baseline_changed(doc, model_name, blessing)
-        if changed is not None:
-            return PushResult(False, changed, model_name, settled=settled)
-        tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
-        try:
-            try:
-                faults.point("push.before_copy")
-                has_schema = copy_with_schema(copy_tree, saved_model_dir, tmp, schema)
-            except OSError as e:
-                raise StageError(STAGE, str(tmp), f"cannot copy the model to the serving dir: {e}") from e
-            version = registry.next_version(doc, model_name, model_dir)
-            final = model_dir / str(version)
-            kept = served.relative_to_root(storage_root, served.schema_path(final)) if has_schema else None
-            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id, kept)
-            registry.add_pending(doc, entry)
-            try:
-                registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_pending_write")
-            except OSError as e:
-                registry.drop_pending(doc, entry)
-                raise StageError(
-                    STAGE, str(registry.index_path(storage_root)), f"cannot record the push as pending: {e}"
-                ) from e
-            try:
-                faults.point("push.before_rename")
-                os.rename(tmp, final)
-            except OSError as e:
-                registry.drop_pending(doc, entry)
-                try:  # best effort: the next reconcile drops an entry whose directory is absent anyway
-                    registry.write_index(storage_root, doc, STAGE)
-                except OSError:
-                    pass
-                raise StageError(STAGE, str(final), f"cannot create the version directory: {e}") from e
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        try:
-            faults.point("push.after_rename")
-            registry.commit_pending(doc, entry)
-            registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_registry_write")
-        except OSError as e:
-            # The version is in place and its pending entry says so: every reader counts it as
-            # pushed and the next run records it. Taking it back could pull a model TF Serving
-            # has started loading; the push did what it must, so it reports success and why.
-            note = f"blessed; the registry still lists it as pending ({e}); the next run records it"
-            return PushResult(True, note, model_name, version, str(final), entry, settled)
-    return PushResult(True, "blessed", model_name, version, str(final), entry, settled)
+
+def _no_new_version(
+    doc: dict[str, Any],
+    model_name: str,
+    run_id: str,
+    model_location: str,
+    blessing: Blessing,
+    settled: list[str],
+) -> PushResult | None:
+    """Steps 2-3: a retry's earlier version, or the refusal when the baseline moved; None: push."""
+    done = already_pushed(doc, model_name, run_id, model_location)
+    if done is not None:  # a retry of a push that completed: the same version, not a new one
+        return PushResult(
+            True,
+            "already pushed by this run",
+            model_name,
+            done["version"],
+            done["serving_path"],
+            done,
+            settled,
+        )
+    changed = baseline_changed(doc, model_name, blessing)
+    if changed is not None:
+        return PushResult(False, changed, model_name, settled=settled)
+    return None
+
+
+def _copy_to_temp(copy_tree: CopyTree, saved_model_dir: Path, tmp: Path, schema: Path | None) -> bool:
+    """Step 4: the model and its schema into the hidden temp dir, fsynced; True: it holds the schema."""
+    try:
+        faults.point("push.before_copy")
+        return copy_with_schema(copy_tree, saved_model_dir, tmp, schema)
+    except OSError as e:
+        raise StageError(STAGE, str(tmp), f"cannot copy the model to the serving dir: {e}") from e
+
+
+def _record_pending(storage_root: str, doc: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Step 5: the intent on disk before anything is visible; on failure it is taken back from ``doc``."""
+    registry.add_pending(doc, entry)
+    try:
+        registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_pending_write")
+    except OSError as e:
+        registry.drop_pending(doc, entry)
+        raise StageError(
+            STAGE, str(registry.index_path(storage_root)), f"cannot record the push as pending: {e}"
+        ) from e
+
+
+def _rename_into_place(
+    storage_root: str, doc: dict[str, Any], entry: dict[str, Any], tmp: Path, final: Path
+) -> None:
+    """Step 6, the commit point: the temp dir becomes the version; on failure the pending entry goes."""
+    try:
+        faults.point("push.before_rename")
+        os.rename(tmp, final)
+    except OSError as e:
+        registry.drop_pending(doc, entry)
+        try:  # best effort: the next reconcile drops an entry whose directory is absent anyway
+            registry.write_index(storage_root, doc, STAGE)
+        except OSError:
+            pass
+        raise StageError(STAGE, str(final), f"cannot create the version directory: {e}") from e
+
+
+def _record_pushed(storage_root: str, doc: dict[str, Any], entry: dict[str, Any]) -> str:
+    """Step 7: move the entry from pending to the versions; the push's reason (a note if that failed)."""
+    try:
+        faults.point("push.after_rename")
+        registry.commit_pending(doc, entry)
+        registry.write_index(storage_root, doc, STAGE, fault_point="push.mid_registry_write")
+    except OSError as e:
+        # The version is in place and its pending entry says so: every reader counts it as
+        # pushed and the next run records it. Taking it back could pull a model TF Serving
+        # has started loading; the push did what it must, so it reports success and why.
+        return f"blessed; the registry still lists it as pending ({e}); the next run records it"
+    return "blessed"

@@ -31,11 +31,12 @@ from components.lib.baseline import Baseline
 from components.lib.blessing import Blessing
 from components.lib.evaluate import models as task_models
 from components.lib.evaluate.engines import ENGINE_AUTO, ENGINE_NATIVE, choose_engine
-from components.lib.evaluate.gating import Thresholds, gates, judge
+from components.lib.evaluate.gating import Gates, Naive, Thresholds, gates, judge
 from components.lib.evaluate.keys import BASELINE, CANDIDATE, STAGE
 from components.lib.evaluate.native_engine import run_native
 from components.lib.evaluate.results import EvaluateResult, overall, read_metrics
 from components.lib.evaluate.tfma_engine import eval_config, run_tfma
+from components.lib.label import LabelInfo
 
 SUMMARY_FILE = "summary.json"
 
@@ -137,27 +138,96 @@ def evaluate_models(
     (``evidence_shortfall``; 0 = no minimum). ``eval_rows``: the eval examples ExampleGen
     wrote; an evaluation of any other number is the stage's error (a runner lost records).
     """
-    import time
-
     import tensorflow_model_analysis as tfma
 
+    files, info, not_compared = _check_inputs(examples_dir, candidate_dir, baseline_dir, label, slice_feature)
+    compared_dir = baseline_dir if not_compared is None else None  # None: judged without the baseline gate
+    models = [candidate_dir] + ([compared_dir] if compared_dir is not None else [])
+    chosen = choose_engine(engine, beam_args, models)
+    naive = task_models.naive_on_eval(files, label, info) if thresholds.naive_margin is not None else None
+    gate = gates(thresholds, info, naive)
+    config = eval_config(label, slice_feature, thresholds, compared_dir is not None, info, gate)
+    result_dir = output_dir / names.EVAL_RESULT_DIR
+    seconds = _run_engine(
+        chosen, files, candidate_dir, compared_dir, config, result_dir, beam_args, label, slice_feature, info
+    )
+    cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
+    metrics, cand, base = _read_results(result_dir, info, compared_dir is not None, chosen, files, eval_rows)
+    validation = tfma.load_validation_result(str(result_dir))
+    evidence = {
+        "eval_examples": cand["example_count"],
+        "train_rows": train_rows,
+        "min_eval_examples": min_eval_examples,
+        "min_train_rows": min_train_rows,
+    }
+    judged_against = baseline_version if not_compared is None else None
+    verdict, reasons = _verdict(
+        validation, thresholds, gate, cand, base, judged_against, not_compared, evidence
+    )
+    blessing = Blessing(
+        verdict=verdict,
+        reasons=reasons,
+        baseline=baseline_version,  # resolved, compared or not: push re-checks against it
+        model_path=str(candidate_dir),
+        baseline_model_path=str(baseline_dir) if baseline_dir is not None else None,
+        metrics=cand,
+        baseline_metrics=base or None,
+        thresholds=thresholds.as_dict(),
+        validation_ok=bool(validation.validation_ok),
+        eval_result=str(cited_result_dir),
+        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+    _write_summary(
+        output_dir,
+        blessing,
+        metrics,
+        chosen,
+        seconds,
+        label,
+        slice_feature,
+        info,
+        naive,
+        not_compared,
+        evidence,
+    )
+    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)
+
+
+def _check_inputs(
+    examples_dir: Path, candidate_dir: Path, baseline_dir: Path | None, label: str, slice_feature: str
+) -> tuple[list[Path], LabelInfo | None, str | None]:
+    """Every check before an engine starts; the eval files, the label info, why the baseline is not compared.
+
+    The eval split, both models' serving contract, the eval data's label and slice feature, then
+    whether the baseline can parse this data (``models.check_baseline``; None: it is compared).
+    """
     files = eval_files(examples_dir)
     check_serving_model(candidate_dir, CANDIDATE)
     if baseline_dir is not None:
         check_serving_model(baseline_dir, BASELINE)
     check_eval_data(files, label, slice_feature)
     info = task_models.label_info(candidate_dir, label)  # task, classes, training-label figures
-    resolved_dir, not_compared = baseline_dir, None
+    not_compared = None
     if baseline_dir is not None:
         not_compared = task_models.check_baseline(candidate_dir, baseline_dir, info)
-    if not_compared is not None:  # the same data moved on: judged without the baseline gate
-        baseline_dir = None
-    models = [candidate_dir] + ([baseline_dir] if baseline_dir is not None else [])
-    chosen = choose_engine(engine, beam_args, models)
-    naive = task_models.naive_on_eval(files, label, info) if thresholds.naive_margin is not None else None
-    gate = gates(thresholds, info, naive)
-    config = eval_config(label, slice_feature, thresholds, baseline_dir is not None, info, gate)
-    result_dir = output_dir / names.EVAL_RESULT_DIR
+    return files, info, not_compared
+
+
+def _run_engine(
+    chosen: str,
+    files: list[Path],
+    candidate_dir: Path,
+    baseline_dir: Path | None,
+    config: Any,
+    result_dir: Path,
+    beam_args: str,
+    label: str,
+    slice_feature: str,
+    info: LabelInfo | None,
+) -> float:
+    """Have the chosen engine write TFMA's result into ``result_dir``; the seconds it took."""
+    import time
+
     result_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     if chosen == ENGINE_NATIVE:
@@ -173,12 +243,25 @@ def evaluate_models(
         )
     else:
         run_tfma(files, candidate_dir, baseline_dir, config, result_dir, beam_args)
-    seconds = time.monotonic() - start
-    cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
+    return time.monotonic() - start
 
+
+def _read_results(
+    result_dir: Path,
+    info: LabelInfo | None,
+    compared: bool,
+    chosen: str,
+    files: list[Path],
+    eval_rows: int | None,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float], dict[str, float]]:
+    """The engine's metrics, overall candidate's, baseline's; refused if they count no or other examples.
+
+    Nothing is judged on metrics of fewer or more eval examples than ExampleGen wrote (a runner
+    lost or repeated records).
+    """
     metrics = read_metrics(result_dir)
     cand = overall(metrics, CANDIDATE, info)
-    base = overall(metrics, BASELINE, info) if baseline_dir is not None else {}
+    base = overall(metrics, BASELINE, info) if compared else {}
     if not cand or not cand.get("example_count"):
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
     if eval_rows is not None and round(cand["example_count"]) != eval_rows:
@@ -188,27 +271,43 @@ def evaluate_models(
             f"{chosen} evaluated {round(cand['example_count']):,} eval examples but ExampleGen wrote "
             f"{eval_rows:,}: the runner lost or repeated records; nothing was judged",
         )
-    validation = tfma.load_validation_result(str(result_dir))
-    judged_against = baseline_version if not_compared is None else None
+    return metrics, cand, base
+
+
+def _verdict(
+    validation: Any,
+    thresholds: Thresholds,
+    gate: Gates,
+    cand: dict[str, float],
+    base: dict[str, float],
+    judged_against: int | None,
+    not_compared: str | None,
+    evidence: dict[str, Any],
+) -> tuple[str, list[str]]:
+    """``judge``'s verdict and reasons, then this stage's own: the baseline not compared, too little evidence."""
     verdict, reasons = judge(validation, thresholds, cand, base, judged_against, gate)
     if not_compared is not None:  # the reason replaces judge's "no baseline"
         reasons = [not_compared if r.startswith(names.NO_BASELINE) else r for r in reasons]
-    shortfall = evidence_shortfall(cand["example_count"], train_rows, min_eval_examples, min_train_rows)
+    shortfall = evidence_shortfall(**evidence)
     if shortfall:
         verdict, reasons = names.NOT_BLESSED, shortfall + reasons
-    blessing = Blessing(
-        verdict=verdict,
-        reasons=reasons,
-        baseline=baseline_version,  # resolved, compared or not: push re-checks against it
-        model_path=str(candidate_dir),
-        baseline_model_path=str(resolved_dir) if resolved_dir is not None else None,
-        metrics=cand,
-        baseline_metrics=base or None,
-        thresholds=thresholds.as_dict(),
-        validation_ok=bool(validation.validation_ok),
-        eval_result=str(cited_result_dir),
-        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    )
+    return verdict, reasons
+
+
+def _write_summary(
+    output_dir: Path,
+    blessing: Blessing,
+    metrics: dict[str, dict[str, dict[str, float]]],
+    chosen: str,
+    seconds: float,
+    label: str,
+    slice_feature: str,
+    info: LabelInfo | None,
+    naive: Naive | None,
+    not_compared: str | None,
+    evidence: dict[str, Any],
+) -> None:
+    """Write ``summary.json``: the blessing and what it rests on, for the report and the next stages."""
     summary = {
         "blessing": blessing.to_document(),
         "slices": metrics,
@@ -220,12 +319,6 @@ def evaluate_models(
         "naive": {"description": naive.description, "error": naive.error} if naive else None,
         "slice_feature": slice_feature,
         "baseline_not_compared": not_compared,
-        "evidence": {
-            "eval_examples": cand["example_count"],
-            "train_rows": train_rows,
-            "min_eval_examples": min_eval_examples,
-            "min_train_rows": min_train_rows,
-        },
+        "evidence": evidence,
     }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)
