@@ -193,39 +193,57 @@ def apply_task(
     check_label_varies(label, label_stats, stage=stage, where=where)
     kind = _kind(feature)
     if kind == KIND_FLOAT:
-        if requested == CLASSIFICATION:
-            raise StageError(
-                stage,
-                where,
-                f"label {label!r} holds decimal numbers: it cannot be classified; "
-                "use task=regression (or auto), or integer or text classes",
-            )
-        return REGRESSION
+        return _float_task(label, requested, stage=stage, where=where)
     if kind == KIND_STRING:
-        if requested == REGRESSION:
-            raise StageError(
-                stage,
-                where,
-                f"label {label!r} holds text: it can only be classified; use task=classification (or auto)",
-            )
-        classes = _string_domain(schema, feature)
-        if classes is None and label_stats is not None and label_stats.HasField("string_stats"):
-            ss = label_stats.string_stats
-            if ss.unique <= MAX_CLASSES and len(ss.rank_histogram.buckets) >= ss.unique:
-                classes = sorted(b.label for b in ss.rank_histogram.buckets)
-                feature.string_domain.value.extend(classes)
-        if classes is None:
-            unique = label_stats.string_stats.unique if label_stats is not None else "too many"
-            raise StageError(
-                stage,
-                where,
-                f"label {label!r} has {unique} distinct values and no string domain: more classes than "
-                f"{MAX_CLASSES}; is it the right column?",
-            )
-        if len(classes) < 2:
-            raise StageError(stage, where, f"label {label!r} has a single class {classes}: nothing to learn")
-        return CLASSIFICATION
-    # INT
+        return _string_task(schema, feature, label, requested, label_stats, stage=stage, where=where)
+    return _int_task(feature, label, requested, label_stats, stage=stage, where=where)
+
+
+def _float_task(label: str, requested: str, *, stage: str, where: str | None) -> str:
+    """A FLOAT label is regression; asking to classify it is the user's error."""
+    if requested == CLASSIFICATION:
+        raise StageError(
+            stage,
+            where,
+            f"label {label!r} holds decimal numbers: it cannot be classified; "
+            "use task=regression (or auto), or integer or text classes",
+        )
+    return REGRESSION
+
+
+def _string_task(
+    schema: Any, feature: Any, label: str, requested: str, label_stats: Any, *, stage: str, where: str | None
+) -> str:
+    """A BYTES label is classification over its string domain, taken from the statistics if absent."""
+    if requested == REGRESSION:
+        raise StageError(
+            stage,
+            where,
+            f"label {label!r} holds text: it can only be classified; use task=classification (or auto)",
+        )
+    classes = _string_domain(schema, feature)
+    if classes is None and label_stats is not None and label_stats.HasField("string_stats"):
+        ss = label_stats.string_stats
+        if ss.unique <= MAX_CLASSES and len(ss.rank_histogram.buckets) >= ss.unique:
+            classes = sorted(b.label for b in ss.rank_histogram.buckets)
+            feature.string_domain.value.extend(classes)
+    if classes is None:
+        unique = label_stats.string_stats.unique if label_stats is not None else "too many"
+        raise StageError(
+            stage,
+            where,
+            f"label {label!r} has {unique} distinct values and no string domain: more classes than "
+            f"{MAX_CLASSES}; is it the right column?",
+        )
+    if len(classes) < 2:
+        raise StageError(stage, where, f"label {label!r} has a single class {classes}: nothing to learn")
+    return CLASSIFICATION
+
+
+def _int_task(
+    feature: Any, label: str, requested: str, label_stats: Any, *, stage: str, where: str | None
+) -> str:
+    """An INT label: regression, or classes 0 .. K-1 written as a categorical ``int_domain``."""
     domain = feature.int_domain if feature.HasField("int_domain") else None
     if requested == REGRESSION:
         if domain is not None and domain.is_categorical:

@@ -142,28 +142,19 @@ def evaluate_models(
 
     files, info, not_compared = _check_inputs(examples_dir, candidate_dir, baseline_dir, label, slice_feature)
     compared_dir = baseline_dir if not_compared is None else None  # None: judged without the baseline gate
-    models = [candidate_dir] + ([compared_dir] if compared_dir is not None else [])
-    chosen = choose_engine(engine, beam_args, models)
+    chosen = choose_engine(engine, beam_args, [d for d in (candidate_dir, compared_dir) if d is not None])
     naive = task_models.naive_on_eval(files, label, info) if thresholds.naive_margin is not None else None
     gate = gates(thresholds, info, naive)
     config = eval_config(label, slice_feature, thresholds, compared_dir is not None, info, gate)
-    result_dir = output_dir / names.EVAL_RESULT_DIR
-    seconds = _run_engine(
-        chosen, files, candidate_dir, compared_dir, config, result_dir, beam_args, label, slice_feature, info
+    result_dir, seconds = _run_engine(
+        chosen, files, candidate_dir, compared_dir, config, output_dir, beam_args, label, slice_feature, info
     )
-    cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
     metrics, cand, base = _read_results(result_dir, info, compared_dir is not None, chosen, files, eval_rows)
     validation = tfma.load_validation_result(str(result_dir))
-    evidence = {
-        "eval_examples": cand["example_count"],
-        "train_rows": train_rows,
-        "min_eval_examples": min_eval_examples,
-        "min_train_rows": min_train_rows,
-    }
-    judged_against = baseline_version if not_compared is None else None
-    verdict, reasons = _verdict(
-        validation, thresholds, gate, cand, base, judged_against, not_compared, evidence
-    )
+    evidence = _evidence(cand["example_count"], train_rows, min_eval_examples, min_train_rows)
+    against = baseline_version if not_compared is None else None  # the version judge compares with
+    verdict, reasons = _verdict(validation, thresholds, gate, cand, base, against, not_compared, evidence)
+    cited_result_dir = (published_dir or output_dir) / names.EVAL_RESULT_DIR
     blessing = Blessing(
         verdict=verdict,
         reasons=reasons,
@@ -177,20 +168,9 @@ def evaluate_models(
         eval_result=str(cited_result_dir),
         time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
-    _write_summary(
-        output_dir,
-        blessing,
-        metrics,
-        chosen,
-        seconds,
-        label,
-        slice_feature,
-        info,
-        naive,
-        not_compared,
-        evidence,
-    )
-    return EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)
+    result = EvaluateResult(blessing, metrics, cand, base, cited_result_dir, seconds, chosen, info)
+    _write_summary(output_dir, result, label, slice_feature, naive, not_compared, evidence)
+    return result
 
 
 def _check_inputs(
@@ -219,15 +199,16 @@ def _run_engine(
     candidate_dir: Path,
     baseline_dir: Path | None,
     config: Any,
-    result_dir: Path,
+    output_dir: Path,
     beam_args: str,
     label: str,
     slice_feature: str,
     info: LabelInfo | None,
-) -> float:
-    """Have the chosen engine write TFMA's result into ``result_dir``; the seconds it took."""
+) -> tuple[Path, float]:
+    """Have the chosen engine write TFMA's result into ``output_dir/eval_result``; where, and in how long."""
     import time
 
+    result_dir = output_dir / names.EVAL_RESULT_DIR
     result_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     if chosen == ENGINE_NATIVE:
@@ -243,7 +224,7 @@ def _run_engine(
         )
     else:
         run_tfma(files, candidate_dir, baseline_dir, config, result_dir, beam_args)
-    return time.monotonic() - start
+    return result_dir, time.monotonic() - start
 
 
 def _read_results(
@@ -254,7 +235,7 @@ def _read_results(
     files: list[Path],
     eval_rows: int | None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float], dict[str, float]]:
-    """The engine's metrics, overall candidate's, baseline's; refused if they count no or other examples.
+    """The engine's metrics with the candidate's and baseline's overall figures, checked before judging.
 
     Nothing is judged on metrics of fewer or more eval examples than ExampleGen wrote (a runner
     lost or repeated records).
@@ -274,6 +255,18 @@ def _read_results(
     return metrics, cand, base
 
 
+def _evidence(
+    eval_examples: float, train_rows: int | None, min_eval_examples: int, min_train_rows: int
+) -> dict[str, Any]:
+    """What the minimum-evidence rule reads (``evidence_shortfall``'s arguments), as the summary shows it."""
+    return {
+        "eval_examples": eval_examples,
+        "train_rows": train_rows,
+        "min_eval_examples": min_eval_examples,
+        "min_train_rows": min_train_rows,
+    }
+
+
 def _verdict(
     validation: Any,
     thresholds: Thresholds,
@@ -284,7 +277,7 @@ def _verdict(
     not_compared: str | None,
     evidence: dict[str, Any],
 ) -> tuple[str, list[str]]:
-    """``judge``'s verdict and reasons, then this stage's own: the baseline not compared, too little evidence."""
+    """``judge``'s verdict with this stage's reasons first: baseline not compared, too little evidence."""
     verdict, reasons = judge(validation, thresholds, cand, base, judged_against, gate)
     if not_compared is not None:  # the reason replaces judge's "no baseline"
         reasons = [not_compared if r.startswith(names.NO_BASELINE) else r for r in reasons]
@@ -296,23 +289,20 @@ def _verdict(
 
 def _write_summary(
     output_dir: Path,
-    blessing: Blessing,
-    metrics: dict[str, dict[str, dict[str, float]]],
-    chosen: str,
-    seconds: float,
+    result: EvaluateResult,
     label: str,
     slice_feature: str,
-    info: LabelInfo | None,
     naive: Naive | None,
     not_compared: str | None,
     evidence: dict[str, Any],
 ) -> None:
     """Write ``summary.json``: the blessing and what it rests on, for the report and the next stages."""
+    info = result.label_info
     summary = {
-        "blessing": blessing.to_document(),
-        "slices": metrics,
-        "engine": chosen,
-        "tfma_seconds": round(seconds, 3),
+        "blessing": result.blessing.to_document(),
+        "slices": result.metrics,
+        "engine": result.engine,
+        "tfma_seconds": round(result.seconds, 3),
         "label": label,
         "task": info.task if info is not None else "regression",
         "classes": list(info.classes) if info is not None else [],

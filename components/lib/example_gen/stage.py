@@ -149,40 +149,17 @@ def run_example_gen(
     buckets = parse_split_buckets(split_buckets)
     reading = make_reading(encoding, na_values)
     files = list_csv_files(input_path)
-    if on_beam and not reading.splits_at_newline_bytes:  # before any work, with one line
-        raise StageError(
-            STAGE,
-            str(files[0]),
-            f"encoding {encoding} cannot be cut into byte ranges for Beam's workers (a newline is not "
-            "one byte); re-save the file as UTF-8 or run in process (the default beam_args)",
-        )
+    if on_beam:  # before any work, with one line
+        _check_beam_can_split(reading, files, encoding)
     columns = read_columns(files, label, reading)
-    decided = column_types_from_schema(schema_path, columns) if schema_path is not None else {}
-    decided.update(parse_column_types(column_types, columns))
-    plan = _first_pass(
-        files,
-        columns,
-        decided,
-        reading,
-        label,
-        parse_preferred_types(preferred_types, columns),
-        drop_unlabeled,
-        beam_args if on_beam else None,
-        output_dir,
-    )
+    decided = _given_types(schema_path, column_types, columns)
+    preferred = parse_preferred_types(preferred_types, columns)
+    beam = beam_args if on_beam else None
+    plan = _first_pass(files, columns, decided, reading, label, preferred, drop_unlabeled, beam, output_dir)
     digest = fingerprint(files, STAGE)
     drop = label if drop_unlabeled and plan.unlabeled else None
     rows, counts = _second_pass(
-        input_path,
-        files,
-        columns,
-        plan.types,
-        buckets,
-        output_dir,
-        beam_args if on_beam else None,
-        shards,
-        reading,
-        drop,
+        input_path, files, columns, plan.types, buckets, output_dir, beam, shards, reading, drop
     )
     return ExampleGenResult(
         rows=rows,
@@ -197,6 +174,24 @@ def run_example_gen(
         dropped_unlabeled=plan.unlabeled,
         encoding=reading.encoding,
     )
+
+
+def _check_beam_can_split(reading: Reading, files: list[str | Path], encoding: str) -> None:
+    """Refuse, before any work on Beam, an encoding whose files cannot be cut at newline bytes."""
+    if not reading.splits_at_newline_bytes:
+        raise StageError(
+            STAGE,
+            str(files[0]),
+            f"encoding {encoding} cannot be cut into byte ranges for Beam's workers (a newline is not "
+            "one byte); re-save the file as UTF-8 or run in process (the default beam_args)",
+        )
+
+
+def _given_types(schema_path: Path | None, column_types: str, columns: list[str]) -> dict[str, str]:
+    """The column types the user fixed: a given schema's, then ``column_types`` over them."""
+    decided = column_types_from_schema(schema_path, columns) if schema_path is not None else {}
+    decided.update(parse_column_types(column_types, columns))
+    return decided
 
 
 def _first_pass(
