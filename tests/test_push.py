@@ -17,7 +17,7 @@ from model_factory import model_artifact, push_directly, push_worker, trained_mo
 
 from components import names
 from components.errors import StageError
-from components.lib import registry
+from components.lib import registry, saved_model
 from components.lib.blessing import Blessing
 from components.lib.push import TEMP_PREFIX
 from components.push import push
@@ -81,6 +81,11 @@ def files_of(d: Path) -> list[str]:
     return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
 
 
+def pushed_files(src: Path) -> list[str]:
+    """The files of a version pushed from ``src``: its files and push's manifest of them."""
+    return sorted([*files_of(src), f"assets.extra/{saved_model.MANIFEST_FILE}"])
+
+
 def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
     storage = tmp_path / "storage"
     out = run_push(tmp_path, trained["good"], storage)
@@ -88,7 +93,13 @@ def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
     v1 = model_dir / "1"
     assert out.metadata["pushed"] == 1 and out.metadata["version"] == 1
     assert out.metadata["serving_path"] == str(v1) and out.metadata["model_path"] == str(v1)
-    assert files_of(v1) == files_of(trained["good"] / names.MODEL_SERVING_DIR)
+    copied = files_of(trained["good"] / names.MODEL_SERVING_DIR)
+    manifest = saved_model.manifest_path(v1)
+    assert files_of(v1) == pushed_files(trained["good"] / names.MODEL_SERVING_DIR)
+    listed = json.loads(manifest.read_text())  # what was published: every file but the manifest
+    assert listed["format"] == 1 and sorted(listed["files"]) == copied
+    assert all(listed["files"][f]["size"] == (v1 / f).stat().st_size for f in copied)
+    assert saved_model.damage(v1) is None
     assert json.loads(Path(out.path).read_text())["version"] == 1
 
     [e] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
@@ -243,7 +254,7 @@ def test_interrupted_copy_leaves_nothing_visible_and_next_push_is_consistent(tmp
     assert registry.read_index(storage, names.STAGE_PUSH)["versions"] == []
     result = push_directly(src, storage)
     assert result.version == 1 and visible(model_dir) == ["1"]
-    assert files_of(model_dir / "1") == files_of(src)
+    assert files_of(model_dir / "1") == pushed_files(src)
 
 
 def test_push_killed_midway_leaves_no_version_and_the_next_push_cleans_up(tmp_path, trained):
@@ -287,7 +298,7 @@ def test_concurrent_pushes_judged_with_no_baseline_push_once(tmp_path, trained):
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     model_dir = storage / names.SERVING_DIR / MODEL
     assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # nothing half-made either
-    assert files_of(model_dir / "1") == files_of(src)
+    assert files_of(model_dir / "1") == pushed_files(src)
     [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
     assert entry["version"] == 1 and entry["serving_path"] == str(model_dir / "1")
 

@@ -29,6 +29,7 @@ MODEL_LOCATION = "model_location"
 PUSHED_AT = "pushed_at"
 SKIPPED_VERSIONS = "skipped_versions"
 NOTE = "note"  # the file's extra: the human sentence
+FOUND_REASON = "latest blessed pushed version"  # the reason of a found baseline, when nothing else is said
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +122,12 @@ class Baseline:
                 f"No baseline for model {self.model_name!r}: {self.reason}{gone}; "
                 "the candidate is judged alone."
             )
-        return (
+        found = (
             f"Baseline for model {self.model_name!r}: version {self.version} "
             f"(run {self.run_id}, pushed {self.pushed_at}) at {self.model_path}."
         )
+        # A newer version set aside as damaged (resolve_baseline.set_aside_damaged) is said too.
+        return found if self.reason == FOUND_REASON else f"{found} {self.reason}."
 
     def write(self, path: Path) -> None:
         """The artifact file: the metadata as JSON plus the note, so the outcome shows in the UI."""

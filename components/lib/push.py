@@ -18,7 +18,9 @@ included (a SavedModel is a few MB; pushes are rare, so serialising them costs n
    the candidate is NOT pushed, with the reason "baseline changed since evaluation: version N".
    It was never compared with the model it would replace; the next run compares them;
 4. copy into the temp directory, with the schema the model was trained with at
-   ``assets.extra/schema.pbtxt`` (``served.schema_path``), and fsync it;
+   ``assets.extra/schema.pbtxt`` (``served.schema_path``) and, last, the manifest of every file
+   (``saved_model.write_manifest``: size and sha256, so the next run's resolve-baseline finds a
+   version damaged on the volume before any training), and fsync it;
 5. record a pending entry (``registry``: the intent, written before anything is visible);
 6. rename the copy into ``<version>`` — the commit point: from here every reader counts it;
 7. move the entry from pending to the recorded versions.
@@ -141,16 +143,17 @@ def training_schema(
 
 
 def copy_with_schema(copy_tree: CopyTree, src: Path, tmp: Path, schema: Path | None) -> bool:
-    """Copy the model into ``tmp`` and put the training schema at its ``assets.extra/schema.pbtxt``.
+    """Copy the model into ``tmp``, the training schema to ``assets.extra/schema.pbtxt``, then the manifest.
 
     True when ``tmp`` holds the schema. Everything lands in ``tmp``, so the rename publishes the
-    model and its schema together, or neither.
+    model, its schema and its manifest together, or none of them.
     """
     copy_tree(src, tmp)
     kept = served.schema_path(tmp)
     if not kept.is_file() and schema is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(schema, kept)
+    saved_model.write_manifest(tmp)
     _fsync_tree(tmp)
     return kept.is_file()
 
@@ -163,7 +166,7 @@ def already_pushed(
         return None
     for e in registry.versions_of(doc, model_name):
         if e.get("run_id") == run_id and e.get("model_location") == model_location:
-            if saved_model.is_saved_model(e["serving_path"]):
+            if not registry.is_quarantined(e) and saved_model.is_saved_model(e["serving_path"]):
                 return e
     return None
 

@@ -19,6 +19,12 @@ to the storage root, inside the version directory (``served.schema_path``). Entr
 before push kept the schema, and versions whose training schema was not found, have no such key;
 every reader treats it as optional (``served.served_schema`` looks further).
 
+``quarantined`` (added to an entry by resolve-baseline, never by push): ``{"reason": ...,
+"time": ..., "moved_to": ...}`` on a version found damaged on the volume (``saved_model.damage``)
+and set aside as ``.quarantined-<version>-<time>`` (``moved_to``, relative to the storage root).
+The entry stays, so its number is never given again, but it is never a baseline. Entries
+without the key (all written before it existed) are not quarantined.
+
 A push records its entry under ``pending`` before it renames the version directory into place,
 and moves it to ``versions`` after: the rename is the commit point. A pending entry whose
 SavedModel is on disk is pushed (the process died between rename and record) and every reader
@@ -76,6 +82,8 @@ ENTRY_KEYS = (
     "time",
 )
 OPTIONAL_ENTRY_KEYS = ("schema",)  # present only when push found the training schema
+QUARANTINED = "quarantined"  # added to an entry later: its version was damaged and set aside
+_MARK_KEYS = ("reason", "time")  # what a QUARANTINED mark must hold (strings); "moved_to" may be absent
 _VERSION_DIR = re.compile(r"^[0-9]+$")  # TF Serving only loads all-digit version directories
 _QUARANTINED = re.compile(rf"^{re.escape(QUARANTINE_PREFIX)}([0-9]+)-")
 
@@ -118,6 +126,9 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
                 raise bad(f"{where}[{i}] has no model_name/serving_path")
             if not isinstance(entry.get("schema", ""), str):
                 raise bad(f'{where}[{i}] has a "schema" that is not a path')
+            mark = entry.get(QUARANTINED, {"reason": "", "time": ""})  # absent: not quarantined
+            if not isinstance(mark, dict) or not all(isinstance(mark.get(k), str) for k in _MARK_KEYS):
+                raise bad(f'{where}[{i}] has a "{QUARANTINED}" without a reason and a time')
             key = (entry["model_name"], version)
             if key in seen:
                 raise bad(f"version {version} of {entry['model_name']!r} is listed twice")
@@ -341,12 +352,19 @@ def make_entry(
     return entry
 
 
+def is_quarantined(entry: dict[str, Any]) -> bool:
+    """Whether the entry's version was found damaged and set aside (it is never a baseline)."""
+    return QUARANTINED in entry
+
+
 def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
-    """Blessed pushed versions of a model, newest first (the baseline candidates, in order)."""
+    """Blessed pushed versions of a model not set aside, newest first (the baseline candidates, in order)."""
     blessed = [
         e
         for e in pushed_of(doc, model_name)
-        if isinstance(e.get("blessing"), dict) and e["blessing"].get("verdict") == names.BLESSED
+        if isinstance(e.get("blessing"), dict)
+        and e["blessing"].get("verdict") == names.BLESSED
+        and not is_quarantined(e)
     ]
     return blessed[::-1]
 
@@ -354,12 +372,15 @@ def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]
 def baseline_entry(doc: dict[str, Any], model_name: str) -> tuple[dict[str, Any] | None, list[int]]:
     """The baseline rule, for resolve-baseline and for push's re-check under the lock.
 
-    The newest blessed pushed version whose SavedModel is still on disk, and the newer blessed
-    versions skipped because their files are gone (deleted by hand).
+    The newest blessed pushed version not set aside whose SavedModel is on disk and intact
+    (``saved_model.damage``), and the newer blessed versions skipped: their files are gone
+    (deleted by hand) or damaged. Every reader applies the damage check, so one that runs before
+    resolve-baseline sets a damaged version aside (ExampleGen, a push) already agrees with it.
     """
     skipped: list[int] = []
     for entry in latest_blessed(doc, model_name):
-        if saved_model.is_saved_model(entry["serving_path"]):
+        path = entry["serving_path"]
+        if saved_model.is_saved_model(path) and saved_model.damage(path) is None:
             return entry, skipped
         skipped.append(entry["version"])
     return None, skipped
