@@ -58,9 +58,10 @@ def check(
     derived = not p["model_name"]
     p["model_name"] = model_name_for(p["model_name"], data_name)
     try:
-        input_bytes, header = _data(root, data, p, named="data" in values)
+        input_bytes, header, rows = _data(root, data, p, named="data" in values)
         _paths(root, p)
         _module(root, p)
+        _bounds(p, values, header, rows)
         if (root / names.REGISTRY_INDEX).exists():
             from components.lib import registry
 
@@ -69,6 +70,7 @@ def check(
                 _model_name_fits(root, p, header, data_name, derived=derived)
     except StageError as e:
         raise PreflightError(str(e)) from None
+    _layout(root, p, named="data" in values)
     _free_space(storage, input_bytes)
     if runner == "backend":
         from pipelines.kfp_backend import available
@@ -94,8 +96,12 @@ def _storage_root(storage: Path) -> None:
         raise PreflightError(f"[submit] {storage}: the storage root is not writable")
 
 
-def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> tuple[int, list[str] | None]:
-    """The input's size in bytes and its header, once it is known to exist and to hold the slice feature.
+def _data(
+    root: Path, data: Path | None, p: dict[str, Any], *, named: bool
+) -> tuple[int, list[str] | None, tuple[int, bool, str] | None]:
+    """The input's size in bytes, header and rows, once it is known to exist and to hold the slice feature.
+
+    Rows: (count, exact?, where) of local CSV files (``bounds.csv_rows``), None if unknown.
 
     Named by the ``data`` parameter, it must be on the volume already or be a gs:// or s3://
     URL (listed and its header read here, with ``beam_args``' options); ``--data`` is copied.
@@ -116,14 +122,19 @@ def _data(root: Path, data: Path | None, p: dict[str, Any], *, named: bool) -> t
         source = root / names.DEFAULT_DATA_FILE  # generated with names.COLUMNS if absent
         if not source.exists():
             _columns_named(names.COLUMNS, p, f"{source} (generated)")
-            return 0, list(names.COLUMNS)
+            return 0, list(names.COLUMNS), None
     from components.lib.example_gen import list_csv_files
 
     files = list_csv_files(source)
     header, where = _header(files[0])
     if header is not None:
         _columns_named(header, p, where)
-    return fs.total_size(files, names.STAGE_EXAMPLE_GEN), header
+    rows = None
+    if not fs.is_url(str(files[0])):
+        from components.lib.bounds import csv_rows
+
+        rows = (*csv_rows([Path(f) for f in files]), str(source))
+    return fs.total_size(files, names.STAGE_EXAMPLE_GEN), header, rows
 
 
 def _header(first: str | Path) -> tuple[list[str] | None, str]:
@@ -233,6 +244,54 @@ def _module(root: Path, p: dict[str, Any]) -> None:
         user_module.require(module, user_module.DEFAULT_HYPERPARAMETERS, names.STAGE_TUNE)
     user_module.require(module, user_module.BUILD_MODEL, names.STAGE_TRAIN)
     training.label_functions(module, names.STAGE_TRAIN)
+
+
+def _bounds(
+    p: dict[str, Any], given: dict[str, Any], header: list[str] | None, rows: tuple[int, bool, str] | None
+) -> None:
+    """Steps, trials, the batch's memory and rows, the fixed hyperparameters (``bounds``)."""
+    import json
+
+    from components.lib import bounds
+
+    for name in bounds.COUNTS:
+        bounds.check_count(name, p[name])
+    batch_stage = names.STAGE_TUNE if p["tune_enabled"] else names.STAGE_TRAIN
+    bounds.check_batch_memory(p["batch_size"], len(header or names.COLUMNS), batch_stage)
+    if rows is not None and "batch_size" in given:
+        bounds.check_batch_rows(p["batch_size"], rows[0], rows[1], batch_stage, rows[2])
+    fixed = json.loads(p["hyperparameters"]) if p["hyperparameters"].strip() else {}
+    built_in = not p["module_file"].strip()
+    kinds = dict(bounds.BUILT_IN) if built_in else None  # a user module's space: tune checks it
+    module = "the built-in module" if built_in else "the module"
+    bounds.check_hyperparameters(fixed, kinds, names.STAGE_TUNE, module)
+
+
+# What the run writes where (the storage root's folders) and the stage that would fail on it.
+_WRITES = {
+    names.DATA_DIR: "at the copy of the data, before the first stage",
+    names.METADATA_DIR: "at the lineage store, before the first stage",
+    names.ARTIFACTS_DIR: "at the first stage's output",
+    names.REGISTRY_DIR: "at push after all the training",
+}
+
+
+def _layout(root: Path, p: dict[str, Any], *, named: bool) -> None:
+    """The storage root's folders the run writes in, those that exist: directories writable by this user."""
+    serving = Path(os.path.normpath(root / p["serving_root"]))
+    places = [(root / d, why) for d, why in _WRITES.items() if not (named and d == names.DATA_DIR)]
+    places += [(serving, "at push after all the training")]
+    places += [(serving / p["model_name"], "at push after all the training")]
+    for path, why in places:
+        if not path.exists():
+            continue
+        if not path.is_dir():
+            raise PreflightError(f"[submit] {path}: not a directory; the run would fail {why}")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PreflightError(
+                f"[submit] {path}: not writable by this user (uid {os.getuid()}); "
+                f"the run would fail {why}: fix its permissions"
+            )
 
 
 def _free_space(storage: Path, input_bytes: int) -> None:

@@ -131,7 +131,7 @@ def current_baseline(storage: str | Path, model_name: str = names.MODEL_NAME) ->
     """The version resolve-baseline would hand evaluate now (None: no baseline)."""
     from components.lib import registry
 
-    entry, _ = registry.baseline_entry(registry.read_index(storage, names.STAGE_RESOLVE), model_name)
+    entry, _ = registry.baseline_entry(storage, registry.read_index(storage, names.STAGE_RESOLVE), model_name)
     return None if entry is None else entry["version"]
 
 

@@ -219,7 +219,7 @@ def test_registry_accepts_entries_without_a_mark_and_refuses_a_malformed_one(tmp
             registry.write_index(storage, doc, names.STAGE_PUSH)
     doc["versions"][0][registry.QUARANTINED] = {"reason": "r", "time": "t"}
     registry.write_index(storage, doc, names.STAGE_PUSH)
-    assert registry.latest_blessed(registry.read_index(storage, names.STAGE_PUSH), MODEL) == []
+    assert registry.latest_blessed(storage, registry.read_index(storage, names.STAGE_PUSH), MODEL) == []
 
 
 def test_damage_rules_of_the_structure(tmp_path):

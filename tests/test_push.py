@@ -103,8 +103,13 @@ def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
     assert json.loads(Path(out.path).read_text())["version"] == 1
 
     [e] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
-    assert e["version"] == 1 and e["model_name"] == MODEL and e["serving_path"] == str(v1)
-    assert e["model_location"] == str(trained["good"]) and e["run_id"] == "run-1"
+    assert (
+        e["version"] == 1
+        and e["model_name"] == MODEL
+        and e["serving_path"] == f"{names.SERVING_DIR}/{MODEL}/1"
+    )
+    assert registry.entry_path(storage, e) == v1  # relative to the storage root, read against it
+    assert registry.entry_path(storage, e, "model_location") == trained["good"] and e["run_id"] == "run-1"
     assert e["fingerprint"] == "f" * 64 and e["metrics"]["mae"] == 1234.5
     assert e["blessing"]["verdict"] == names.BLESSED and e["time"]
 
@@ -139,7 +144,8 @@ def test_absolute_serving_root_on_the_volume(tmp_path, trained):
     out = run_push(tmp_path, trained["good"], storage, serving_root=str(serving))
     assert out.metadata["serving_path"] == str(serving / MODEL / "1")
     [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
-    assert entry["serving_path"] == str(serving / MODEL / "1")
+    assert entry["serving_path"] == f"elsewhere/models/{MODEL}/1"
+    assert registry.entry_path(storage, entry) == serving / MODEL / "1"
 
 
 @pytest.mark.parametrize("serving_root", ["../outside/serving", "/elsewhere/models", "serving/../.."])
@@ -300,7 +306,7 @@ def test_concurrent_pushes_judged_with_no_baseline_push_once(tmp_path, trained):
     assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # nothing half-made either
     assert files_of(model_dir / "1") == pushed_files(src)
     [entry] = registry.read_index(storage, names.STAGE_PUSH)["versions"]
-    assert entry["version"] == 1 and entry["serving_path"] == str(model_dir / "1")
+    assert entry["version"] == 1 and registry.entry_path(storage, entry) == model_dir / "1"
 
 
 def test_push_rechecks_the_baseline_under_the_lock(tmp_path, trained):

@@ -20,8 +20,8 @@ def entry(version: int, model: str = "insurance", verdict: str = names.BLESSED) 
     return registry.make_entry(
         version=version,
         model_name=model,
-        model_location=f"/models/{version}",
-        serving_path=f"/serving/{model}/{version}",
+        model_location=f"artifacts/run-{version}/train",
+        serving_path=f"serving/{model}/{version}",
         blessing={"verdict": verdict, "reasons": []},
         metrics={"mae": 1000.0 + version},
         fingerprint="abc",
@@ -134,8 +134,8 @@ def test_next_version_counts_registry_and_numeric_dirs_only(tmp_path: Path):
 def test_latest_blessed_is_newest_first_per_model(tmp_path: Path):
     versions = [entry(2), entry(1), entry(3, verdict=names.NOT_BLESSED), entry(5, "other")]
     doc = {"format": 1, "versions": versions}
-    assert [e["version"] for e in registry.latest_blessed(doc, "insurance")] == [2, 1]
-    assert registry.latest_blessed(doc, "absent") == []
+    assert [e["version"] for e in registry.latest_blessed(tmp_path, doc, "insurance")] == [2, 1]
+    assert registry.latest_blessed(tmp_path, doc, "absent") == []
 
 
 def test_index_is_plain_json_for_humans(tmp_path: Path):
@@ -175,10 +175,10 @@ def test_pending_entries_are_checked_counted_and_seen_once_their_directory_is_in
     doc = {"format": 1, "versions": [entry(1)]}
     registry.add_pending(doc, pending)
     assert registry.next_version(doc, "insurance", model_dir) == 3  # a pending number is taken
-    assert [e["version"] for e in registry.pushed_of(doc, "insurance")] == [1]  # not visible yet
+    assert [e["version"] for e in registry.pushed_of(tmp_path, doc, "insurance")] == [1]  # not visible yet
     (model_dir / "2").mkdir(parents=True)
     (model_dir / "2" / "saved_model.pb").write_bytes(b"")
-    assert [e["version"] for e in registry.pushed_of(doc, "insurance")] == [1, 2]  # renamed: pushed
+    assert [e["version"] for e in registry.pushed_of(tmp_path, doc, "insurance")] == [1, 2]  # renamed: pushed
     with registry.locked(tmp_path, STAGE):
         registry.write_index(tmp_path, doc, STAGE)
     assert registry.read_index(tmp_path, STAGE)[registry.PENDING][0]["run_id"] == "run-2"

@@ -5,7 +5,9 @@ the artifact's metadata); evaluate reads it back with ``Baseline.from_artifact``
 when it arrived, else the file, which holds the same keys plus a sentence for the UI. A found
 baseline is a pushed model version: ``model_path`` is its SavedModel directory (the serving
 directory ``<serving root>/<model>/<version>``, whose top holds the SavedModel), so evaluate
-loads it exactly as it loads a candidate that names its ``model_path``.
+loads it exactly as it loads a candidate that names its ``model_path``. ``model_path`` and
+``model_location`` are absolute, under the storage root resolve-baseline was given (the registry
+records them relative to it: ``registry.entry_path``), never under another copy of the volume.
 """
 
 from __future__ import annotations

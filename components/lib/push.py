@@ -21,7 +21,8 @@ included (a SavedModel is a few MB; pushes are rare, so serialising them costs n
    ``assets.extra/schema.pbtxt`` (``served.schema_path``) and, last, the manifest of every file
    (``saved_model.write_manifest``: size and sha256, so the next run's resolve-baseline finds a
    version damaged on the volume before any training), and fsync it;
-5. record a pending entry (``registry``: the intent, written before anything is visible);
+5. record a pending entry (``registry``: the intent, written before anything is visible), its
+   paths relative to the storage root (``registry_paths``: a moved or copied root still finds it);
 6. rename the copy into ``<version>`` — the commit point: from here every reader counts it;
 7. move the entry from pending to the recorded versions.
 
@@ -55,7 +56,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import faults, reconcile, registry, saved_model, served, storage
+from components.lib import faults, reconcile, registry, registry_paths, saved_model, served, storage
 from components.lib.blessing import Blessing
 
 STAGE = names.STAGE_PUSH
@@ -158,26 +159,36 @@ def copy_with_schema(copy_tree: CopyTree, src: Path, tmp: Path, schema: Path | N
     return kept.is_file()
 
 
+def _same_location(storage_root: str, entry: dict[str, Any], model_location: str) -> bool:
+    """Whether the entry records ``model_location`` (resolved against ``storage_root``; a URL as it is)."""
+    recorded = registry.entry_path(storage_root, entry, registry_paths.MODEL_LOCATION)
+    if recorded is None or not model_location:
+        return (entry.get(registry_paths.MODEL_LOCATION) or "") == model_location
+    return os.path.normpath(os.path.abspath(model_location)) == os.path.normpath(os.path.abspath(recorded))
+
+
 def already_pushed(
-    doc: dict[str, Any], model_name: str, run_id: str, model_location: str
+    storage_root: str, doc: dict[str, Any], model_name: str, run_id: str, model_location: str
 ) -> dict[str, Any] | None:
     """The registry entry of this run's model if it was pushed before (a retried task), else None."""
     if not run_id:
         return None
     for e in registry.versions_of(doc, model_name):
-        if e.get("run_id") == run_id and e.get("model_location") == model_location:
-            if not registry.is_quarantined(e) and saved_model.is_saved_model(e["serving_path"]):
+        if e.get("run_id") == run_id and _same_location(storage_root, e, model_location):
+            if not registry.is_quarantined(e) and registry.has_saved_model(storage_root, e):
                 return e
     return None
 
 
-def baseline_changed(doc: dict[str, Any], model_name: str, blessing: Blessing) -> str | None:
+def baseline_changed(
+    storage_root: str, doc: dict[str, Any], model_name: str, blessing: Blessing
+) -> str | None:
     """Why the candidate must not be pushed now, if a newer blessed version became the baseline.
 
     ``blessing.baseline`` is the version evaluate compared with (None: there was none). A newer
     one was pushed by a concurrent run after this run resolved its baseline.
     """
-    current, _ = registry.baseline_entry(doc, model_name)
+    current, _ = registry.baseline_entry(storage_root, doc, model_name)
     if current is None or (blessing.baseline is not None and current["version"] <= blessing.baseline):
         return None
     judged = "with no baseline" if blessing.baseline is None else f"against version {blessing.baseline}"
@@ -190,6 +201,7 @@ def baseline_changed(doc: dict[str, Any], model_name: str, blessing: Blessing) -
 
 
 def _entry(
+    storage_root: str,
     blessing: Blessing,
     version: int,
     final: Path,
@@ -199,11 +211,13 @@ def _entry(
     run_id: str,
     schema: str | None = None,
 ) -> dict[str, Any]:
+    """The registry entry of a push; its paths relative to the storage root (``registry_paths``)."""
+    relative = registry_paths.relative_to_root
     return registry.make_entry(
         version=version,
         model_name=model_name,
-        model_location=model_location,
-        serving_path=str(final),
+        model_location=relative(storage_root, model_location) if model_location else "",
+        serving_path=relative(storage_root, final),
         blessing={
             "verdict": blessing.verdict,
             "reasons": blessing.reasons,
@@ -243,9 +257,9 @@ def push_model(
     _check_writable(model_dir)
     schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
 
-    with registry.locked(storage_root, STAGE) as doc:
+    with registry.locked(storage_root, STAGE, model_dir.parent) as doc:  # old paths mapped: written back
         settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
-        not_new = _no_new_version(doc, model_name, run_id, model_location, blessing, settled)
+        not_new = _no_new_version(storage_root, doc, model_name, run_id, model_location, blessing, settled)
         if not_new is not None:
             return not_new
         tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
@@ -253,8 +267,14 @@ def push_model(
             has_schema = _copy_to_temp(copy_tree, saved_model_dir, tmp, schema)
             version = registry.next_version(doc, model_name, model_dir)
             final = model_dir / str(version)
-            kept = served.relative_to_root(storage_root, served.schema_path(final)) if has_schema else None
-            entry = _entry(blessing, version, final, model_name, model_location, fingerprint, run_id, kept)
+            kept = (
+                registry_paths.relative_to_root(storage_root, served.schema_path(final))
+                if has_schema
+                else None
+            )
+            entry = _entry(
+                storage_root, blessing, version, final, model_name, model_location, fingerprint, run_id, kept
+            )
             _record_pending(storage_root, doc, entry)
             _rename_into_place(storage_root, doc, entry, tmp, final)
         except BaseException:
@@ -288,6 +308,7 @@ def _check_writable(model_dir: Path) -> None:
 
 
 def _no_new_version(
+    storage_root: str,
     doc: dict[str, Any],
     model_name: str,
     run_id: str,
@@ -296,18 +317,18 @@ def _no_new_version(
     settled: list[str],
 ) -> PushResult | None:
     """Steps 2-3: a retry's earlier version, or the refusal when the baseline moved; None: push."""
-    done = already_pushed(doc, model_name, run_id, model_location)
+    done = already_pushed(storage_root, doc, model_name, run_id, model_location)
     if done is not None:  # a retry of a push that completed: the same version, not a new one
         return PushResult(
             True,
             "already pushed by this run",
             model_name,
             done["version"],
-            done["serving_path"],
+            str(registry.entry_path(storage_root, done)),
             done,
             settled,
         )
-    changed = baseline_changed(doc, model_name, blessing)
+    changed = baseline_changed(storage_root, doc, model_name, blessing)
     if changed is not None:
         return PushResult(False, changed, model_name, settled=settled)
     return None

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.lib import registry, saved_model
+from components.lib import registry, registry_paths, saved_model
 
 UNVERIFIED = "UNVERIFIED"  # the verdict of a version found on disk without a registry entry
 
@@ -66,8 +66,8 @@ def reconcile(doc: dict[str, Any], storage_root: str | Path, model_dir: Path, mo
     """
     said: list[str] = []
     for entry in registry.pending_of(doc):
-        name, version, where = entry["model_name"], entry["version"], entry["serving_path"]
-        if saved_model.is_saved_model(where):
+        name, version, where = entry["model_name"], entry["version"], registry.entry_path(storage_root, entry)
+        if registry.has_saved_model(storage_root, entry):
             registry.commit_pending(doc, entry)
             said.append(
                 f"recorded {name} version {version} ({where}) from its pending entry: "
@@ -96,7 +96,7 @@ def reconcile(doc: dict[str, Any], storage_root: str | Path, model_dir: Path, mo
                     version=version,
                     model_name=model_name,
                     model_location="",
-                    serving_path=str(path),
+                    serving_path=registry_paths.relative_to_root(storage_root, path),
                     blessing={
                         "verdict": UNVERIFIED,
                         "reasons": ["found in the serving directory without a registry entry"],
@@ -138,7 +138,8 @@ def settle(storage_root: str | Path, model_dir: Path, model_name: str, stage: st
     Takes the lock (and so creates the registry folder) only when there is something to settle.
     A damaged index stops here with its StageError, as it stops every reader.
     """
-    if not needed(registry.read_index(storage_root, stage), storage_root, model_dir, model_name):
+    serving_dir = model_dir.parent  # where old absolute paths may be found (``registry_paths``)
+    if not needed(registry.read_index(storage_root, stage, serving_dir), storage_root, model_dir, model_name):
         return []
-    with registry.locked(storage_root, stage) as doc:
+    with registry.locked(storage_root, stage, serving_dir) as doc:
         return reconcile_and_record(doc, storage_root, model_dir, model_name, stage)

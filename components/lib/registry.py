@@ -8,11 +8,19 @@ the same volume, so whoever can read the models can read the registry.
 Layout (``<storage root>/registry/index.json``)::
 
     {"format": 1,
-     "versions": [{"version": 1, "model_name": "insurance", "model_location": ".../train",
-                   "serving_path": ".../serving/insurance/1", "blessing": {...},
+     "versions": [{"version": 1, "model_name": "insurance", "model_location": "artifacts/<run>/train",
+                   "serving_path": "serving/insurance/1", "blessing": {...},
                    "metrics": {...}, "fingerprint": "...", "run_id": "...", "time": "...",
                    "schema": "serving/insurance/1/assets.extra/schema.pbtxt"}],
      "pending": [ ...entries of the same shape... ]}
+
+Paths (``serving_path``, ``model_location``, ``schema``, a mark's ``moved_to``) are relative to the
+storage root (URLs as they are): it may be moved, copied or mounted elsewhere. ``entry_path(root,
+entry, key)`` is the one way to read them, against the root the reader was given. Old absolute ones
+(``relocate``, ``registry_paths``): inside the root they become relative; outside (moved, copied)
+never used as is: mapped by their layout tail (``<serving dir>/<model>/<version>``,
+``artifacts/<run id>/...``) onto what exists under this root, else they count as missing (as a
+version deleted by hand). ``read_index`` returns them mapped; the next write under the lock stores it.
 
 ``schema`` (optional, ``OPTIONAL_ENTRY_KEYS``): the schema the version was trained with, relative
 to the storage root, inside the version directory (``served.schema_path``). Entries written
@@ -38,11 +46,10 @@ index and rewrites the index atomically (temp file in the same directory, fsync,
 fsync of the directory). Readers take no lock: ``os.replace`` means they see the old or the new
 index, never a half-written one. Assumption: the volume honours flock across pods. Local disks
 do; on NFS (incl. GCP Filestore, EFS) the Linux client maps flock onto NFS byte-range locks
-(NFSv4 natively, NFSv3 through lockd), so it holds across nodes as long as locking is not
-disabled by the ``nolock``/``local_lock`` mount options. A crashed holder's lock is released
-by the kernel/NFS server when its process dies, so nothing has to be cleaned up by hand; its
-temp file (``.index.json.*.tmp``) is removed by the next holder. Files are created with the
-umask's modes (0644 under the usual 022), like every other file on the volume.
+(NFSv4 natively, NFSv3 through lockd), so it holds across nodes unless the ``nolock``/``local_lock``
+mount options disable locking. A crashed holder's lock is released by the kernel/NFS server when
+its process dies; its temp file (``.index.json.*.tmp``) is removed by the next holder. Files get
+the umask's modes (0644 under the usual 022), like every other file on the volume.
 
 A damaged index (not JSON, or not this structure) is never replaced or repaired: it is the only
 record of what was pushed, so every reader and writer stops with a StageError naming the file.
@@ -63,7 +70,8 @@ from typing import Any
 
 from components import names, parameters
 from components.errors import StageError
-from components.lib import faults, saved_model, storage
+from components.lib import faults, registry_paths, saved_model, storage
+from components.lib.registry_paths import entry_path  # also ``registry.entry_path``, the one reader
 
 FORMAT = 1
 LOCK_SUFFIX = ".lock"
@@ -93,20 +101,20 @@ def index_path(storage_root: str | Path) -> Path:
     return Path(storage_root) / names.REGISTRY_INDEX
 
 
-def _empty() -> dict[str, Any]:
-    return {"format": FORMAT, "versions": []}
+def _damaged(path: Path, stage: str, problem: str) -> StageError:
+    return StageError(
+        stage,
+        str(path),
+        f"registry index is damaged ({problem}); it is never replaced automatically: "
+        "restore it from a backup or move it away to start a new registry",
+    )
 
 
 def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
     """The parsed index, or a StageError saying what is wrong with it."""
 
     def bad(problem: str) -> StageError:
-        return StageError(
-            stage,
-            str(path),
-            f"registry index is damaged ({problem}); it is never replaced automatically: "
-            "restore it from a backup or move it away to start a new registry",
-        )
+        return _damaged(path, stage, problem)
 
     if not isinstance(doc, dict) or not isinstance(doc.get("versions"), list):
         raise bad('expected an object with a "versions" list')
@@ -136,25 +144,22 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
     return doc
 
 
-def read_index(storage_root: str | Path, stage: str) -> dict[str, Any]:
-    """The registry index (an empty one if nothing was pushed yet); damaged -> StageError."""
+def read_index(storage_root: str | Path, stage: str, serving_dir: Path | None = None) -> dict[str, Any]:
+    """The index (empty if nothing was pushed; damaged: StageError), its paths relative (``relocate``)."""
     path = index_path(storage_root)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return _empty()
+        return {"format": FORMAT, "versions": []}
     except OSError as e:
         raise StageError(stage, str(path), f"cannot read the registry index: {e}") from e
     try:
         doc = json.loads(text)
     except ValueError as e:
-        raise StageError(
-            stage,
-            str(path),
-            f"registry index is damaged (not valid JSON: {e}); it is never replaced automatically: "
-            "restore it from a backup or move it away to start a new registry",
-        ) from e
-    return _check(doc, path, stage)
+        raise _damaged(path, stage, f"not valid JSON: {e}") from e
+    doc = _check(doc, path, stage)
+    registry_paths.relocate_all(doc["versions"] + doc.get(PENDING, []), storage_root, serving_dir)
+    return doc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -206,8 +211,8 @@ def temp_files(storage_root: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def locked(storage_root: str | Path, stage: str) -> Iterator[dict[str, Any]]:
-    """Hold the registry's exclusive lock; yield the current index (validated).
+def locked(storage_root: str | Path, stage: str, serving_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+    """Hold the registry's exclusive lock; yield the current index (validated, paths relative).
 
     Everything that must not interleave with another push (allocating a version, making it
     visible, recording it) happens inside this block.
@@ -220,7 +225,7 @@ def locked(storage_root: str | Path, stage: str) -> Iterator[dict[str, Any]]:
         raise StageError(stage, str(path.parent), f"cannot open the registry lock: {e}") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield read_index(storage_root, stage)
+        yield read_index(storage_root, stage, serving_dir)
     finally:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -235,11 +240,8 @@ def check_model_name(model_name: str, stage: str) -> str:
     may be empty (the stage derives the name from ``data``); the name used here may not.
     """
     if not model_name:
-        raise StageError(
-            stage,
-            None,
-            "parameter 'model_name' must be a plain name (letters, digits, '.', '_', '-'), got ''",
-        )
+        why = "parameter 'model_name' must be a plain name (letters, digits, '.', '_', '-'), got ''"
+        raise StageError(stage, None, why)
     try:
         parameters.convert(parameters.BY_NAME["model_name"], model_name)
     except parameters.ParameterError as e:
@@ -267,13 +269,13 @@ def pending_of(doc: dict[str, Any], model_name: str | None = None) -> list[dict[
     return [e for e in doc.get(PENDING, []) if model_name is None or e["model_name"] == model_name]
 
 
-def pushed_of(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
+def pushed_of(storage_root: str | Path, doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
     """Every pushed version of a model, oldest first: recorded ones and landed pending ones.
 
     A pending entry whose version directory holds a SavedModel was pushed: its push died after
     the rename, the commit point.
     """
-    landed = [e for e in pending_of(doc, model_name) if saved_model.is_saved_model(e["serving_path"])]
+    landed = [e for e in pending_of(doc, model_name) if has_saved_model(storage_root, e)]
     return sorted(versions_of(doc, model_name) + landed, key=lambda e: e["version"])
 
 
@@ -357,11 +359,17 @@ def is_quarantined(entry: dict[str, Any]) -> bool:
     return QUARANTINED in entry
 
 
-def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
+def has_saved_model(storage_root: str | Path, entry: dict[str, Any]) -> bool:
+    """Whether the entry's version directory under ``storage_root`` holds a SavedModel."""
+    path = entry_path(storage_root, entry)
+    return path is not None and saved_model.is_saved_model(path)
+
+
+def latest_blessed(storage_root: str | Path, doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
     """Blessed pushed versions of a model not set aside, newest first (the baseline candidates, in order)."""
     blessed = [
         e
-        for e in pushed_of(doc, model_name)
+        for e in pushed_of(storage_root, doc, model_name)
         if isinstance(e.get("blessing"), dict)
         and e["blessing"].get("verdict") == names.BLESSED
         and not is_quarantined(e)
@@ -369,18 +377,21 @@ def latest_blessed(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]
     return blessed[::-1]
 
 
-def baseline_entry(doc: dict[str, Any], model_name: str) -> tuple[dict[str, Any] | None, list[int]]:
+def baseline_entry(
+    storage_root: str | Path, doc: dict[str, Any], model_name: str
+) -> tuple[dict[str, Any] | None, list[int]]:
     """The baseline rule, for resolve-baseline and for push's re-check under the lock.
 
-    The newest blessed pushed version not set aside whose SavedModel is on disk and intact
-    (``saved_model.damage``), and the newer blessed versions skipped: their files are gone
-    (deleted by hand) or damaged. Every reader applies the damage check, so one that runs before
-    resolve-baseline sets a damaged version aside (ExampleGen, a push) already agrees with it.
+    The newest blessed pushed version not set aside whose SavedModel is under ``storage_root`` and
+    intact (``saved_model.damage``), and the newer blessed versions skipped: their files are gone
+    (deleted by hand, or not under this root) or damaged. Every reader applies the damage check,
+    so one that runs before resolve-baseline sets a damaged version aside (ExampleGen, a push)
+    already agrees with it.
     """
     skipped: list[int] = []
-    for entry in latest_blessed(doc, model_name):
-        path = entry["serving_path"]
-        if saved_model.is_saved_model(path) and saved_model.damage(path) is None:
+    for entry in latest_blessed(storage_root, doc, model_name):
+        path = entry_path(storage_root, entry)
+        if path is not None and saved_model.is_saved_model(path) and saved_model.damage(path) is None:
             return entry, skipped
         skipped.append(entry["version"])
     return None, skipped

@@ -21,6 +21,10 @@ Serving stops serving it and loads the highest remaining version; the same namin
 it and its number is never given again. The next older intact blessed version is the baseline,
 and the Baseline's reason says why in one line. A version that cannot be renamed is not marked:
 the baseline rule skips it anyway and the next run tries again.
+
+Every path it reads from the registry is resolved against the storage root this run was given
+(``registry.entry_path``): a root moved elsewhere still finds its baseline, and a copy of the
+volume never hands evaluate a version of the original (``registry_paths``).
 """
 
 from __future__ import annotations
@@ -33,25 +37,26 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import reconcile, registry, saved_model, served, storage
+from components.lib import reconcile, registry, registry_paths, saved_model, storage
 from components.lib.baseline import FOUND_REASON, Baseline
 
 STAGE = names.STAGE_RESOLVE
 
 
 def baseline_from_entry(
-    entry: dict[str, Any], model_name: str, skipped: list[int], reason: str = FOUND_REASON
+    storage_root: str, entry: dict[str, Any], model_name: str, skipped: list[int], reason: str = FOUND_REASON
 ) -> Baseline:
-    """The baseline record of one registry entry (a pushed version)."""
+    """The baseline record of one registry entry (a pushed version), its paths under ``storage_root``."""
+    location = registry.entry_path(storage_root, entry, registry_paths.MODEL_LOCATION)
     return Baseline(
         True,
         reason,
         model_name,
         version=entry["version"],
-        model_path=entry["serving_path"],
+        model_path=str(registry.entry_path(storage_root, entry) or ""),
         metrics=entry.get("metrics") or {},
         run_id=entry.get("run_id") or "",
-        model_location=entry.get("model_location") or "",
+        model_location=str(location or entry.get(registry_paths.MODEL_LOCATION) or ""),
         fingerprint=entry.get("fingerprint") or "",
         pushed_at=entry.get("time") or "",
         skipped_versions=skipped,
@@ -66,17 +71,23 @@ def housekeeping(storage_root: str, serving_root: str, model_name: str) -> list[
     return said + [f"scratch: {line}" for line in storage.clean_scratch(storage_root)]
 
 
-def _damaged(doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
+def _version_dir(storage_root: str, entry: dict[str, Any]) -> Path | None:
+    """The entry's version directory under ``storage_root`` if it is there (``registry.entry_path``)."""
+    path = registry.entry_path(storage_root, entry)
+    return path if path is not None and path.is_dir() else None
+
+
+def _damaged(storage_root: str, doc: dict[str, Any], model_name: str) -> list[dict[str, Any]]:
     """Blessed versions newer than the baseline that are on disk but damaged, newest first.
 
     Exactly the ones the baseline rule skips (``registry.baseline_entry``) although their
     directory is there; the ones whose directory is gone are only skipped, as before.
     """
-    _, skipped = registry.baseline_entry(doc, model_name)
+    _, skipped = registry.baseline_entry(storage_root, doc, model_name)
     return [
         e
-        for e in registry.latest_blessed(doc, model_name)
-        if e["version"] in skipped and Path(e["serving_path"]).is_dir()
+        for e in registry.latest_blessed(storage_root, doc, model_name)
+        if e["version"] in skipped and _version_dir(storage_root, e) is not None
     ]
 
 
@@ -86,7 +97,9 @@ def _what(entry: dict[str, Any], why: str) -> str:
 
 def _set_aside(storage_root: str, doc: dict[str, Any], entry: dict[str, Any]) -> str:
     """Rename one damaged version aside and mark its entry; the line that says so."""
-    path = Path(entry["serving_path"])
+    path = _version_dir(storage_root, entry)
+    if path is None:  # gone meanwhile: only skipped
+        return f"version {entry['version']} of model {entry['model_name']!r} is gone; it is skipped"
     why = saved_model.damage(path) or "damaged"
     aside = path.parent / f"{registry.QUARANTINE_PREFIX}{entry['version']}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -95,7 +108,7 @@ def _set_aside(storage_root: str, doc: dict[str, Any], entry: dict[str, Any]) ->
         return f"{_what(entry, why)}: could not set it aside ({e}); it is skipped"
     if any(e is entry for e in registry.pending_of(doc)):  # a landed push not recorded yet
         registry.commit_pending(doc, entry)
-    moved_to = served.relative_to_root(storage_root, aside)
+    moved_to = registry_paths.relative_to_root(storage_root, aside)
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     entry[registry.QUARANTINED] = {"reason": why, "time": now, "moved_to": moved_to}
     return f"{_what(entry, why)}: set aside as {moved_to}"
@@ -107,10 +120,10 @@ def set_aside_damaged(storage_root: str, model_name: str) -> list[str]:
     A look without the lock first (nearly every run finds nothing to do), then the work under it,
     on the index as it is then.
     """
-    if not _damaged(registry.read_index(storage_root, STAGE), model_name):
+    if not _damaged(storage_root, registry.read_index(storage_root, STAGE), model_name):
         return []
-    with registry.locked(storage_root, STAGE) as doc:
-        said = [_set_aside(storage_root, doc, entry) for entry in _damaged(doc, model_name)]
+    with registry.locked(storage_root, STAGE) as doc:  # old absolute paths mapped: written back
+        said = [_set_aside(storage_root, doc, entry) for entry in _damaged(storage_root, doc, model_name)]
         try:
             registry.write_index(storage_root, doc, STAGE)
         except OSError as e:
@@ -120,7 +133,9 @@ def set_aside_damaged(storage_root: str, model_name: str) -> list[str]:
     return said
 
 
-def _set_aside_note(doc: dict[str, Any], model_name: str, baseline: dict[str, Any] | None) -> str:
+def _set_aside_note(
+    storage_root: str, doc: dict[str, Any], model_name: str, baseline: dict[str, Any] | None
+) -> str:
     """Why newer blessed versions are not the baseline: set aside, or damaged and still in place."""
     newer = [
         e
@@ -134,7 +149,7 @@ def _set_aside_note(doc: dict[str, Any], model_name: str, baseline: dict[str, An
         mark = e.get(registry.QUARANTINED)
         if mark is not None:
             parts.append(f"{_what(e, mark['reason'])}: set aside as {mark.get('moved_to', '?')}")
-        elif Path(e["serving_path"]).is_dir() and (why := saved_model.damage(e["serving_path"])):
+        elif (path := _version_dir(storage_root, e)) is not None and (why := saved_model.damage(path)):
             parts.append(f"{_what(e, why)}: could not be set aside; it is skipped")
     return "; ".join(parts)
 
@@ -147,10 +162,10 @@ def resolve(storage_root: str, model_name: str) -> Baseline:
     """
     set_aside_damaged(storage_root, model_name)
     doc = registry.read_index(storage_root, STAGE)
-    entry, skipped = registry.baseline_entry(doc, model_name)
-    aside = _set_aside_note(doc, model_name, entry)
+    entry, skipped = registry.baseline_entry(storage_root, doc, model_name)
+    aside = _set_aside_note(storage_root, doc, model_name, entry)
     if entry is None:
         reason = f"{aside}; no intact blessed version remains" if aside else names.NO_BASELINE
         return Baseline(False, reason, model_name, skipped_versions=skipped)
     reason = f"{aside}; baseline is version {entry['version']}" if aside else FOUND_REASON
-    return baseline_from_entry(entry, model_name, skipped, reason)
+    return baseline_from_entry(storage_root, entry, model_name, skipped, reason)

@@ -9,8 +9,10 @@ with it (schema continuity) and measures drift against its training statistics.
 The schema a version was trained with travels with the version: push copies it into
 ``<version dir>/assets.extra/schema.pbtxt`` (``schema_path``; TF Serving ignores
 ``assets.extra/``) in the same atomic rename as the model, and the registry entry names it
-(``"schema"``, relative to the storage root). Versions pushed before that carry no such file;
-for them ``served_schema`` falls back to the raw schema their run's transform kept on the volume
+(``"schema"``, relative to the storage root; the version dir is ``registry.entry_path``, resolved
+against the storage root the caller gives, so all of this holds after the root moved). Versions
+pushed before that carry no such file; for them ``served_schema`` falls back to the raw schema
+their run's transform kept on the volume
 (``artifacts/<run id>/transform/transform_graph/metadata/schema.pbtxt``), then to the feature
 types the serving signature parses (``assets.extra/kubetfx_inputs.json``: types only, no label,
 no domains). Nothing found: no schema, and the callers say so.
@@ -22,12 +24,11 @@ unreadable schema file is a StageError naming the file, as for every other reade
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from components import names
-from components.lib import registry, saved_model, storage
+from components.lib import registry, registry_paths, saved_model, storage
 from components.lib.schema_io import read_schema
 
 ASSETS_EXTRA = "assets.extra"
@@ -55,16 +56,16 @@ def served_entry(storage_root: str | Path, model_name: str, stage: str) -> dict[
     if not model_name or not str(storage_root):
         return None
     doc = registry.read_index(storage_root, stage)
-    entry, _ = registry.baseline_entry(doc, model_name)
+    entry, _ = registry.baseline_entry(storage_root, doc, model_name)
     return entry
 
 
 def relative_to_root(storage_root: str | Path, path: str | Path) -> str:
-    """``path`` relative to the storage root, as the registry records a file.
+    """``path`` relative to the storage root, as the registry records a file (``registry_paths``).
 
-    Relative, because the volume may be mounted elsewhere in the next pod.
+    Relative, because the volume may be moved, copied or mounted elsewhere in the next pod.
     """
-    return os.path.relpath(os.path.abspath(path), os.path.abspath(storage_root))
+    return registry_paths.relative_to_root(storage_root, path)
 
 
 def schema_file_of_entry(storage_root: str | Path, entry: dict[str, Any]) -> Path | None:
@@ -77,7 +78,9 @@ def schema_file_of_entry(storage_root: str | Path, entry: dict[str, Any]) -> Pat
     recorded = entry.get(REGISTRY_SCHEMA_KEY)
     if isinstance(recorded, str) and recorded:
         candidates.append(Path(storage_root) / recorded)
-    candidates.append(schema_path(entry["serving_path"]))
+    version_dir = registry.entry_path(storage_root, entry)
+    if version_dir is not None:
+        candidates.append(schema_path(version_dir))
     run_id = str(entry.get("run_id") or "")
     if run_id:
         candidates.append(
@@ -116,7 +119,8 @@ def served_schema(storage_root: str | Path, model_name: str, stage: str) -> tupl
     path = schema_file_of_entry(storage_root, entry)
     if path is not None:
         return read_schema(path, stage), entry
-    return _schema_from_inputs(entry["serving_path"]), entry
+    version_dir = registry.entry_path(storage_root, entry)
+    return (_schema_from_inputs(version_dir) if version_dir is not None else None), entry
 
 
 def type_name(feature: Any) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import saved_model, user_module
+from components.lib import bounds, saved_model, user_module
 from components.lib.hyperparameters import read_hyperparameters
 from components.lib.serving_export import export_serving_model
 from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE
@@ -197,6 +197,9 @@ def run_train(
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
     if defaults_fn is not None:
         hparams = {**user_module.call(defaults_fn, context=context), **hparams}
+    bounds.check_hyperparameters(hparams, None, STAGE)
+    counts = {"train_steps": train_steps, "eval_steps": eval_steps}
+    batch_size = bounds.at_start(STAGE, counts, batch_size, context.train_rows, len(context.schema.feature))
     forward, inverse = label_functions(module, STAGE, context)
     train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
     eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)

@@ -18,6 +18,7 @@ off, the module's ``default_hyperparameters()`` updated by that JSON are the res
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gc
 import json
 import math
@@ -27,7 +28,7 @@ from typing import Any
 
 from components import defaults, names
 from components.errors import StageError, stage_error_in
-from components.lib import training, tuner_progress, user_module
+from components.lib import bounds, training, tuner_progress, user_module
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TUNE
@@ -67,10 +68,12 @@ def parse_overrides(hyperparameters: str, known: dict[str, Any] | None, location
     if known is not None:
         unknown = sorted(set(values) - set(known))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise StageError(
                 STAGE,
                 location,
-                f"hyperparameters {unknown} are not among the module's {sorted(known)}",
+                f"hyperparameters {unknown} are not among the module's {sorted(known)}{hint}",
             )
     return values
 
@@ -85,6 +88,18 @@ def _default_values(module: Any, context: Any) -> dict[str, Any]:
             f"{user_module.DEFAULT_HYPERPARAMETERS} must return a dict, got {type(values).__name__}",
         )
     return values
+
+
+def _space_kinds(space: Any, context: Any) -> dict[str, Any] | None:
+    """{name: kind} of the module's search space (None when building it fails: the search says why)."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    try:
+        user_module.call(space, hp, context=context)
+    except Exception:  # noqa: BLE001 (the trial's build reports it with the module's name)
+        return None
+    return bounds.space_kinds(hp)
 
 
 def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path) -> Any:
@@ -145,8 +160,9 @@ def run_tune(
     context = training.module_context(tft_output, info, steps)
     if not enabled:
         values = _default_values(module, context)
-        values = {**values, **parse_overrides(hyperparameters, values, location)}
-        return TuneResult(values, [], None, False, time.perf_counter() - start)
+        overrides = parse_overrides(hyperparameters, values, location)
+        bounds.check_hyperparameters(overrides, bounds.value_kinds(values), STAGE, location)
+        return TuneResult({**values, **overrides}, [], None, False, time.perf_counter() - start)
 
     kind = tuner.strip().lower()
     if kind not in TUNERS:
@@ -154,12 +170,15 @@ def run_tune(
     for name, value in (("trials", trials), ("steps", steps), ("batch_size", batch_size)):
         if value <= 0:
             raise StageError(STAGE, None, f"{name} must be positive, got {value}")
+    counts = {"tuner_trials": trials, "tuner_steps": steps}
+    batch_size = bounds.at_start(STAGE, counts, batch_size, context.train_rows, len(context.schema.feature))
     if work_dir is None:
         raise ValueError("a search needs a work directory")
     space = user_module.require(module, user_module.HYPERPARAMETER_SPACE, STAGE)
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
     known = user_module.call(defaults_fn, context=context) if defaults_fn is not None else None
     overrides = parse_overrides(hyperparameters, known, location)
+    bounds.check_hyperparameters(overrides, _space_kinds(space, context), STAGE, location)
     forward, _ = training.label_functions(module, STAGE, context)
     train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
     eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
