@@ -182,7 +182,7 @@ def _model_name_fits(
     training (evaluate refuses such a baseline). Smaller changes — a column more or less, a type
     that widened — are validate's (schema continuity), not a reason to refuse the name.
     """
-    from components.lib import served
+    from components.lib import registry, served
     from components.lib.label import LabelInfo
     from components.lib.saved_model import label_info_path
 
@@ -190,7 +190,9 @@ def _model_name_fits(
     entry = served.served_entry(root, model, names.STAGE_RESOLVE)
     if entry is None:
         return
-    version_dir = Path(entry["serving_path"])
+    version_dir = registry.entry_path(root, entry)
+    if version_dir is None:
+        return
     info_file = label_info_path(version_dir)
     info = LabelInfo.read(info_file, names.STAGE_RESOLVE) if info_file.is_file() else None
     schema, _ = served.served_schema(root, model, names.STAGE_RESOLVE)

@@ -71,10 +71,10 @@ def assert_agree(storage: Path, model: str = MODEL) -> dict:
     doc = registry.read_index(storage, names.STAGE_PUSH)
     model_dir = storage / names.SERVING_DIR / model
     assert not registry.pending_of(doc), doc
-    recorded = {e["version"]: e["serving_path"] for e in registry.versions_of(doc, model)}
+    recorded = {e["version"]: registry.entry_path(storage, e) for e in registry.versions_of(doc, model)}
     on_disk = registry.numeric_dirs(model_dir)
     assert sorted(on_disk) == sorted(recorded)
-    assert all(recorded[v] == str(model_dir / str(v)) for v in on_disk)
+    assert all(recorded[v] == model_dir / str(v) for v in on_disk)
     hidden = [p.name for p in model_dir.iterdir() if p.name.startswith(".")] if model_dir.exists() else []
     assert not [h for h in hidden if not h.startswith(registry.QUARANTINE_PREFIX)], hidden
     assert not registry.temp_files(storage)
@@ -111,7 +111,7 @@ def test_push_killed_at_each_step_is_settled_by_the_next_run(
     assert bool(copies) is (COPY in leftover)
     assert bool(registry.temp_files(storage)) is (INDEX_TMP in leftover)
     # A reader without the lock already counts a version whose push died after its rename.
-    assert [e["version"] for e in registry.pushed_of(doc, MODEL)] == ([1] if landed else [])
+    assert [e["version"] for e in registry.pushed_of(storage, doc, MODEL)] == ([1] if landed else [])
 
     baseline, said = next_run_resolves(tmp_path, storage, capsys)
     doc = assert_agree(storage)
@@ -179,7 +179,7 @@ def test_an_io_error_after_the_rename_leaves_the_version_served_and_pending(
     assert "still lists it as pending" in result.reason and "No space left" in result.reason
     doc = registry.read_index(storage, names.STAGE_PUSH)
     assert [e["version"] for e in registry.pending_of(doc)] == [1]
-    assert registry.baseline_entry(doc, MODEL)[0]["version"] == 1  # every reader counts it already
+    assert registry.baseline_entry(storage, doc, MODEL)[0]["version"] == 1  # every reader counts it already
     monkeypatch.delenv(faults.ENV)
     baseline, said = next_run_resolves(tmp_path, storage, capsys)
     assert baseline["version"] == 1 and any("recorded insurance version 1" in line for line in said)

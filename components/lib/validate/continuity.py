@@ -39,7 +39,7 @@ import dataclasses
 from typing import Any
 
 from components.errors import StageError
-from components.lib import served
+from components.lib import registry, served
 from components.lib.statistics_io import feature_name
 from components.lib.user_module import excluded_reason
 from components.lib.validate.verdict import ERROR, INFO, STAGE, WARNING, Finding
@@ -97,7 +97,8 @@ def load_served_schema(storage_root: str, model_name: str) -> ServedSchema:
     if schema is None:
         return not_compared(f"{model_name} v{version} was pushed without a schema", model_name, version)
     path = served.schema_file_of_entry(storage_root, entry)
-    source = str(path) if path is not None else f"the inputs of {entry['serving_path']} (types only)"
+    inputs = registry.entry_path(storage_root, entry)
+    source = str(path) if path is not None else f"the inputs of {inputs} (types only)"
     return ServedSchema(schema, model_name, version, source)
 
 
