@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -33,6 +35,73 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+class _Progress:
+    """What an interrupted or crashed run has to say: its id, the stage running, what finished."""
+
+    def __init__(self) -> None:
+        self.run_id = ""
+        self.stage = ""  # the stage running now ("" before the first and between stages)
+        self.finished: list = []  # the TaskRecords of the stages that ended
+        self.lineage = None  # pipelines.lineage.SafeLineage, opened at the run's start
+
+    def log(self, say: Callable[[str], None]) -> Callable[[str], None]:
+        """``say``, noting the stage the runner announces (``▶ <task>``) on the way."""
+
+        def _log(line: str) -> None:
+            if line.startswith("▶ "):
+                self.stage = line[2:].strip()
+            say(line)
+
+        return _log
+
+    def pushed(self) -> str:
+        """What this run did to the served model, for the interrupted line."""
+        from components import names
+        from pipelines.console import _meta
+
+        if any(r.task == names.STAGE_PUSH and _meta(r, "pushed_model").get("pushed") for r in self.finished):
+            return "the model was pushed by this run"
+        if self.stage == names.STAGE_PUSH:
+            return "it was pushing: check the served model's latest version"
+        return "nothing was pushed by this run"
+
+
+def _interrupted(progress: _Progress) -> int:
+    """Ctrl-C: the run recorded INTERRUPTED, one line on stderr, exit code 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+    if progress.lineage is not None:
+        progress.lineage.finish("INTERRUPTED")
+    if not progress.run_id:
+        print("[submit] interrupted before the run started; nothing was pushed", file=sys.stderr)
+        return 130
+    last = progress.finished[-1].task if progress.finished else ""
+    during = (
+        f"during {progress.stage}"
+        if progress.stage
+        else f"after {last}"
+        if last
+        else "before the first stage"
+    )
+    print(
+        f"[submit] interrupted {during}: run {progress.run_id} marked INTERRUPTED; {progress.pushed()}",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def _crashed(progress: _Progress, storage: Path, error: Exception) -> int:
+    """An error outside any stage (a full disk, a runner bug): run FAILED, one line, traceback logged."""
+    from components import names
+    from pipelines.local_runner import unexpected_error_line
+
+    if progress.lineage is not None:
+        progress.lineage.finish("FAILED")
+    run_dir = storage.resolve() / names.KFP_LOCAL_DIR / (progress.run_id or "no-run")
+    line = unexpected_error_line(progress.stage or "submit", error, run_dir / "logs" / "submit.log")
+    print(line, file=sys.stderr)
+    return 1
+
+
 def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     from components import names
     from pipelines import console
@@ -40,26 +109,28 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     from pipelines.local import run_locally
 
     storage = Path(args.storage)
-    lineage: SafeLineage | None = None  # opened at the run's start: a rejected command makes no store
+    progress = _Progress()  # lineage opened at the run's start: a rejected command makes no store
 
     def warn(line: str) -> None:
         print(line, file=sys.stderr)
 
     def on_task_end(record):  # noqa: ANN001, ANN202
-        if lineage is not None:
-            lineage.record_task(record)
+        progress.finished.append(record)
+        progress.stage = ""
+        if progress.lineage is not None:
+            progress.lineage.record_task(record)
         print(console.stage_line(record))
         if args.verbose:
             print("\n".join(console.describe_outputs(record)))
 
     def start(run_id: str, pipeline: str, arguments: dict) -> None:
-        nonlocal lineage
+        progress.run_id = run_id
         print(f"run {run_id} ({args.runner}): storage {storage.resolve()}")
         if not args.verbose:
             logs = storage.resolve() / names.KFP_LOCAL_DIR / run_id / "logs"
             print(f"  each stage's own output: {logs} (or --verbose)")
-        lineage = SafeLineage(storage.resolve(), warn)
-        lineage.start_run(run_id, pipeline, arguments)
+        progress.lineage = SafeLineage(storage.resolve(), warn)
+        progress.lineage.start_run(run_id, pipeline, arguments)
 
     try:  # pipelines.preflight checks everything before anything is written
         result = run_locally(
@@ -68,17 +139,30 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             params,
             mode=args.runner,
             backend_version=args.backend_version,
-            log=print if args.verbose else _quiet,
+            log=progress.log(print if args.verbose else _quiet),
             on_task_end=on_task_end,
             start=start,
             quiet=None if args.verbose else console.TaskOutput(),
         )
+    except KeyboardInterrupt:
+        return _interrupted(progress)
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # RuntimeError: no backend emulator here
+        if progress.lineage is not None:  # a run that started and then failed is FAILED, not left RUNNING
+            progress.lineage.finish("FAILED")
         message = str(e)
         print(message if message.startswith("[") else f"[submit] {message}", file=sys.stderr)
         return 2
-    if lineage is not None:
-        lineage.end_run(result.run)
+    except Exception as e:  # noqa: BLE001 (a full disk or a bug outside the stages: one line, run FAILED)
+        return _crashed(progress, storage, e)
+    if progress.lineage is not None:
+        progress.lineage.end_run(result.run)
+    return _verdict(result)
+
+
+def _verdict(result) -> int:  # noqa: ANN001 (pipelines.local.LocalResult)
+    from components import names
+    from pipelines import console
+
     model_name = result.arguments.get("model_name", names.MODEL_NAME)
     word, closing = console.outcome(result.run, result.storage, model_name)
     print()
@@ -227,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before a local run started (imports, compiling) or a server call
+        print("[submit] interrupted", file=sys.stderr)
+        code = 130
     # Skip interpreter teardown: TensorFlow's function objects raise noisy, harmless errors in
     # __del__ when the interpreter shuts down. Everything is written and flushed by now.
     sys.stdout.flush()

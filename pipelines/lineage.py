@@ -191,11 +191,16 @@ class LineageRecorder:
         return marked
 
     def end_run(self, run: Any) -> None:
+        self.finish("SUCCEEDED" if run.succeeded else "FAILED", run.seconds)
+
+    def finish(self, status: str, seconds: float | None = None) -> None:
+        """Close the run with ``status`` (SUCCEEDED, FAILED or INTERRUPTED)."""
         if self._run_context_id is None:
             return
         ctx = self.store.get_contexts_by_id([self._run_context_id])[0]
-        ctx.custom_properties["status"].CopyFrom(_to_value("SUCCEEDED" if run.succeeded else "FAILED"))
-        ctx.custom_properties["seconds"].CopyFrom(_to_value(round(run.seconds, 3)))
+        ctx.custom_properties["status"].CopyFrom(_to_value(status))
+        if seconds is not None:
+            ctx.custom_properties["seconds"].CopyFrom(_to_value(round(seconds, 3)))
         self.store.put_contexts([ctx])
 
 
@@ -276,10 +281,23 @@ class SafeLineage:
         if recorder is not None:
             self._guarded("the run's end", lambda: recorder.end_run(run))
 
+    def finish(self, status: str, seconds: float | None = None) -> None:
+        """Close a run that did not return normally: FAILED (an error) or INTERRUPTED (Ctrl-C)."""
+        recorder = self._recorder
+        if recorder is not None:
+            self._guarded(f"the run's end ({status})", lambda: recorder.finish(status, seconds))
+
+
+WARNING_TEXT_MAX = 200  # characters of an exception's text in a lineage warning
+
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    """``Type: text`` on one line, the text cut to ``WARNING_TEXT_MAX`` characters."""
+    lines = str(error).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if len(text) > WARNING_TEXT_MAX:
+        text = text[: WARNING_TEXT_MAX - 3] + "..."
+    return f"{type(error).__name__}: {text}"
 
 
 def _props(node: Any) -> dict[str, Any]:

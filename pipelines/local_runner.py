@@ -231,9 +231,11 @@ def run_pipeline_spec(
             record.status = "SUCCESS"
         except StageError as e:
             record.status, record.error = "FAILURE", str(e)
-        except Exception as e:  # noqa: BLE001 (reported with its traceback, then the run stops)
+            if e.__cause__ is not None:  # an error in user code: where it was raised, in the log
+                _append_traceback(e, task_log)
+        except Exception as e:  # noqa: BLE001 (its traceback goes to the task's log, then the run stops)
             record.status = "FAILURE"
-            record.error = f"[{task_name}] unexpected error: {type(e).__name__}: {e}"
+            record.error = unexpected_error_line(task_name, e, task_log)
             log(traceback.format_exc())
         record.seconds = time.perf_counter() - t0
         record.peak_rss_mb = rss.peak_kb / 1024
@@ -253,6 +255,30 @@ def run_pipeline_spec(
         seconds=time.perf_counter() - start,
         succeeded=ok,
     )
+
+
+def unexpected_error_line(task: str, error: BaseException, log_path: Path) -> str:
+    """One line for an error that is not a StageError; its full traceback appended to ``log_path``.
+
+    ``[task] unexpected error: Type: message (traceback: <log path>)`` — the message's first
+    line, cut to ~200 characters; without a writable log the line says so instead.
+    """
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 200 else text[:197] + "..."
+    head = f"[{task}] unexpected error: {type(error).__name__}: {text}"
+    problem = _append_traceback(error, log_path)
+    return f"{head} (traceback not written: {problem})" if problem else f"{head} (traceback: {log_path})"
+
+
+def _append_traceback(error: BaseException, log_path: Path) -> str:
+    """Append ``error``'s full traceback to ``log_path``: "" when written, else why not."""
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as fh:
+            fh.write("".join(traceback.format_exception(error)))
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}"
+    return ""
 
 
 _STAGE_ERROR_PREFIX = "components.errors.StageError: "

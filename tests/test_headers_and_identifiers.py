@@ -270,7 +270,7 @@ def test_a_user_module_that_names_a_vocabulary_by_its_column_gets_one_line_with_
             label=LABEL,
         )
     message = str(info.value)
-    assert message.startswith(f"[transform] {module}: preprocessing_fn failed: ValueError: ")
+    assert message.startswith(f"[transform] {module}: preprocessing_fn raised ValueError: ")
     assert "'région_unpruned_vocab_size' is not a valid scope name" in message
     assert message.endswith(
         "components.lib.identifiers.safe_name(name) and keep the column name as the feature key"

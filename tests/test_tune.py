@@ -138,4 +138,4 @@ def test_failing_build_model_names_the_module(storage_root, transformed, tmp_pat
     )
     with pytest.raises(StageError) as err:
         run_tune(storage_root, transformed, tmp_path, "tune-badbuild", module_file=str(module))
-    assert str(err.value) == f"[tune] {module}: build_model failed: ValueError: no such layer"
+    assert str(err.value) == f"[tune] {module}: build_model raised ValueError: no such layer at line 3"

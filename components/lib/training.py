@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.errors import StageError
-from components.lib import identifiers, user_module
+from components.lib import user_module
 
 SEED = 42
 SHUFFLE_BUFFER = 10_000
@@ -56,8 +56,8 @@ def label_functions(module: Any, stage: str, context: Any = None) -> tuple[Any, 
     if forward is None or inverse is None:
         return identity, identity
     return (
-        lambda x: user_module.call(forward, x, context=context),
-        lambda x: user_module.call(inverse, x, context=context),
+        lambda x: user_module.call(forward, x, context=context, stage=stage),
+        lambda x: user_module.call(inverse, x, context=context, stage=stage),
     )
 
 
@@ -66,16 +66,8 @@ def build_user_model(
 ) -> Any:
     """The module's ``build_model``, its failures reported against the module file."""
     build = user_module.require(module, user_module.BUILD_MODEL, stage)
-    try:
-        model = user_module.call(build, hparams, tft_output, context=context)
-    except StageError:
-        raise
-    except Exception as e:
-        raise StageError(
-            stage,
-            user_module.module_location(module),
-            f"{user_module.BUILD_MODEL} failed: {type(e).__name__}: {e}{identifiers.hint_for(e)}",
-        ) from e
+    # An exception in build_model: a StageError naming the file, the function and the line.
+    model = user_module.call(build, hparams, tft_output, context=context, stage=stage)
     if model is None or not hasattr(model, "fit"):
         raise StageError(
             stage,

@@ -35,7 +35,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples, identifiers, module_inputs, transform_output, user_module
+from components.lib import examples, module_inputs, transform_output, user_module
 from components.lib import label as label_contract
 from components.lib.beam import pickle_by_value, pipeline_options
 from components.lib.beam import run as beam_run
@@ -109,16 +109,8 @@ def _wrap_preprocessing_fn(fn: Any, location: str, context: Any) -> Any:
 
     def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
         checked = module_inputs.CheckedInputs(inputs, location, STAGE)
-        try:
-            out = user_module.call(fn, checked, context=context)
-        except StageError:
-            raise
-        except Exception as e:
-            raise StageError(
-                STAGE,
-                location,
-                f"{user_module.PREPROCESSING_FN} failed: {type(e).__name__}: {e}{identifiers.hint_for(e)}",
-            ) from e
+        # user_module.call turns the function's own error into one line: the file, the line, the hint.
+        out = user_module.call(fn, checked, context=context, stage=STAGE)
         if not isinstance(out, dict) or not out:
             raise StageError(
                 STAGE, location, f"{user_module.PREPROCESSING_FN} must return a non-empty dict of tensors"

@@ -191,7 +191,9 @@ def run_tune(
 
     def build(trial_hp: Any) -> Any:
         try:
-            values = user_module.call(space, trial_hp, context=context)
+            values = user_module.call(space, trial_hp, context=context, stage=STAGE)
+        except StageError:  # user code's own error: already one line naming the module and line
+            raise
         except Exception as e:
             raise StageError(
                 STAGE, location, f"{user_module.HYPERPARAMETER_SPACE} failed: {type(e).__name__}: {e}"

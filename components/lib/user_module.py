@@ -21,7 +21,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import storage
+from components.lib import identifiers, storage
 
 # The functions a user module defines, and which stage needs which.
 PREPROCESSING_FN = "preprocessing_fn"
@@ -103,15 +103,53 @@ class ModuleContext:
         return out
 
 
-def call(fn: Any, *args: Any, context: ModuleContext | None) -> Any:
-    """``fn(*args)``, or ``fn(*args, context)`` when ``fn`` declares a parameter for the context."""
+def call(fn: Any, *args: Any, context: ModuleContext | None, stage: str | None = None) -> Any:
+    """``fn(*args)``, or ``fn(*args, context)`` when ``fn`` declares a parameter for the context.
+
+    An exception the function raises becomes one StageError naming the module file, the
+    function and the line of that file it was raised at (``user_error``). ``stage``: the stage
+    to name; by default the stage that last loaded the function's module.
+    """
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # a builtin or C function: no context
         return fn(*args)
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     takes_more = any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) > len(args)
-    return fn(*args, context) if takes_more and context is not None else fn(*args)
+    try:
+        return fn(*args, context) if takes_more and context is not None else fn(*args)
+    except StageError:
+        raise
+    except Exception as e:
+        raise user_error(fn, e, stage) from e
+
+
+_LOADED_BY: dict[str, str] = {}  # module name -> the stage that last loaded it (one stage at a time)
+
+
+def user_error(fn: Any, error: BaseException, stage: str | None = None) -> StageError:
+    """``[stage] <module file>: <function> raised <Type>: <message> at line <n>``.
+
+    The line is that of the last traceback frame in the module's own file, so an error raised
+    deep inside TensorFlow still points at the user's line that called it.
+    """
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    code = getattr(fn, "__code__", None)
+    filename = getattr(module, "__file__", None) or (code.co_filename if code else None)
+    where = module_location(module) if module is not None else (filename or "user module")
+    line = None
+    tb = error.__traceback__
+    while tb is not None:
+        if filename and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    name = getattr(fn, "__name__", repr(fn))
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    at = f" at line {line}" if line is not None else ""
+    stage = stage or _LOADED_BY.get(getattr(module, "__name__", ""), "user module")
+    hint = identifiers.hint_for(error)
+    return StageError(stage, where, f"{name} raised {type(error).__name__}: {text}{at}{hint}")
 
 
 _FILE_MODULE_PREFIX = "kubetfx_user_module_"
@@ -150,7 +188,9 @@ def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleT
     module_file = module_file.strip()
     if not _is_file_reference(module_file):
         try:
-            return importlib.import_module(module_file)
+            module = importlib.import_module(module_file)
+            _LOADED_BY[module.__name__] = stage
+            return module
         except ModuleNotFoundError as e:
             if e.name and module_file.startswith(e.name):
                 raise StageError(stage, module_file, f"user module not found: {e}") from e
@@ -167,6 +207,7 @@ def load_user_module(module_file: str, storage_root: str, stage: str) -> ModuleT
         raise StageError(stage, str(path), f"cannot read user module file: {e}") from e
     digest = hashlib.sha256(str(path.resolve()).encode() + b"\0" + source).hexdigest()[:16]
     mod_name = f"{_FILE_MODULE_PREFIX}{digest}"
+    _LOADED_BY[mod_name] = stage
     if mod_name in sys.modules:
         return sys.modules[mod_name]
     spec = importlib.util.spec_from_file_location(mod_name, path)
