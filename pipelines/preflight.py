@@ -187,7 +187,7 @@ def _model_name_fits(
     from components.lib.saved_model import label_info_path
 
     model = p["model_name"]
-    entry = served.served_entry(root, model, names.STAGE_RESOLVE)
+    schema, entry = served.served_schema(root, model, names.STAGE_RESOLVE)  # one registry read
     if entry is None:
         return
     version_dir = registry.entry_path(root, entry)
@@ -195,7 +195,6 @@ def _model_name_fits(
         return
     info_file = label_info_path(version_dir)
     info = LabelInfo.read(info_file, names.STAGE_RESOLVE) if info_file.is_file() else None
-    schema, _ = served.served_schema(root, model, names.STAGE_RESOLVE)
     columns = set(c.strip() for c in header)
     problems = []
     if info is not None and info.name != p["label"]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from components import names
-from components.lib import registry, registry_paths, saved_model, storage
+from components.lib import registry, saved_model, storage
 from components.lib.schema_io import read_schema
 
 ASSETS_EXTRA = "assets.extra"
@@ -58,14 +58,6 @@ def served_entry(storage_root: str | Path, model_name: str, stage: str) -> dict[
     doc = registry.read_index(storage_root, stage)
     entry, _ = registry.baseline_entry(storage_root, doc, model_name)
     return entry
-
-
-def relative_to_root(storage_root: str | Path, path: str | Path) -> str:
-    """``path`` relative to the storage root, as the registry records a file (``registry_paths``).
-
-    Relative, because the volume may be moved, copied or mounted elsewhere in the next pod.
-    """
-    return registry_paths.relative_to_root(storage_root, path)
 
 
 def schema_file_of_entry(storage_root: str | Path, entry: dict[str, Any]) -> Path | None:
