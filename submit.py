@@ -3,6 +3,8 @@
 Locally (no cluster needed):
     python submit.py [--data CSV_OR_FOLDER] [--storage DIR] [--runner inprocess|backend]
                      [--param name=value ...]
+    python submit.py --runner backend --image kubetfx/runtime:0.1.0 ...   # each task in the image
+                     (built by: CONTAINER_ENGINE=buildah images/build.sh)
 On a server (standalone Kubeflow Pipelines):
     python submit.py --host http://localhost:8080 [--experiment NAME] [--run-name NAME]
                      [--cron "0 0 3 * * *"] [--wait] [--param name=value ...]
@@ -23,6 +25,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -42,7 +45,7 @@ class _Progress:
         self.run_id = ""
         self.stage = ""  # the stage running now ("" before the first and between stages)
         self.finished: list = []  # the TaskRecords of the stages that ended
-        self.lineage = None  # pipelines.lineage.SafeLineage, opened at the run's start
+        self.lineage: Any = None  # pipelines.lineage.SafeLineage, opened at the run's start
 
     def log(self, say: Callable[[str], None]) -> Callable[[str], None]:
         """``say``, noting the stage the runner announces (``▶ <task>``) on the way."""
@@ -139,6 +142,7 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             params,
             mode=args.runner,
             backend_version=args.backend_version,
+            image=args.image or None,  # --runner backend: each task in this image
             log=progress.log(print if args.verbose else _quiet),
             on_task_end=on_task_end,
             start=start,

@@ -84,6 +84,12 @@ STAGES = (  # pipeline order
     STAGE_PUSH,
 )
 
+
+def stage_of(task: str) -> str:
+    """A stage's one name (``example_gen``) from a KFP task name (``example-gen``) or either form."""
+    return task.replace("-", "_")
+
+
 # --- Model stages (TFX layouts). ------------------------------------------------------------
 TRANSFORM_GRAPH_DIR = "transform_graph"  # TFTransformOutput opens this (transform_fn/, transformed_metadata/)
 TRANSFORMED_EXAMPLES_DIR = "transformed_examples"  # Split-<split>/ under it

@@ -108,9 +108,17 @@ PARAMETERS: tuple[Parameter, ...] = (
         "exclude_features", str, "", "comma-separated columns the default module leaves out (empty: none)"
     ),
     Parameter("fail_on", str, defaults.FAIL_ON, "which anomalies stop the run at validate", FAIL_ON_CHOICES),
-    Parameter("skew_threshold", float, defaults.SKEW_THRESHOLD, "train/eval skew limit (L-infinity)"),
     Parameter(
-        "drift_threshold", float, defaults.DRIFT_THRESHOLD, "drift limit (Jensen-Shannon / L-infinity)"
+        "skew_threshold",
+        float,
+        defaults.SKEW_THRESHOLD,
+        "train/eval skew limit (categories: L-infinity; numbers: Jensen-Shannon)",
+    ),
+    Parameter(
+        "drift_threshold",
+        float,
+        defaults.DRIFT_THRESHOLD,
+        "drift limit vs the served model's data (categories: L-infinity; numbers: Jensen-Shannon)",
     ),
     Parameter(
         "module_file",
@@ -127,6 +135,19 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("batch_size", int, defaults.BATCH_SIZE, "training batch size"),
     Parameter("train_steps", int, defaults.TRAIN_STEPS, "training steps of the final model"),
     Parameter("eval_steps", int, defaults.EVAL_STEPS, "validation steps during training"),
+    Parameter(
+        "validation_fraction",
+        float,
+        0.05,
+        "share of the train split held out (by a hash of each row; at least 50 rows) for early stopping "
+        "and the tuner's objective; the eval split is never used for either",
+    ),
+    Parameter(
+        "max_epochs",
+        int,
+        50,
+        "most epochs of a fit (train, and each tuner trial); early stopping usually ends it sooner",
+    ),
     Parameter(
         "model_name",
         str,
@@ -169,6 +190,12 @@ PARAMETERS: tuple[Parameter, ...] = (
         EVALUATE_ENGINE_CHOICES,
     ),
     Parameter("serving_root", str, names.SERVING_DIR, "TF Serving model base, relative to the storage root"),
+    Parameter(
+        "lock_timeout",
+        float,
+        600.0,
+        "seconds push and resolve_baseline wait for the registry lock another run holds (0: no limit)",
+    ),
 )
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 
@@ -255,6 +282,10 @@ def _check_value(parameter: Parameter, value: Any) -> None:  # noqa: ANN401
         )
     if name in ("tuner_trials", "tuner_steps", "batch_size", "train_steps", "eval_steps") and value <= 0:
         raise ParameterError(f"parameter {name!r} must be a positive integer, got {value}")
+    if name == "max_epochs" and value <= 0:
+        raise ParameterError(f"parameter {name!r} must be a positive integer, got {value}")
+    if name == "validation_fraction" and not 0 < value <= 0.5:
+        raise ParameterError(f"parameter {name!r} must be above 0 and at most 0.5, got {value}")
     if name in ("min_eval_examples", "min_train_rows") and value < 0:
         raise ParameterError(f"parameter {name!r} must be 0 (no minimum) or more, got {value}")
     if name == "hyperparameters" and value.strip():

@@ -16,6 +16,7 @@ def push(
     serving_root: str,
     pushed_model: Output[Model],
     data: str = "data/insurance.csv",  # the vocabulary's default: an empty model_name derives from it
+    lock_timeout: float = 600.0,  # the vocabulary's default (components.parameters)
 ):
     """Push ``model`` only if ``blessing`` says BLESSED (checked here: kfp.local has no dsl.If).
 
@@ -27,6 +28,10 @@ def push(
     ``examples`` and the blessing's metrics; what killed pushes left is settled first
     (``components.lib.reconcile``). ``serving_root`` is relative to ``storage_root`` or absolute
     inside it. Output metadata: ``pushed``, ``version``, ``serving_path``, ``reason``.
+
+    A registry lock another run holds is waited for at most ``lock_timeout`` seconds (0: no
+    limit); the log names the holder (host, pid, run id, stage, since when) while it waits and
+    the failure does too (``components.lib.registry_lock``).
     """
     import json
     from pathlib import Path
@@ -57,6 +62,7 @@ def push(
         model_location=str(model_location),
         blessing=verdict,
         fingerprint=str(fingerprint),
+        lock_timeout=lock_timeout,
     )
     meta = result.metadata()
     pushed_model.metadata.update(meta)

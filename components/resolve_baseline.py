@@ -12,6 +12,8 @@ def resolve_baseline(
     baseline: Output[Model],
     serving_root: str = "serving",  # a literal: KFP runs the function's own source (the vocabulary's default)
     data: str = "data/insurance.csv",  # the vocabulary's default: an empty model_name derives from it
+    run_id: str = "",  # recorded in the registry lock while this stage holds it
+    lock_timeout: float = 600.0,  # the vocabulary's default (components.parameters)
 ):
     """Find the newest blessed, pushed version of ``model_name`` in ``<storage_root>/registry/index.json``.
 
@@ -24,17 +26,21 @@ def resolve_baseline(
     First it settles what killed runs left: a push's pending entry, temp files, version
     directories under ``serving_root`` the registry does not list, stages' scratch directories
     (``components.lib.resolve_baseline.housekeeping``); each act is one line in the log.
+    A registry lock another run holds is waited for at most ``lock_timeout`` seconds (0: no
+    limit), and the log names its holder (``components.lib.registry_lock``).
     """
     from pathlib import Path
 
     from components import names
+    from components.lib.registry_lock import Request, check_timeout
     from components.lib.resolve_baseline import STAGE, housekeeping, resolve
     from components.parameters import model_name_for
 
     model_name = model_name_for(model_name, data)  # empty: derived from the data, as every stage does
-    for line in housekeeping(storage_root, serving_root, model_name):
+    lock = Request(run_id, check_timeout(lock_timeout, STAGE))
+    for line in housekeeping(storage_root, serving_root, model_name, lock):
         print(f"{names.PROGRESS_PREFIX}[{STAGE}] {line}", flush=True)
-    result = resolve(storage_root, model_name)
+    result = resolve(storage_root, model_name, lock)
     baseline.metadata.update(result.to_metadata())
     result.write(Path(baseline.path))
     print(result.note())

@@ -15,6 +15,7 @@ def schema(
     task: str = "auto",
     features: str = "",
     exclude_features: str = "",
+    run_id: str = "",
 ):
     """Write ``<schema>/schema.pbtxt`` (TFX SchemaGen's file name).
 
@@ -26,6 +27,7 @@ def schema(
     these) and ``exclude_features`` (leave these out too), comma-separated, decide instead.
     """
     import os
+    import shutil
     from pathlib import Path
 
     from components import names
@@ -47,6 +49,11 @@ def schema(
         ),
     )
     schema.metadata.update(result.metadata())
+    # A copy on the volume that outlives the run's artifacts: the path users pass as schema_file.
+    kept = storage.stage_dir(storage_root, run_id, names.STAGE_SCHEMA)
+    with storage.atomic_dir(kept, names.STAGE_SCHEMA) as scratch:
+        shutil.copyfile(Path(schema.path) / names.SCHEMA_FILE, scratch / names.SCHEMA_FILE)
+    schema.metadata[names.META_STORAGE_PATH] = str(kept / names.SCHEMA_FILE)
     for name, why in (result.metadata().get("excluded_features") or {}).items():
         # On the console too: a column left out of the model is a choice the user may overrule.
         print(

@@ -13,6 +13,7 @@ def statistics(
     statistics: Output[Artifact],
     report: Output[HTML],
     beam_args: str = "--runner=DirectRunner --direct_num_workers=1",
+    label: str = "charges",
 ):
     """Write ``<statistics>/Split-<split>/FeatureStats.pb`` (TFX StatisticsGen's layout) and the report.
 
@@ -22,6 +23,7 @@ def statistics(
     data's statistics a later run's validate compares its data with (drift), once this run's
     model is the one being served. ``beam_args``: in process when Beam would run in this process
     anyway, TFDV's Beam pipeline on the runner named otherwise (the metadata's ``method``/``runner``).
+    ``label``: the column the report marks as the label (listed first).
     """
     import os
     import shutil
@@ -40,7 +42,7 @@ def statistics(
     written = {s: written_rows(examples.metadata, examples.path, s) for s in names.SPLITS}
     result = run_statistics(examples_dir, Path(statistics.path), beam_args=beam_args, expected_rows=written)
     stats = {s: read_statistics(Path(statistics.path), s, stage) for s in result.rows}
-    html = render_report(stats, run_id=run_id)
+    html = render_report(stats, run_id=run_id, label=label)
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     Path(report.path).write_text(html, encoding="utf-8")
     kept = storage.stage_dir(storage_root, run_id, stage)

@@ -20,14 +20,23 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
+    validation_fraction: float = 0.05,
+    max_epochs: int = 50,
 ):
-    """Train ``train_steps`` steps; export ``Format-Serving/`` (raw tf.Example in, without the label).
+    """Fit on the train split minus a validation slice; export ``Format-Serving/`` (raw tf.Example in).
+
+    The fit runs whole epochs (``train_steps`` worth, at least 3, at most ``max_epochs``) and stops
+    early when the loss on the validation slice (``validation_fraction`` of the train split, held
+    out by a hash of each row) stops falling, keeping the best epoch's weights. The eval split is
+    read only after the weights are final, for the metrics. The defaults of the last two
+    parameters are ``components.parameters``' (a test checks they agree).
 
     The model artifact points at the stage directory (the SavedModel is its ``Format-Serving``
     subdirectory, as TFX's Trainer lays it out); the tensorboard artifact at its ``logs/``.
     ``label``: the column to predict. Metrics: train/eval loss; regression: train MAE and eval
     MAE, RMSE, R² in label units; classification: train and eval accuracy, eval log loss.
-    Model metadata: hyperparameters, metrics, label, task, classes.
+    Model metadata: hyperparameters, metrics, label, task, classes, and ``fit``: the validation
+    slice (fraction, fit and validation rows, the hash rule) and the epochs planned, run and kept.
     """
     import math
     from pathlib import Path
@@ -56,6 +65,8 @@ def train(
             eval_steps=eval_steps,
             batch_size=batch_size,
             label=label,
+            validation_fraction=validation_fraction,
+            max_epochs=max_epochs,
         )
     meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(export_dir(out))}
     meta.update(result.metadata())

@@ -21,8 +21,15 @@ def tune(
     label: str,
     best_hyperparameters: Output[Artifact],
     summary: Output[Metrics],
+    validation_fraction: float = 0.05,
+    max_epochs: int = 50,
 ):
-    """Search ``trials`` trials of ``steps`` steps (``tuner``: random, bayesian or hyperband).
+    """Search ``trials`` trials (``tuner``: random, bayesian or hyperband), the module's defaults first.
+
+    Each trial is fit as train fits: ``steps`` worth of whole epochs (at least 3, at most
+    ``max_epochs``) on the train split minus its validation slice (``validation_fraction``, held
+    out by a hash of each row), early-stopped and scored on that slice — never on the eval split.
+    The defaults of the last two parameters are ``components.parameters``' (a test checks).
 
     ``best_hyperparameters.path`` becomes a directory holding ``best_hyperparameters.txt``;
     keras-tuner's working files go to the stage directory on the volume. ``enabled=False``:
@@ -57,6 +64,8 @@ def tune(
             enabled=enabled,
             hyperparameters=hyperparameters,
             label=label,
+            validation_fraction=validation_fraction,
+            max_epochs=max_epochs,
         )
 
     meta = {}

@@ -6,6 +6,12 @@
 #   PUSH=1 REGISTRY=ghcr.io/me images/build.sh
 #   CONTAINER_ENGINE=podman images/build.sh
 #   CONTAINER_ENGINE=minikube images/build.sh # into minikube's node (MINIKUBE_PROFILE, default minikube)
+#   CONTAINER_ENGINE=buildah images/build.sh  # buildah without a daemon (CI), layers cached
+#
+# With buildah, a base that cannot be pulled (no registry reachable) is replaced by stand-ins,
+# said on stderr: python:3.11-slim-bookworm by images/local_base.sh (debootstrap, cached), and
+# Beam's SDK image by --build-arg BEAM_BOOT=none (images/beam_boot_none.sh). PYTHON_IMAGE and
+# BEAM_BOOT in the environment choose them by hand.
 #
 # Extra arguments go to the engine's build command (for example --platform linux/amd64).
 # The build context is a staged copy of just the files the Dockerfile copies, so neither
@@ -13,7 +19,7 @@
 set -euo pipefail
 
 # What images/Dockerfile COPYs (tests/test_k8s_offline.py keeps the two lists equal).
-CONTEXT_FILES=(pyproject.toml uv.lock README.md components pipelines)
+CONTEXT_FILES=(pyproject.toml uv.lock README.md components pipelines images/beam_boot_none.sh)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -45,17 +51,54 @@ if ! command -v "$engine" >/dev/null 2>&1; then
   echo "build.sh: CONTAINER_ENGINE=$engine is not installed" >&2
   exit 1
 fi
-if [[ "$engine" != minikube ]] && ! "$engine" info >/dev/null 2>&1; then
+if [[ "$engine" != minikube && "$engine" != buildah ]] && ! "$engine" info >/dev/null 2>&1; then
   echo "build.sh: '$engine' is installed but its engine does not answer ('$engine info' failed);" >&2
   echo "start the Docker daemon / podman machine, or build inside minikube with:" >&2
   echo "  CONTAINER_ENGINE=minikube images/build.sh" >&2
   exit 1
 fi
 
+# pullable IMAGE: whether buildah has IMAGE or can pull it (a registry may be unreachable).
+pullable() {
+  buildah inspect --type image "$1" >/dev/null 2>&1 \
+    || timeout "${PULL_TIMEOUT:-60}" buildah pull --quiet "$1" >/dev/null 2>&1
+}
+
+# buildah_args: the --build-arg flags choosing the bases (stand-ins where a pull fails).
+base_args=()
+buildah_args() {
+  local python_image="${PYTHON_IMAGE:-}" beam_boot="${BEAM_BOOT:-}"
+  if [[ -z "$python_image" ]]; then
+    python_image="docker.io/library/python:3.11-slim-bookworm"
+    if ! pullable "$python_image"; then
+      echo "build.sh: cannot pull $python_image; using the local debootstrap stand-in" >&2
+      python_image="$(images/local_base.sh)"
+    fi
+  fi
+  if [[ -z "$beam_boot" ]]; then
+    beam_boot=sdk
+    beam_sdk="$(sed -n 's/^ARG BEAM_SDK_IMAGE=//p' images/Dockerfile)"
+    if ! pullable "docker.io/$beam_sdk"; then
+      echo "build.sh: cannot pull $beam_sdk; building with BEAM_BOOT=none (no Beam boot program)" >&2
+      beam_boot=none
+    fi
+  fi
+  base_args=(--build-arg "PYTHON_IMAGE=$python_image" --build-arg "BEAM_BOOT=$beam_boot")
+  # Behind a TLS-intercepting proxy (SSL_CERT_FILE names its CA bundle), the build's RUN steps
+  # see that bundle in place of the base's: mounted for the build only, never in a layer.
+  local bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}"
+  if [[ -n "$bundle" && -s "$bundle" ]]; then
+    base_args+=(-v "$(readlink -f "$bundle"):/etc/ssl/certs/ca-certificates.crt:ro"
+      --build-arg SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+  fi
+}
+
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
-cp -R "${CONTEXT_FILES[@]}" "$context/"
 mkdir "$context/images"
+for file in "${CONTEXT_FILES[@]}"; do
+  cp -R "$file" "$context/$file"
+done
 cp images/Dockerfile "$context/images/Dockerfile"
 find "$context" -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -69,6 +112,14 @@ if [[ "$engine" == minikube ]]; then
     echo "build.sh: $image is not in minikube after the build (see the build output above)" >&2
     exit 1
   fi
+elif [[ "$engine" == buildah ]]; then
+  buildah_args
+  before="$(buildah containers --quiet --notruncate | sort)"
+  buildah build --isolation chroot --layers -f "$context/images/Dockerfile" \
+    --build-arg "VERSION=${version}" "${base_args[@]}" -t "$image" "$@" "$context"
+  # buildah 1.28 leaves the working container of a FROM-only stage (beam_sdk) behind.
+  comm -13 <(echo "$before") <(buildah containers --quiet --notruncate | sort) \
+    | xargs --no-run-if-empty buildah rm >/dev/null
 else
   "$engine" build -f "$context/images/Dockerfile" --build-arg "VERSION=${version}" -t "$image" "$@" "$context"
 fi

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import sys
 import threading
 import time
@@ -57,9 +59,10 @@ class TaskOutput:
                 console.close()
 
     def _watch(self, task: str, log_path: Path, console: Any, stop: threading.Event) -> None:  # noqa: ANN401
-        """Relay progress lines as they are written; a heartbeat while the task runs."""
+        """Relay progress lines as they are written; a heartbeat (with progress) while the task runs."""
         start = last = time.monotonic()
         offset = 0
+        progress = Progress(start)
         while True:
             stopping = stop.wait(0.5)
             with open(log_path, "rb") as fh:
@@ -68,14 +71,72 @@ class TaskOutput:
             complete = chunk[: chunk.rfind(b"\n") + 1]
             offset += len(complete)
             for line in complete.decode(errors="replace").splitlines():
+                progress.see(line, time.monotonic())
                 if line.startswith(names.PROGRESS_PREFIX):
                     console.write(f"  {line}\n")
                     last = time.monotonic()
             if stopping:
                 return
             if time.monotonic() - last >= self._heartbeat_s:
-                console.write(f"  … {task} still running ({time.monotonic() - start:.0f} s)\n")
-                last = time.monotonic()
+                now = time.monotonic()
+                console.write(
+                    f"  … {names.stage_of(task)} still running ({now - start:.0f} s{progress.says(now)})\n"
+                )
+                last = now
+
+
+_EPOCH = re.compile(r"^Epoch (\d+)/(\d+)\s*$")
+_TRIAL = re.compile(r"trial (\d+)/(\d+)\b")
+
+
+class Progress:
+    """Where a long stage is, read from its log: Keras' ``Epoch i/N`` and the tuner's ``trial i/N``.
+
+    The time left is extrapolated from the pace so far: for epochs an upper bound (early stopping
+    may end the fit before the cap), for trials an estimate (a trial ends before its line is written).
+    """
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.epoch: tuple[int, int, float] | None = None  # (i, N, when its line was seen)
+        self.first_epoch: tuple[int, float] | None = None
+        self.trial: tuple[int, int, float] | None = None  # (trials done, N, when)
+
+    def see(self, line: str, now: float) -> None:
+        if m := _EPOCH.match(line.strip()):
+            i, n = int(m[1]), int(m[2])
+            if self.first_epoch is None or i < self.first_epoch[0]:  # a new fit (the tuner's trials)
+                self.first_epoch = (i, now)
+            self.epoch = (i, n, now)
+        elif line.startswith(names.PROGRESS_PREFIX) and (m := _TRIAL.search(line)):
+            self.trial = (int(m[1]), int(m[2]), now)
+            self.first_epoch = self.epoch = None
+
+    def says(self, now: float) -> str:
+        """``; epoch 3/40, at most ~1 min left`` or ``; trial 2/4 done, about 30 s left`` or ``""``."""
+        parts = []
+        if self.trial is not None:
+            done, total, _ = self.trial
+            per_trial = (now - self.start) / max(done, 1)
+            left = f", about {_duration(per_trial * (total - done))} left" if done < total else ""
+            parts.append(f"trial {done}/{total} done{left}")
+        elif self.epoch is not None and self.first_epoch is not None:
+            i, total, _ = self.epoch
+            first, t0 = self.first_epoch
+            if i > first:
+                per_epoch = (now - t0) / (i - first)
+                parts.append(f"epoch {i}/{total}, at most ~{_duration(per_epoch * (total - i + 1))} left")
+            else:
+                parts.append(f"epoch {i}/{total}")
+        return "; " + ", ".join(parts) if parts else ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _figure(value: Any) -> str:  # noqa: ANN401
@@ -102,7 +163,7 @@ def _on_beam(meta: dict[str, Any]) -> str:
 
 def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.TaskRecord)
     """The few figures that say how a stage went, in words."""
-    task = record.task.replace("-", "_")
+    task = names.stage_of(record.task)
     if task == names.STAGE_EXAMPLE_GEN:
         meta = _meta(record, "examples")
         return f"rows {_figure(meta.get(names.META_ROWS, {}))}{_on_beam(meta)}"
@@ -111,9 +172,7 @@ def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.T
         meta = _meta(record, out)
         return f"{_figure(meta.get(names.META_FEATURES, '?'))} features{_on_beam(meta)}"
     if task == names.STAGE_VALIDATE:
-        meta = _meta(record, "anomalies")
-        anomalies = _figure(meta.get(names.META_ANOMALIES, "?"))
-        return f"{meta.get(names.META_VERDICT, '?')}, {anomalies} anomalies"
+        return _validate_figures(_meta(record, "anomalies"))
     if task == names.STAGE_TRANSFORM:
         return f"rows {_figure(_meta(record, 'transformed_examples').get(names.META_ROWS, {}))}"
     if task == names.STAGE_TUNE:
@@ -139,6 +198,21 @@ def stage_figures(record: Any) -> str:  # noqa: ANN401 (pipelines.local_runner.T
     return ""
 
 
+def _validate_figures(meta: dict[str, Any]) -> str:
+    """``no anomalies`` or ``2 anomalies: bmi, age`` (the first three named; all are in the report)."""
+    count = meta.get(names.META_ANOMALIES)
+    if count is None:
+        return str(meta.get(names.META_VERDICT, "?"))
+    count = int(count)
+    if count == 0:
+        return "no anomalies"
+    features = meta.get("anomalous_features") or []
+    if isinstance(features, dict):  # through ML Metadata a list comes back as {"list": [...]}
+        features = features.get("list", [])
+    shown = ", ".join(str(f) for f in features[:3]) + (", …" if len(features) > 3 else "")
+    return f"{count} anomal{'y' if count == 1 else 'ies'}" + (f": {shown}" if shown else "")
+
+
 def describe_outputs(record: Any) -> list[str]:  # noqa: ANN401
     """Where each output of a finished task went (``--verbose``)."""
     lines = []
@@ -152,9 +226,8 @@ def stage_line(record: Any) -> str:  # noqa: ANN401
     """``✔ transform   5.7 s   806 MB  rows eval 450 / train 888``: time, peak memory, figures."""
     mark = "✔" if record.status == "SUCCESS" else "✗"
     figures = stage_figures(record) if record.status == "SUCCESS" else "FAILED"
-    return (
-        f"{mark} {record.task:<17}{record.seconds:>6.1f} s{record.peak_rss_mb:>6.0f} MB  {figures}".rstrip()
-    )
+    stage = names.stage_of(record.task)
+    return f"{mark} {stage:<17}{record.seconds:>6.1f} s{record.peak_rss_mb:>6.0f} MB  {figures}".rstrip()
 
 
 def summary_table(run: Any, verdict: str) -> str:  # noqa: ANN401 (pipelines.local_runner.LocalRun)
@@ -165,8 +238,13 @@ def summary_table(run: Any, verdict: str) -> str:  # noqa: ANN401 (pipelines.loc
 
 
 def outcome(run: Any, storage: Path, model_name: str) -> tuple[str, list[str]]:  # noqa: ANN401
-    """(the total's one word, the closing lines): the verdict, the reports, TensorBoard."""
-    tasks = {t.task.replace("-", "_"): t for t in run.tasks}
+    """(the total's one word, the closing lines): the verdict, the reports, schema, TensorBoard.
+
+    The word is the blessing's own (``BLESSED``/``NOT_BLESSED``, as in the registry and lineage),
+    ``NOT_PUSHED`` (blessed but refused at push) or ``FAILED``. Paths are this machine's, also
+    for ``--runner backend`` (whose pods see the volume at the mount path).
+    """
+    tasks = {names.stage_of(t.task): t for t in run.tasks}
     if not run.succeeded:
         failed = run.failed_task
         return "FAILED", [f"FAILED: {failed.error}" if failed else "FAILED"]
@@ -176,30 +254,73 @@ def outcome(run: Any, storage: Path, model_name: str) -> tuple[str, list[str]]: 
     if isinstance(reasons, dict):  # through ML Metadata a list comes back as {"list": [...]}
         reasons = reasons.get("list", [])
     if pushed.get("pushed"):
-        where = pushed.get("serving_path") or pushed.get(names.META_STORAGE_PATH) or ""
-        lines = [f"BLESSED, pushed {model_name} v{_figure(pushed.get('version'))} → {where}".rstrip(" →")]
-        word = "BLESSED"
+        where = on_host(pushed.get("serving_path") or pushed.get(names.META_STORAGE_PATH), storage) or ""
+        lines = [
+            f"{names.BLESSED}, pushed {model_name} v{_figure(pushed.get('version'))} → {where}".rstrip(" →")
+        ]
+        lines += _same_as_baseline(tasks, storage, where)
+        word = names.BLESSED
     elif blessing.get(names.META_VERDICT) == names.BLESSED and pushed.get("reason"):
-        lines = [f"BLESSED, NOT pushed: {pushed['reason']}"]  # e.g. the baseline changed meanwhile
-        word = "NOT PUSHED"
+        lines = [f"{names.BLESSED}, NOT pushed: {pushed['reason']}"]  # e.g. the baseline changed meanwhile
+        word = "NOT_PUSHED"
     else:
         why = "; ".join(str(r) for r in reasons) or "see the evaluation report"
-        lines = [f"NOT BLESSED: {why}; nothing pushed"]
-        word = "NOT BLESSED"
-    reports = []
+        lines = [f"{names.NOT_BLESSED}: {why}; nothing pushed"]
+        word = names.NOT_BLESSED
+    return word, lines + _where_outputs_went(tasks, storage)
+
+
+def _where_outputs_went(tasks: dict[str, Any], storage: Path) -> list[str]:
+    """The reports, the schema file (to reuse as ``schema_file``) and a TensorBoard command."""
+    lines = []
     for task in (names.STAGE_STATISTICS, names.STAGE_VALIDATE, names.STAGE_EVALUATE):
         meta = _meta(tasks[task], "report") if task in tasks else {}
         path = on_host(meta.get(names.META_STORAGE_PATH), storage)
         if path and path.exists():
-            reports.append(f"report {task:<11}{path}")
-    lines += reports
+            lines.append(f"report {task:<11}{path}")
+    schema_meta = _meta(tasks[names.STAGE_SCHEMA], "schema") if names.STAGE_SCHEMA in tasks else {}
+    schema = on_host(schema_meta.get(names.META_STORAGE_PATH), storage)
+    if schema and schema.exists():
+        lines.append(f"schema {'':<11}{schema}  (reuse: schema_file={_relative(schema, storage)})")
     train = tasks.get(names.STAGE_TRAIN)
     logs = on_host(_meta(train, "tensorboard").get(names.META_STORAGE_PATH), storage) if train else None
     if logs:
         # The run's folder: train's curves (train/logs) and the tuner's trials (tune/logs, HPARAMS tab).
         run_dir = logs.parent.parent if logs.parent.name == names.STAGE_TRAIN else logs
-        lines.append(f"TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {run_dir}")
-    return word, lines
+        tensorboard = Path(sys.executable).parent / "tensorboard"
+        lines.append(f"TensorBoard: {shlex.join([str(tensorboard), '--logdir', str(run_dir)])}")
+    return lines
+
+
+def _relative(path: Path, storage: Path) -> str:
+    """``path`` relative to the storage root when it is under it (what ``schema_file`` takes)."""
+    try:
+        return shlex.quote(str(path.resolve().relative_to(Path(storage).resolve())))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
+def _same_as_baseline(tasks: dict[str, Any], storage: Path, pushed_dir: Any) -> list[str]:  # noqa: ANN401
+    """A word when the pushed candidate repeats its baseline: the same data, maybe the same weights."""
+    from components.lib import saved_model
+
+    baseline = _meta(tasks[names.STAGE_RESOLVE], "baseline") if names.STAGE_RESOLVE in tasks else {}
+    examples = _meta(tasks[names.STAGE_EXAMPLE_GEN], "examples") if names.STAGE_EXAMPLE_GEN in tasks else {}
+    data = examples.get(names.META_FINGERPRINT)
+    if not baseline.get("found") or not data or data != baseline.get(names.META_FINGERPRINT):
+        return []
+    version = _figure(baseline.get("version"))
+    old = on_host(baseline.get(names.META_MODEL_PATH), storage)
+    mine = saved_model.read_manifest(pushed_dir) if pushed_dir else None
+    theirs = saved_model.read_manifest(old) if old else None
+    weights = {k: v for k, v in (mine or {}).items() if k.startswith("variables/")}
+    if weights and weights == {k: v for k, v in (theirs or {}).items() if k.startswith("variables/")}:
+        return [
+            f"note: the candidate is identical to the baseline v{version} (the same data, the same weights)"
+        ]
+    return [
+        f"note: the candidate was trained on the same data as the baseline v{version} (fingerprint {data})"
+    ]
 
 
 def on_host(path: Any, storage: Path) -> Path | None:  # noqa: ANN401
@@ -211,6 +332,8 @@ def on_host(path: Any, storage: Path) -> Path | None:  # noqa: ANN401
     if not path:
         return None
     p = Path(str(path))
+    if not p.is_absolute():  # recorded relative to the storage root
+        return Path(storage) / p
     mount = Path(names.DEFAULT_MOUNT_PATH)
     if not p.exists() and p.is_relative_to(mount):
         return Path(storage) / p.relative_to(mount)

@@ -22,9 +22,14 @@ on a cluster and ``kfp.local`` does not show:
   are a fresh folder (the image's WORKDIR); ``python3`` is an "image" environment holding the
   project's **built wheel** (not the checkout) over the locked dependencies, so a module the
   image lacks fails here first.
+- **Pod in the image** (``image=``, ``submit.py --runner backend --image REF``): the user
+  container is instead a container of the runtime image itself (``pipelines.backend_image``:
+  ``buildah run``, uid 1000, the pod's mounts, no network but example-gen's); the driver and
+  launcher above stay in the emulator, as they run outside the user's code on a cluster too.
 
 Not modelled: parallel branches (tasks run one at a time in dependency order), retries,
-caching, conditions and loops (the spec is refused if it has them), the pod's uid 1000.
+caching, conditions and loops (the spec is refused if it has them); without ``image=``, the
+pod's uid 1000.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components import names
+from pipelines.backend_image import NETWORKED_STAGES, exec_in_image, hand_to_pod_user, image_available
 from pipelines.backend_mlmd import (
     CONTAINER_EXECUTION,
     DAG_EXECUTION,
@@ -142,11 +149,25 @@ def pvc_mounts(platform: dict[str, Any], executor_label: str) -> list[str]:
     return [m["mountPath"] for m in executors.get(executor_label, {}).get("pvcMount", [])]
 
 
+def pod_labels(platform: dict[str, Any], executor_label: str) -> dict[str, str]:
+    executors = (
+        platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+    )
+    return executors.get(executor_label, {}).get("podMetadata", {}).get("labels", {})
+
+
 class Backend:
     """One emulated cluster: object store, ML Metadata, image; runs compiled pipelines on it."""
 
-    def __init__(self, root: Path, storage: Path, version: str = "2.5", log: Callable[[str], None] = print):
-        reason = available()
+    def __init__(
+        self,
+        root: Path,
+        storage: Path,
+        version: str = "2.5",
+        log: Callable[[str], None] = print,
+        image: str | None = None,
+    ):
+        reason = available() or (image_available(image) if image else None)
         if reason:
             raise BackendError(f"the backend emulator {reason}")
         task_name_of("", "", version)  # validates the version
@@ -156,7 +177,12 @@ class Backend:
         self.objects = ObjectStore(self.root / "minio")
         self.mlmd = BackendMetadata(self.root / "mlmd.sqlite")
         self.log = log
-        self.image = build_image_env(log)
+        self.image_ref = image
+        if image:  # the volume as the data loader leaves it: owned by the pods' uid
+            hand_to_pod_user(self.storage)
+            log(f"pods run in image {image} (buildah, uid 1000)")
+        else:
+            self.image = build_image_env(log)
 
     def run(
         self,
@@ -323,7 +349,7 @@ class Backend:
             }
             for mount_path in pvc_mounts(platform, component.executor_label):
                 mounts[mount_path] = self.storage
-            code, peak_kb, lines = exec_pod(command, pod, mounts, self.image, self.log)
+            code, peak_kb, lines = self._exec(command, pod, mounts, platform, component.executor_label)
             record.peak_rss_mb = peak_kb / 1024
             log_uri = f"{pipeline_root}/{recorded_name}/{salt}/{EXECUTOR_LOGS}"
             (pod / EXECUTOR_LOGS).write_text("\n".join(lines) + "\n")
@@ -346,6 +372,16 @@ class Backend:
         finally:
             self.mlmd.finish(exec_id, ok)
             shutil.rmtree(pod, ignore_errors=True)  # the pod is gone; its outputs are uploaded
+
+    def _exec(
+        self, command: list[str], pod: Path, mounts: dict[str, Path], platform: dict, executor: str
+    ) -> tuple[int, int, list[str]]:
+        """The user container: in the runtime image when one was given, else the wheel environment."""
+        if not self.image_ref:
+            return exec_pod(command, pod, mounts, self.image, self.log)
+        stage = pod_labels(platform, executor).get(names.POD_LABEL_STAGE, "")
+        network = stage in NETWORKED_STAGES
+        return exec_in_image(command, pod, mounts, self.image_ref, self.log, network=network)
 
     # -- launcher ---------------------------------------------------------------------------------
 

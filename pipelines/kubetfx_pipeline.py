@@ -114,7 +114,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
     examples = example_gen_task.outputs["examples"]
 
     statistics_task = statistics(
-        examples=examples, storage_root=p.storage_root, run_id=run_id, beam_args=p.beam_args
+        examples=examples, storage_root=p.storage_root, run_id=run_id, beam_args=p.beam_args, label=p.label
     )
     _place(statistics_task, names.STAGE_STATISTICS, opts)
 
@@ -126,6 +126,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         task=p.task,
         features=p.features,
         exclude_features=p.exclude_features,
+        run_id=run_id,  # the schema kept on the volume, under the run's artifacts
     )
     _place(schema_task, names.STAGE_SCHEMA, opts)
 
@@ -164,6 +165,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         trials=p.tuner_trials,
         steps=p.tuner_steps,
         batch_size=p.batch_size,
+        validation_fraction=p.validation_fraction,
+        max_epochs=p.max_epochs,
         enabled=p.tune_enabled,
         hyperparameters=p.hyperparameters,
         label=p.label,
@@ -180,12 +183,19 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         train_steps=p.train_steps,
         eval_steps=p.eval_steps,
         batch_size=p.batch_size,
+        validation_fraction=p.validation_fraction,
+        max_epochs=p.max_epochs,
         label=p.label,
     )
     _place(train_task, names.STAGE_TRAIN, opts)
 
     baseline_task = resolve_baseline(
-        storage_root=p.storage_root, model_name=p.model_name, serving_root=p.serving_root, data=p.data
+        storage_root=p.storage_root,
+        model_name=p.model_name,
+        serving_root=p.serving_root,
+        data=p.data,
+        run_id=run_id,
+        lock_timeout=p.lock_timeout,
     )
     _place(baseline_task, names.STAGE_RESOLVE, opts)
 
@@ -218,6 +228,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         model_name=p.model_name,
         serving_root=p.serving_root,
         data=p.data,
+        lock_timeout=p.lock_timeout,
     )
     _place(push_task, names.STAGE_PUSH, opts)
 
@@ -273,7 +284,10 @@ def add_cluster_arguments(parser) -> None:  # noqa: ANN001 (argparse parser or g
     """The compile options, shared by compile.py and ``submit.py --host``."""
     parser.add_argument("--image-registry", default="", help="registry prefix for the runtime image")
     parser.add_argument(
-        "--image", default="", help="the whole runtime image reference (overrides the prefix)"
+        "--image",
+        default="",
+        help="the whole runtime image reference (overrides the prefix); with submit.py --runner backend, "
+        "each task also runs in that image (buildah)",
     )
     parser.add_argument(
         "--pvc-name", default=names.DEFAULT_PVC_NAME, help="PersistentVolumeClaim every task mounts"

@@ -11,6 +11,12 @@ identified by URI, so a task's input is the very artifact its upstream task prod
 answers, for a pushed model version, which run, data, schema, transform graph and
 hyperparameters produced it, how it was evaluated and against which baseline
 (``lineage_report``); a version that was never pushed lists the ones that were.
+
+Paths on the storage root (artifact URIs, the paths in artifacts' metadata, path parameters, the
+``storage_root`` parameter itself as ``.``) are recorded relative to the root, URLs as they are,
+so a root that is moved, restored or copied keeps a readable lineage that never points into
+another root. The reader resolves them against the root it was given; records written before
+(absolute) are mapped onto it as the registry maps its old entries (``registry_paths``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,72 @@ from components import names
 
 RUN_CONTEXT = "system.PipelineRun"
 PIPELINE_CONTEXT = "system.Pipeline"
+# Recorded values that are paths on the storage root (artifacts' metadata, task parameters).
+PATH_KEYS = frozenset(
+    {
+        "uri",
+        names.META_STORAGE_PATH,
+        names.META_MODEL_PATH,
+        "serving_path",
+        "serving_model",
+        "model_location",
+        "baseline_model_path",
+        "input_files",
+        "source",
+        *(f"input:{p}" for p in ("storage_root", "data", "module_file", "schema_file", "thresholds_file")),
+        "input:serving_root",
+    }
+)
+
+
+def relative_paths(roots: list[Path], value: Any) -> Any:  # noqa: ANN401
+    """``value`` with every absolute path on the storage root made relative to it (the root: ``.``).
+
+    ``roots``: the root as this process sees it, and as the task saw it (its ``storage_root``
+    parameter: a pod's mount path under ``--runner backend``). Lists and dicts are walked; URLs,
+    relative paths and other text stay as they are.
+    """
+    from components.lib import registry_paths, storage
+
+    if isinstance(value, dict):
+        return {k: relative_paths(roots, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [relative_paths(roots, v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        for root in roots:
+            if storage.inside(root, value):
+                return registry_paths.relative_to_root(root, value)
+    return value
+
+
+def resolved_paths(storage_root: str | Path, value: Any, key: str = "", old_root: str | None = None) -> Any:  # noqa: ANN401
+    """Recorded paths as absolute paths under ``storage_root`` (the reader's root).
+
+    Relative values of ``PATH_KEYS`` are joined to it; absolute ones (records older than relative
+    paths) are mapped by ``registry_paths.relocate_path``, exactly when ``old_root`` (the run's
+    recorded ``storage_root``) holds them; URLs and other values stay as they are.
+    """
+    from components.lib import registry_paths
+
+    if isinstance(value, dict):
+        inner = {k: key if k in ("list", "struct") else k for k in value}
+        return {k: resolved_paths(storage_root, v, inner[k], old_root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolved_paths(storage_root, v, key, old_root) for v in value]
+    if not isinstance(value, str) or not value or "://" in value:
+        return value
+    if os.path.isabs(value):
+        value = registry_paths.relocate_path(storage_root, value, recorded_root=old_root)
+    elif key not in PATH_KEYS:
+        return value
+    return os.path.normpath(os.path.join(storage_root, value))
+
+
+def root_of(db_path: Path) -> Path:
+    """The storage root of a store at ``<root>/metadata/mlmd.sqlite`` (else the store's folder)."""
+    db_path = Path(os.path.abspath(db_path))
+    layout = Path(names.METADATA_DB).parts
+    return db_path.parents[len(layout) - 1] if db_path.parts[-len(layout) :] == layout else db_path.parent
 
 
 def _to_value(value: Any):  # noqa: ANN202 (metadata_store_pb2.Value)
@@ -65,7 +137,7 @@ def _from_value(v: Any) -> Any:
 class LineageRecorder:
     """Writes one local run's executions, artifacts and events into an MLMD SQLite store."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, storage_root: Path | None = None) -> None:
         from ml_metadata.metadata_store import metadata_store
         from ml_metadata.proto import metadata_store_pb2
 
@@ -74,15 +146,17 @@ class LineageRecorder:
         config.sqlite.filename_uri = str(db_path)
         config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
         self.db_path = db_path
+        self.root = Path(os.path.abspath(storage_root)) if storage_root is not None else root_of(db_path)
         self.store = metadata_store.MetadataStore(config)
         self._pb = metadata_store_pb2
         self._run_context_id: int | None = None
         self._run_id = ""
         self._pipeline_context_id: int | None = None
+        self._pod_roots: list[Path] = []
 
     @classmethod
     def for_storage(cls, storage_root: Path) -> LineageRecorder:
-        return cls(Path(storage_root) / names.METADATA_DB)
+        return cls(Path(storage_root) / names.METADATA_DB, Path(storage_root))
 
     def _type_id(self, kind: str, name: str) -> int:
         pb = self._pb
@@ -110,13 +184,28 @@ class LineageRecorder:
         self._run_context_id = self._context(
             RUN_CONTEXT,
             run_id,
-            {"pipeline": pipeline_name, "parameters": parameters, "status": "RUNNING", **owner},
+            {
+                "pipeline": pipeline_name,
+                "parameters": relative_paths(self._roots(parameters), parameters),
+                "status": "RUNNING",
+                **owner,
+            },
         )
         self.store.put_parent_contexts(
             [self._pb.ParentContext(child_id=self._run_context_id, parent_id=self._pipeline_context_id)]
         )
 
-    def _artifact_id(self, uri: str, type_name: str, name: str, metadata: dict[str, Any], state: int) -> int:
+    def _roots(self, parameters: dict[str, Any]) -> list[Path]:
+        """The store's root, and every other path this run's tasks were given as it (a pod's view)."""
+        given = str(parameters.get("storage_root") or "")
+        if os.path.isabs(given) and Path(given) not in self._pod_roots and Path(given) != self.root:
+            self._pod_roots.append(Path(given))
+        return [self.root, *self._pod_roots]
+
+    def _artifact_id(
+        self, uri: str, type_name: str, name: str, metadata: dict[str, Any], state: int, roots: list[Path]
+    ) -> int:
+        uri, metadata = relative_paths(roots, uri), relative_paths(roots, metadata or {})
         found = [a for a in self.store.get_artifacts_by_uri(uri) if a.type == type_name]
         art = found[0] if found else self._pb.Artifact(type_id=self._type_id("artifact", type_name), uri=uri)
         art.state = state
@@ -134,8 +223,9 @@ class LineageRecorder:
             last_known_state=pb.Execution.COMPLETE if record.status == "SUCCESS" else pb.Execution.FAILED,
         )
         inputs = record.executor_input.get("inputs", {})
+        roots = self._roots(inputs.get("parameterValues", {}))
         for k, v in inputs.get("parameterValues", {}).items():
-            execution.custom_properties[f"input:{k}"].CopyFrom(_to_value(v))
+            execution.custom_properties[f"input:{k}"].CopyFrom(_to_value(relative_paths(roots, v)))
         for k, v in {
             "task": record.task,
             "seconds": round(record.seconds, 3),
@@ -153,11 +243,12 @@ class LineageRecorder:
                     a.get("name", key),
                     a.get("metadata", {}),
                     pb.Artifact.LIVE,
+                    roots,
                 )
                 pairs.append((aid, pb.Event.INPUT, key))
         for key, art in record.outputs.items():
             if hasattr(art, "uri"):
-                aid = self._artifact_id(art.uri, art.schema_title, key, art.metadata, pb.Artifact.LIVE)
+                aid = self._artifact_id(art.uri, art.schema_title, key, art.metadata, pb.Artifact.LIVE, roots)
                 pairs.append((aid, pb.Event.OUTPUT, key))
         # put_execution writes the execution and its context links in one transaction.
         ids = [c for c in (self._run_context_id, self._pipeline_context_id) if c]
@@ -227,13 +318,14 @@ class SafeLineage:
 
     def __init__(self, storage_root: Path, warn: Callable[[str], None]) -> None:
         self.db_path = Path(storage_root) / names.METADATA_DB
+        self.root = Path(storage_root)
         self._warn = warn
         self._recorder = self._open()
 
     def _open(self) -> LineageRecorder | None:
         for attempt in (1, 2):
             try:
-                recorder = LineageRecorder(self.db_path)
+                recorder = LineageRecorder(self.db_path, self.root)
                 interrupted = recorder.mark_interrupted()
                 if interrupted:
                     self._warn(
@@ -304,9 +396,15 @@ def _props(node: Any) -> dict[str, Any]:
     return {k: _from_value(v) for k, v in node.custom_properties.items()}
 
 
-def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any]:
-    """Everything upstream of the pushed model ``model_name`` version ``version``."""
-    rec = LineageRecorder(db_path)
+def trace_version(
+    db_path: Path, model_name: str, version: int, storage_root: Path | None = None
+) -> dict[str, Any]:
+    """Everything upstream of the pushed model ``model_name`` version ``version``.
+
+    Paths come back absolute under ``storage_root`` (default: the root holding ``db_path``), the
+    root this reader was given, whatever root they were recorded under (``resolved_paths``).
+    """
+    rec = LineageRecorder(db_path, storage_root)
     store, pb = rec.store, rec._pb
     pushed = [
         a
@@ -342,6 +440,7 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
                 if inp.type == pb.Event.INPUT:
                     frontier.append(inp.artifact_id)
     runs = {c.name for e in executions for c in store.get_contexts_by_execution(e) if c.type == RUN_CONTEXT}
+    _resolve_all(rec.root, seen, executions)
     by_name = {v.get("display_name"): v for v in seen.values()}
     return {
         "model": model_name,
@@ -358,6 +457,23 @@ def trace_version(db_path: Path, model_name: str, version: int) -> dict[str, Any
         "artifacts": list(seen.values()),
         "executions": list(executions.values()),
     }
+
+
+def _resolve_all(root: Path, *records: dict[int, dict[str, Any]]) -> None:
+    """Every record's paths resolved against ``root`` (``resolved_paths``), in place.
+
+    Records written with absolute paths name the root they were written on in their tasks'
+    ``input:storage_root``: the first such one maps them exactly.
+    """
+    old_roots = [
+        str(e["input:storage_root"])
+        for e in records[-1].values()
+        if os.path.isabs(str(e.get("input:storage_root") or ""))
+    ]
+    old_root = old_roots[0] if old_roots else None
+    for found in records:
+        for key, record in found.items():
+            found[key] = resolved_paths(root, record, old_root=old_root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = args.model or _only_model(Path(args.storage))
     try:
-        trace = trace_version(db, model, args.version)
+        trace = trace_version(db, model, args.version, Path(args.storage))
     except LookupError as e:
         print(f"[lineage] {e}", file=sys.stderr)
         return 1

@@ -1,6 +1,8 @@
 """What ``python -m pipelines.lineage`` prints: a pushed version's inputs, evaluation and baseline.
 
-Values are shown as users wrote them: ML Metadata (and KFP's metadata on the way to it) keeps
+Paths are those of the storage root the command was given (``lineage.resolved_paths``), with
+``(missing)`` after one that is not there (deleted, or never copied with the root). Values are
+shown as users wrote them: ML Metadata (and KFP's metadata on the way to it) keeps
 every number as a float, so hyperparameters are read back from the artifact's own
 ``best_hyperparameters.txt`` when it is still there, and whole floats otherwise print as ints
 (``num_layers 2``, not ``2.0``).
@@ -39,6 +41,14 @@ def hyperparameters_of(art: dict[str, Any]) -> dict[str, Any]:
             return values
     values = plain(art.get("hyperparameters"))
     return values if isinstance(values, dict) else {}
+
+
+def shown_path(value: Any) -> str:  # noqa: ANN401
+    """A recorded path as the trace resolved it, ``(missing)`` after it when it is not on the volume."""
+    text = str(value)
+    if text.startswith("/") and not Path(text).exists():
+        return f"{text} (missing)"
+    return text
 
 
 def _number(value: Any) -> str:  # noqa: ANN401
@@ -84,10 +94,11 @@ def describe(trace: dict[str, Any]) -> list[str]:
         ("trained model", "model_trained"),
     ):
         art = trace.get(key) or {}
-        where = art.get(names.META_STORAGE_PATH) or art.get("uri", "?")
+        where = shown_path(art.get(names.META_STORAGE_PATH) or art.get("uri", "?"))
         extra = ""
         if key == "data":
-            files = plain(art.get("input_files"))
+            listed = plain(art.get("input_files")) or []
+            files = [shown_path(f) for f in ([listed] if isinstance(listed, str) else listed)]
             extra = f"  files={files} fingerprint={str(art.get(names.META_FINGERPRINT))[:16]}"
         elif key == "hyperparameters":
             values = hyperparameters_of(art)

@@ -1,8 +1,8 @@
 """A local run of the whole pipeline: preflight, data onto the storage folder, compile, execute.
 
 This is what ``python submit.py`` does without ``--host``. The storage folder plays the
-PersistentVolume: the input CSV is placed under ``data/`` exactly as the loader Job places it
-on the cluster, and every stage reads and writes under the same layout. Nothing is written
+PersistentVolume: the input is copied by content under ``data/<name>@<digest>/<name>``
+(``stage_data``), and every stage reads and writes under the same layout as on the cluster. Nothing is written
 before ``preflight.check`` has accepted every parameter and the storage root.
 """
 
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from components import names
-from components.lib.storage import INCOMING_PREFIX, owner_tag
+from components.lib.storage import incoming_dir
 from components.parameters import coerce, model_name_for
 from pipelines import preflight
 from pipelines.kubetfx_pipeline import compile_pipeline
@@ -29,41 +29,66 @@ RUN_MODES = ("inprocess", "backend")
 GENERATED_ROWS = 1338
 
 
-def stage_data(storage: Path, data: Path | None, log: Callable[[str], None] = print) -> str:
+def stage_data(
+    storage: Path,
+    data: Path | None,
+    log: Callable[[str], None] = print,
+    before: list[tuple[str, int, int]] | None = None,
+) -> str:
     """Put the input on the storage folder; return its path relative to the storage root.
 
-    No ``data``: seeded synthetic rows with the real columns (the project runs without the
-    real dataset). A file or folder: copied under ``data/`` (replacing an older copy whole).
+    ``--data`` (and, without it, ``data/insurance.csv``: seeded synthetic rows with the real
+    columns, generated once when absent) is copied by content to ``data/<name>@<digest>/<name>``
+    (``storage.copy_in``): never written again once there, so a run reading it is never handed
+    another table, and the ``data`` parameter lineage records names those very bytes. The name is
+    kept, so the model name derived from it is too. A ``--data`` already elsewhere on the storage
+    root is used in place, as it is; rewriting it under a running reader is then the user's doing.
+    ``before``: the input's ``storage.source_state`` when the preflight read it.
     """
+    from components.lib import storage as volume
+
+    (storage / names.DATA_DIR).mkdir(parents=True, exist_ok=True)
+    if data is None:
+        source = _default_data(storage, log)
+    else:
+        source = Path(os.path.abspath(data))
+        if not source.exists():
+            raise FileNotFoundError(f"[submit] {source}: input data does not exist")
+        if volume.inside(storage, source):
+            log(f"input {source}: on the storage root already, used in place")
+            return os.path.relpath(source, storage)
+    return volume.copy_in(storage, source, before, log)
+
+
+def _default_data(storage: Path, log: Callable[[str], None]) -> Path:
+    """``data/insurance.csv``, generated when absent (in scratch, then linked in: never rewritten)."""
     from components.lib.datagen import generate_csv
 
-    data_dir = storage / names.DATA_DIR
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if data is None:
-        target = storage / names.DEFAULT_DATA_FILE
-        if not target.exists():
-            generate_csv(target, rows=GENERATED_ROWS, seed=42)
-            log(f"no --data given: generated {GENERATED_ROWS} synthetic insurance rows at {target}")
-        else:
-            log(f"no --data given: using {target}")
-        return names.DEFAULT_DATA_FILE
-    data = data.resolve()
-    if not data.exists():
-        raise FileNotFoundError(f"[submit] {data}: input data does not exist")
-    target = data_dir / data.name
-    if target.resolve() == data:
-        return str(target.relative_to(storage))
-    # Owner in the name: a copy killed midway is removed by the next run (storage.clean_scratch).
-    scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=f"{INCOMING_PREFIX}{owner_tag()}-"))
+    target = storage / names.DEFAULT_DATA_FILE
+    if target.exists():
+        log(f"no --data given: using {target}")
+        return target
+    scratch = incoming_dir(target.parent)
     try:
-        copy = scratch / data.name
-        shutil.copytree(data, copy) if data.is_dir() else shutil.copy2(data, copy)
-        if target.is_dir():
-            shutil.rmtree(target)
-        copy.replace(target)
+        made = generate_csv(scratch / target.name, rows=GENERATED_ROWS, seed=42)
+        try:
+            os.link(made, target)  # fails if a concurrent run put it there first: theirs is kept
+        except FileExistsError:
+            pass
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return str(target.relative_to(storage))
+    log(f"no --data given: generated {GENERATED_ROWS} synthetic insurance rows at {target}")
+    return target
+
+
+def _input_state(storage: Path, data: Path | None, parameters: dict[str, Any]) -> Any:  # noqa: ANN401
+    """``storage.source_state`` of the input stage_data will copy (None: named by ``data`` or generated)."""
+    from components.lib.storage import source_state
+
+    if "data" in parameters:
+        return None
+    source = data if data is not None else storage / names.DEFAULT_DATA_FILE
+    return source_state(Path(os.path.abspath(source)))
 
 
 def new_run_id() -> str:
@@ -85,6 +110,7 @@ def run_locally(
     *,
     mode: str = "inprocess",
     backend_version: str = "2.5",
+    image: str | None = None,
     package: str | None = None,
     log: Callable[[str], None] = print,
     on_task_end: Callable[[TaskRecord], None] | None = None,
@@ -95,7 +121,8 @@ def run_locally(
 
     ``mode``: ``inprocess`` (all tasks in this warm process, KFP's local machinery) or
     ``backend`` (the compiled YAML as the open-source KFP backend runs it, a pod per task:
-    ``pipelines.kfp_backend``; ``backend_version`` 2.5 or 2.14 picks its task-lookup rule).
+    ``pipelines.kfp_backend``; ``backend_version`` 2.5 or 2.14 picks its task-lookup rule;
+    ``image``, a runtime image in buildah's storage, runs each task's container in it).
 
     ``start`` is told the run id, pipeline name and final arguments before the first task.
     A bad parameter, path, module or storage root is a ``preflight.PreflightError`` (a
@@ -103,12 +130,15 @@ def run_locally(
     """
     if mode not in RUN_MODES:
         raise ValueError(f"[submit] --runner must be one of {RUN_MODES}, not {mode!r}")
+    if image and mode != "backend":
+        raise ValueError("[submit] --image runs each task in that image: only with --runner backend")
+    read = _input_state(storage, data, parameters)  # what the preflight is about to read
     preflight.check(storage, data, parameters, runner=mode)
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
     args = dict(parameters)
     if "data" not in args:  # --param data=... names a file already on the storage root
-        args["data"] = stage_data(storage, data, log)
+        args["data"] = stage_data(storage, data, log, before=read)
     # The name the stages would derive from the data, resolved once so the console names it.
     args["model_name"] = model_name_for(str(args.get("model_name") or ""), str(args["data"]))
     if package is None:
@@ -120,7 +150,7 @@ def run_locally(
         # storage_root parameter's default; the run id is a UUID.
         from pipelines.kfp_backend import Backend
 
-        backend = Backend(storage / names.KFP_LOCAL_DIR / "backend", storage, backend_version, log)
+        backend = Backend(storage / names.KFP_LOCAL_DIR / "backend", storage, backend_version, log, image)
         args = coerce(args)
         run_id = str(uuid.uuid4())
         if start:

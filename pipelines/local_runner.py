@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from components import names
 from components.errors import StageError
 
 
@@ -221,10 +222,11 @@ def run_pipeline_spec(
             unique_pipeline_id=run_id,
         )
         record.executor_input = _split_command(full_command)[2]
-        log(f"▶ {task_name}")
+        stage = names.stage_of(task_name)  # one name per stage: console, log file, error lines
+        log(f"▶ {stage}")
         t0 = time.perf_counter()
-        task_log = Path(pipeline_root) / run_id / "logs" / f"{task_name}.log"
-        hide = quiet.capture(task_name, task_log) if quiet else None
+        task_log = Path(pipeline_root) / run_id / "logs" / f"{stage}.log"
+        hide = quiet.capture(stage, task_log) if quiet else None
         try:
             with hide or contextlib.nullcontext(), _PeakRss() as rss:
                 _execute_in_process(full_command, task_root)
@@ -235,7 +237,7 @@ def run_pipeline_spec(
                 _append_traceback(e, task_log)
         except Exception as e:  # noqa: BLE001 (its traceback goes to the task's log, then the run stops)
             record.status = "FAILURE"
-            record.error = unexpected_error_line(task_name, e, task_log)
+            record.error = unexpected_error_line(stage, e, task_log)
             log(traceback.format_exc())
         record.seconds = time.perf_counter() - t0
         record.peak_rss_mb = rss.peak_kb / 1024

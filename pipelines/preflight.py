@@ -5,14 +5,15 @@ lineage store or the compiled YAML exist. A rejected command leaves nothing behi
 ``[stage] file: problem`` line, ``stage`` being the one that would have failed (or ``submit``).
 
 The checks are the stages' own, called early, so a local run and a cluster run refuse the same
-values with the same words: the parameter vocabulary (``parameters.coerce``: types, choices,
-JSON, the model name), paths kept on the volume (``storage.resolve``: ``data``, ``schema_file``,
-``module_file``, ``thresholds_file``, ``serving_root``), the user module (``user_module``: it
-imports, and defines the functions the stages will call), the schema and thresholds files (their
-readers), the registry index (``registry.read_index``: a damaged one stops resolve-baseline),
-the slice feature (a column of the data's header), and the storage root itself (exists or
-can be made, is a directory, is writable, has room for the run). On a cluster the submitting
-machine cannot see the volume, so the stages enforce the same checks themselves at run time.
+values with the same words: the parameter vocabulary (``parameters.coerce``: types, choices, JSON,
+the model name; ``lock_timeout`` not negative), paths kept on the volume (``storage.resolve``:
+``data``, ``schema_file``, ``module_file``, ``thresholds_file``, ``serving_root``), the user module
+(``user_module``: it imports, and defines the functions the stages will call), the schema and
+thresholds files (their readers), the registry index (``registry.read_index``: a damaged one stops
+resolve-baseline), the slice feature (a column of the data's header), and the storage root itself
+(exists or can be made, is a directory, is writable, has room for the run). On a cluster the
+submitting machine cannot see the volume, so the stages enforce the same checks themselves at run
+time.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def check(
     except ParameterError as e:
         raise PreflightError(f"[submit] {e}") from None
     p = {q.name: q.default for q in PARAMETERS} | values
+    _lock_timeout(p["lock_timeout"])
     root = Path(os.path.abspath(storage))
     _storage_root(storage)
     data_name = _data_name(data, p, named="data" in values)
@@ -79,6 +81,16 @@ def check(
         if reason:
             raise PreflightError(f"[submit] --runner backend: the KFP backend emulator {reason}")
     return values
+
+
+def _lock_timeout(seconds: float) -> None:
+    """``lock_timeout`` is 0 (wait without limit) or more seconds (``registry_lock``, at push)."""
+    from components.lib import registry_lock
+
+    try:
+        registry_lock.check_timeout(seconds, names.STAGE_PUSH)
+    except StageError as e:
+        raise PreflightError(f"[submit] {e.problem}") from None
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -250,7 +262,7 @@ def _module(root: Path, p: dict[str, Any]) -> None:
 def _bounds(
     p: dict[str, Any], given: dict[str, Any], header: list[str] | None, rows: tuple[int, bool, str] | None
 ) -> None:
-    """Steps, trials, the batch's memory and rows, the fixed hyperparameters (``bounds``)."""
+    """Steps, trials, the batch's memory and rows, the table's width, fixed hyperparameters (``bounds``)."""
     import json
 
     from components.lib import bounds
@@ -263,7 +275,11 @@ def _bounds(
         bounds.check_batch_rows(p["batch_size"], rows[0], rows[1], batch_stage, rows[2])
     fixed = json.loads(p["hyperparameters"]) if p["hyperparameters"].strip() else {}
     built_in = not p["module_file"].strip()
-    kinds = dict(bounds.BUILT_IN) if built_in else None  # a user module's space: tune checks it
+    if built_in and header is not None:  # a wide table: the built-in transform's graphs
+        columns = bounds.feature_columns(header, p["label"], p["features"], p["exclude_features"])
+        bounds.check_transform_memory(columns, names.STAGE_TRANSFORM)
+    # A user module's space: tune checks it.
+    kinds: dict[str, str | None] | None = dict(bounds.BUILT_IN) if built_in else None
     module = "the built-in module" if built_in else "the module"
     bounds.check_hyperparameters(fixed, kinds, names.STAGE_TUNE, module)
 

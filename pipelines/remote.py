@@ -16,6 +16,11 @@ parameters, kfp.Client and its requests, waiting for the run. The rest lives in
 check, failures as one line), :mod:`pipelines.cron` (the schedule check) and
 :mod:`pipelines.submit_error` (:class:`SubmitError`); the public names are importable from here.
 
+The input is not copied here: ``data`` names a path on the cluster's volume as the data loader
+Job or ``kubectl cp`` put it there (``docs/kubernetes.md``, section 3), in place — unlike a local
+run, which copies its input by content (``pipelines.local.stage_data``). A table rewritten at
+that path while a run reads it is the writer's doing; a new key per export avoids it.
+
 Only the standard library and kfp at module level: kfp.Client (and with it kfp_server_api,
 urllib3 and yaml) is imported when a submission actually happens.
 """

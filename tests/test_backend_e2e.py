@@ -34,9 +34,14 @@ def _reported_documents(storage: Path) -> dict[str, str]:
 
 @pytest.mark.e2e
 def test_committed_yaml_runs_twice_on_the_2_5_backend(kfp_backend_ready, tmp_path):
+    run_twice_and_check(tmp_path)
+
+
+def run_twice_and_check(tmp_path: Path, image: str | None = None) -> list:
+    """Two runs of the committed YAML on one volume (tasks in ``image`` if given); their checks."""
     storage = tmp_path / "volume"
     data = stage_data(storage, REAL_CSV if REAL_CSV.exists() else None, log=lambda s: None)
-    backend = Backend(tmp_path / "cluster", storage, "2.5", log=lambda s: None)
+    backend = Backend(tmp_path / "cluster", storage, "2.5", log=lambda s: None, image=image)
     runs = []
     for _ in range(2):
         run = backend.run(COMMITTED_YAML, {"data": data, **FAST}, run_id=str(uuid.uuid4()))
@@ -71,3 +76,4 @@ def test_committed_yaml_runs_twice_on_the_2_5_backend(kfp_backend_ready, tmp_pat
             text = value.string_value
             if text.startswith("/"):
                 assert text.startswith(mount), f"ML Metadata {artifact.uri} {key}={text}"
+    return runs

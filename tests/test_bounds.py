@@ -293,3 +293,59 @@ def test_train_refuses_before_the_fit(storage_root, transformed, tmp_path, monke
         "over half of the 64 KiB available: at most 18"
     )
     assert not (storage_root / names.ARTIFACTS_DIR / "train-bounds" / names.STAGE_TRAIN).exists()
+
+
+# --- A wide table: the built-in module's transform, one analyzer per column. ------------------
+WIDE_LINE = (
+    "[transform] columns: 1,500 feature columns need ≈19.4 GiB of memory in transform with the built-in "
+    "module (one analyzer per column, ≈13 MiB each), over the 8.0 GiB available: at most 803; choose "
+    "columns with features= or exclude_features=, or give the stage more memory"
+)
+
+
+def wide_csv(volume: Path, columns: int) -> str:
+    header = [f"f{i}" for i in range(columns)] + [names.LABEL]
+    (volume / names.DATA_DIR / "wide.csv").write_text(
+        ",".join(header) + "\n" + ",".join(["1"] * len(header)) + "\n"
+    )
+    return "data=data/wide.csv"
+
+
+@pytest.mark.parametrize(("columns", "measured_gib"), [(50, 0.21), (150, 0.80), (500, 3.56)])
+def test_the_transform_estimate_follows_what_was_measured(columns, measured_gib):
+    """Transform's peak above its imports, the built-in module on a 1,340-row table of number columns."""
+    estimate = (bounds.transform_memory(columns) - bounds.TRANSFORM_BASE_BYTES) / GIB
+    assert 0.9 * measured_gib <= estimate <= 1.3 * measured_gib
+
+
+def test_a_table_too_wide_for_the_transform_is_one_line_before_anything_is_written(capsys, volume):
+    data = wide_csv(volume, 1500)
+    before = snapshot(volume.parent)
+    code, lines = run_submit(capsys, volume, data)
+    assert (code, lines) == (2, [WIDE_LINE])
+    assert snapshot(volume.parent) == before
+    fewer = ",".join(f"f{i}" for i in range(800))  # 700 columns left: they fit
+    assert preflight.check(volume, None, {"data": "data/wide.csv", "exclude_features": fewer}) is not None
+    assert preflight.check(volume, None, {"data": "data/wide.csv", "features": "f1,f2"}) is not None
+    assert preflight.check(volume, None, {"data": "data/wide.csv", "module_file": "data/good.py"}) is not None
+
+
+def test_the_500_column_table_of_the_issue_passes(volume):
+    assert preflight.check(volume, None, {"data": wide_csv(volume, 500).split("=", 1)[1]}) is not None
+
+
+def test_transform_refuses_a_table_too_wide_before_beam_starts(
+    storage_root, examples, synthetic_csv, monkeypatch
+):
+    from test_transform import infer_schema_file, run_transform_component
+
+    schema_dir = infer_schema_file(synthetic_csv, storage_root / "kfp" / "wide-bounds" / "schema")
+    monkeypatch.setattr(bounds, "available_memory", lambda: GIB + 10 * 2**20)  # room for 2 columns
+    with pytest.raises(StageError) as err:
+        run_transform_component(storage_root, examples, schema_dir, "wide-bounds")
+    assert str(err.value).startswith("[transform] columns: 6 feature columns need ≈1.0 GiB of memory")
+    assert str(err.value).endswith(
+        "over the 1.0 GiB available: at most 2; choose columns with features= or "
+        "exclude_features=, or give the stage more memory"
+    )
+    assert not (storage_root / names.ARTIFACTS_DIR / "wide-bounds" / names.STAGE_TRANSFORM).exists()

@@ -51,9 +51,9 @@ def test_the_outcome_says_not_blessed_and_that_nothing_was_pushed(tmp_path):
         _record("push", pushed_model={"pushed": 0.0, "reason": "not blessed"}),
     )
     word, lines = console.outcome(run, tmp_path, "insurance")
-    assert word == "NOT BLESSED"
-    assert lines[0] == "NOT BLESSED: MAE 9,100 > 8,000; nothing pushed"
-    assert console.summary_table(run, word) == "total 2.0 s, peak 1 MB, 2/2 stages: NOT BLESSED"
+    assert word == "NOT_BLESSED"  # the blessing's own word, as in the registry and lineage
+    assert lines[0] == "NOT_BLESSED: MAE 9,100 > 8,000; nothing pushed"
+    assert console.summary_table(run, word) == "total 2.0 s, peak 1 MB, 2/2 stages: NOT_BLESSED"
 
 
 def test_the_outcome_names_the_pushed_version(tmp_path):
@@ -172,3 +172,102 @@ def test_a_stage_that_ran_on_beam_says_so():
         "rows train 200 / eval 100 on Beam (PortableRunner, files per split train 2 / eval 1)"
     )
     assert console.stage_figures(local) == "7 features"
+
+
+def test_a_stage_has_one_name_on_the_console_and_validate_names_its_anomalies():
+    gen = _record("example-gen", examples={names.META_ROWS: {"train": 2}})
+    assert console.stage_line(gen).startswith("✔ example_gen ")
+    many = _record(
+        "validate",
+        anomalies={
+            "verdict": "anomalies",
+            "anomalies": 4.0,
+            "anomalous_features": {"list": ["a", "b", "c", "d"]},
+        },
+    )
+    assert console.stage_figures(many) == "4 anomalies: a, b, c, …"
+    one = _record(
+        "validate", anomalies={"verdict": "anomalies", "anomalies": 1, "anomalous_features": ["bmi"]}
+    )
+    assert console.stage_figures(one) == "1 anomaly: bmi"
+    assert (
+        console.stage_figures(_record("validate", anomalies={"verdict": "ok", "anomalies": 0}))
+        == "no anomalies"
+    )
+
+
+def test_the_heartbeat_says_the_epoch_or_trial_and_the_time_left():
+    progress = console.Progress(start=0.0)
+    assert progress.says(5.0) == ""
+    progress.see("Epoch 1/40", 10.0)
+    assert progress.says(11.0) == "; epoch 1/40"
+    progress.see("4/4 - 0s - 5ms/step - loss: 1.0", 12.0)
+    progress.see("Epoch 11/40", 30.0)  # 10 epochs in 20 s: at most 30 epochs (60 s) left
+    assert progress.says(30.0) == "; epoch 11/40, at most ~60 s left"
+    progress.see(f"{names.PROGRESS_PREFIX}trial 1/4: units 64 val_loss 0.2", 40.0)
+    assert progress.says(40.0) == "; trial 1/4 done, about 2 min left"  # 40 s a trial, 3 to go
+
+
+def test_a_backend_runs_closing_lines_are_local_paths_with_the_schema_and_a_quoted_tensorboard(tmp_path):
+    storage = tmp_path / "my storage"
+    run_dir = storage / names.ARTIFACTS_DIR / "r1"
+    (run_dir / "schema").mkdir(parents=True)
+    (run_dir / "schema" / names.SCHEMA_FILE).write_text("")
+    (storage / "serving" / "m" / "1").mkdir(parents=True)
+    pod = f"{names.DEFAULT_MOUNT_PATH}/{names.ARTIFACTS_DIR}/r1"  # what the pods recorded
+    run = _run(
+        _record("schema", schema={names.META_STORAGE_PATH: f"{pod}/schema/{names.SCHEMA_FILE}"}),
+        _record("train", tensorboard={names.META_STORAGE_PATH: f"{pod}/train/logs"}),
+        _record("evaluate", blessing={"verdict": "BLESSED"}),
+        _record(
+            "push",
+            pushed_model={
+                "pushed": 1,
+                "version": 1.0,
+                "serving_path": f"{names.DEFAULT_MOUNT_PATH}/serving/m/1",
+            },
+        ),
+    )
+    word, lines = console.outcome(run, storage, "m")
+    assert word == "BLESSED"
+    assert lines[0] == f"BLESSED, pushed m v1 → {storage / 'serving' / 'm' / '1'}"
+    assert lines[1] == (
+        f"schema {'':<11}{run_dir / 'schema' / names.SCHEMA_FILE}  "
+        f"(reuse: schema_file={names.ARTIFACTS_DIR}/r1/schema/{names.SCHEMA_FILE})"
+    )
+    assert lines[2].endswith(f" --logdir '{run_dir}'")  # a path with a space, shell-quoted
+
+
+def _pushed_copy(path: Path, weights: bytes) -> Path:
+    from components.lib import saved_model
+
+    (path / "variables").mkdir(parents=True)
+    (path / "variables" / "variables.index").write_bytes(weights)
+    (path / "saved_model.pb").write_bytes(os.urandom(8))  # graphs differ between exports anyway
+    saved_model.write_manifest(path)
+    return path
+
+
+def test_a_candidate_that_repeats_its_baseline_is_said(tmp_path):
+    old = _pushed_copy(tmp_path / "serving" / "m" / "1", b"w")
+    new = _pushed_copy(tmp_path / "serving" / "m" / "2", b"w")
+    other = _pushed_copy(tmp_path / "serving" / "m" / "3", b"x")
+
+    def run_with(pushed: Path, data: str):  # noqa: ANN202
+        return _run(
+            _record("example-gen", examples={names.META_FINGERPRINT: data}),
+            _record(
+                "resolve-baseline",
+                baseline={"found": True, "version": 1.0, "model_path": str(old), "fingerprint": "d1"},
+            ),
+            _record("evaluate", blessing={"verdict": "BLESSED"}),
+            _record("push", pushed_model={"pushed": 1, "version": 2.0, "serving_path": str(pushed)}),
+        )
+
+    lines = console.outcome(run_with(new, "d1"), tmp_path, "m")[1]
+    assert lines[1] == "note: the candidate is identical to the baseline v1 (the same data, the same weights)"
+    lines = console.outcome(run_with(other, "d1"), tmp_path, "m")[1]
+    assert lines[1] == "note: the candidate was trained on the same data as the baseline v1 (fingerprint d1)"
+    assert not any(
+        line.startswith("note:") for line in console.outcome(run_with(new, "d2"), tmp_path, "m")[1]
+    )

@@ -94,8 +94,8 @@ def first_run(work, examples, trained):
     return run_evaluate(work / "run1", examples, model_artifact(trained["good"], work / "run1"))
 
 
-def reference_mae(examples: dsl.Dataset, train_dir: Path) -> tuple[float, int]:
-    """MAE computed without TFMA: the SavedModel called directly on the eval split."""
+def reference_predictions(examples: dsl.Dataset, train_dir: Path) -> tuple:
+    """(predictions, labels) without TFMA: the SavedModel called directly on the eval split."""
     import numpy as np
     import tensorflow as tf
 
@@ -106,7 +106,15 @@ def reference_mae(examples: dsl.Dataset, train_dir: Path) -> tuple[float, int]:
     label = np.array(
         [tf.train.Example.FromString(r).features.feature[names.LABEL].float_list.value[0] for r in records]
     )
-    return float(np.mean(np.abs(pred - label))), len(records)
+    return pred.astype(np.float64), label.astype(np.float64)
+
+
+def reference_mae(examples: dsl.Dataset, train_dir: Path) -> tuple[float, int]:
+    """MAE computed without TFMA: the SavedModel called directly on the eval split."""
+    import numpy as np
+
+    pred, label = reference_predictions(examples, train_dir)
+    return float(np.mean(np.abs(pred - label))), len(label)
 
 
 def test_first_run_is_blessed_by_the_absolute_threshold_alone(first_run, examples, trained):
@@ -153,7 +161,9 @@ def test_tfma_reads_back_the_result_with_slices(first_run, examples):
     assert validation.validation_ok
 
 
-def test_metrics_and_summary(first_run):
+def test_metrics_and_summary(first_run, examples, trained):
+    import numpy as np
+
     logged = first_run["metrics"].metadata
     # the blessing and each slice's MAE; no baseline figures without a baseline
     assert set(logged) == {
@@ -161,15 +171,23 @@ def test_metrics_and_summary(first_run):
         "mse",
         "mae",
         "rmse",
+        "r2",
         "blessed",
         "mae[smoker=no]",
         "mae[smoker=yes]",
     }
     assert logged["rmse"] == pytest.approx(logged["mse"] ** 0.5, rel=1e-5)
     assert logged["mae"] == round(logged["mae"], 2) and logged["blessed"] == 1.0
+    # R² of the served predictions, computed here without TFMA: 1 - SSE / SST.
+    pred, label = reference_predictions(examples, trained["good"])
+    r2 = 1 - ((label - pred) ** 2).sum() / ((label - label.mean()) ** 2).sum()
+    assert 0 < r2 < 1 and logged["r2"] == pytest.approx(r2, abs=1e-4)
     summary = json.loads((evaluate_dir(first_run) / "summary.json").read_text())
     assert set(summary["slices"]) == {"Overall", "smoker=no", "smoker=yes"}
+    assert summary["blessing"]["metrics"]["r2"] == pytest.approx(r2, abs=1e-4)
     assert first_run["evaluation"].metadata["eval_result"] == eval_result_dir(first_run)
+    assert first_run["evaluation"].metadata["r2"] == pytest.approx(r2, abs=1e-4)
+    assert np.isfinite(summary["blessing"]["metrics"]["mae"])
 
 
 def test_report_is_self_contained_html(first_run):

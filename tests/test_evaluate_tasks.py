@@ -8,6 +8,7 @@ The classifiers are fixed formulas with the train stage's classification contrac
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,11 @@ def test_classification_plots_give_the_confusion_matrix_and_roc(tmp_path):
     matrix = curves["confusion_matrix"]
     assert sum(map(sum, matrix)) == len(rows)
     assert (matrix[0][0] + matrix[1][1]) / len(rows) == pytest.approx(result.candidate["accuracy"], rel=1e-6)
+    (tn, fp), (fn, tp) = matrix  # macro-F1: the mean of both classes' F1, from the same matrix
+    f1 = (2 * tp / (2 * tp + fp + fn) + 2 * tn / (2 * tn + fn + fp)) / 2
+    assert 0 < result.candidate["macro_f1"] == pytest.approx(f1, rel=1e-9)
+    assert result.evaluation_metadata()["macro_f1"] == pytest.approx(f1, rel=1e-9)
+    assert result.logged_metrics()["macro_f1"] == pytest.approx(f1, rel=1e-3)
     fpr, tpr, thresholds_ = curves["roc"]
     assert len(fpr) == len(tpr) == len(thresholds_) > 100 and thresholds_ == sorted(thresholds_)
     assert max(tpr) == 1.0 and min(fpr) == 0.0
@@ -109,6 +115,7 @@ def test_classification_plots_give_the_confusion_matrix_and_roc(tmp_path):
     )
     page = ev.render_report(result, label="y", slice_feature="")  # the report speaks of the task's metrics
     assert "accuracy per slice" in page and "one against the rest" in page and "log loss" in page
+    assert "macro-F1" in page and "R²" not in page
     assert "mean absolute error" not in page
 
 
@@ -199,3 +206,19 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     from model_factory import trained_models
 
     return trained_models(tmp_path_factory)
+
+
+def test_macro_f1_and_r_squared_by_hand():
+    from components.lib.evaluate.results import macro_f1, r_squared
+
+    # 3 classes; class 2 never occurs nor is predicted, so it is left out (as scikit-learn does).
+    matrix = [[3, 1, 0], [2, 4, 0], [0, 0, 0]]
+    f1_0 = 2 * 3 / (2 * 3 + 2 + 1)  # TP 3, FP 2 (actual 1 predicted 0), FN 1
+    f1_1 = 2 * 4 / (2 * 4 + 1 + 2)
+    assert macro_f1(matrix) == pytest.approx((f1_0 + f1_1) / 2)
+    assert macro_f1([[0, 5], [0, 5]]) == pytest.approx((0 + 2 * 5 / (10 + 5)) / 2)  # a class never hit
+    assert math.isnan(macro_f1([]))
+    labels = [1.0, 2.0, 3.0, 4.0, float("nan")]  # variance 1.25 over the finite labels
+    assert r_squared(0.25, labels) == pytest.approx(0.8)
+    assert r_squared(1.25, labels) == pytest.approx(0.0)  # no better than the mean
+    assert math.isnan(r_squared(0.1, [2.0, 2.0]))  # no spread: undefined

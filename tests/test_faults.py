@@ -499,4 +499,4 @@ def test_the_console_says_a_blessed_model_was_not_pushed_and_why(tmp_path):
         failed_task=None,
     )
     word, lines = console.outcome(run, tmp_path, MODEL)
-    assert word == "NOT PUSHED" and lines[0] == f"BLESSED, NOT pushed: {reason}"
+    assert word == "NOT_PUSHED" and lines[0] == f"BLESSED, NOT pushed: {reason}"

@@ -34,6 +34,9 @@ TOOLS_DIR = Path(os.environ.get("KUBETFX_TOOLS_DIR", "/opt/kubetfx-tools"))
 SHELL_SCRIPTS = [
     *sorted(REPO.glob("scripts/*.sh")),
     REPO / "images" / "build.sh",
+    REPO / "images" / "local_base.sh",
+    REPO / "images" / "beam_boot_none.sh",
+    REPO / "tests" / "image_tools.sh",
     REPO / "tests" / "k8s_tools.sh",
     REPO / "tests" / "browser_tools.sh",
 ]
@@ -356,6 +359,10 @@ def test_runtime_image_is_a_beam_sdk_worker_image() -> None:
     beam = next(p["version"] for p in lock["package"] if p["name"] == "apache-beam")
     assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{beam}" in text
     assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in text
+    # Users' builds take boot from Beam's image; BEAM_BOOT=none (offline builds) is opt-in.
+    assert re.search(r"^ARG BEAM_BOOT=sdk$", text, re.M)
+    assert "FROM ${BEAM_SDK_IMAGE} AS beam_boot_sdk" in text
+    assert "FROM beam_boot_${BEAM_BOOT} AS beam_sdk" in text
     assert re.search(r'^ENTRYPOINT \["/opt/apache/beam/boot"\]$', text, re.M)
     assert "RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1" in text  # else boot builds a venv without our stack
     assert "-m ensurepip" in text  # boot runs `python -m pip show apache-beam`
@@ -373,7 +380,7 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
     assert (
         set(staged.group(1).split())
         == copied
-        == {"pyproject.toml", "uv.lock", "README.md", "components", "pipelines"}
+        == {"pyproject.toml", "uv.lock", "README.md", "components", "pipelines", "images/beam_boot_none.sh"}
     )
 
 

@@ -118,3 +118,51 @@ def test_a_missing_version_lists_the_pushed_ones(store, capsys):
     )
     assert lineage.main(["--storage", str(store), "--version", "2"]) == 0
     assert "evaluation:      BLESSED" in capsys.readouterr().out
+
+
+def test_paths_on_the_storage_root_are_recorded_relative_to_it_and_read_under_the_readers_root(tmp_path):
+    """Local paths and a pod's view (``storage_root=/mnt/kubetfx``) alike; URLs as they are."""
+    pod_root = "/mnt/kubetfx"
+    model = dsl.Model(
+        name="model",
+        uri=str(tmp_path / names.KFP_LOCAL_DIR / "r" / "train" / "model"),
+        metadata={names.META_STORAGE_PATH: f"{pod_root}/artifacts/r/train", "logs": "gs://bucket/logs"},
+    )
+    pushed = dsl.Model(
+        name="pushed_model",
+        uri="minio://mlpipeline/v2/artifacts/r/push/pushed_model",
+        metadata={
+            "pushed": True,
+            "version": 1,
+            "model_name": names.MODEL_NAME,
+            "serving_path": "/elsewhere/x/1",
+        },
+    )
+    recorder = LineageRecorder.for_storage(tmp_path)
+    recorder.start_run("r", "kubetfx-pipeline", {"storage_root": str(tmp_path), "data": "data/a.csv"})
+    train = _task("train", {}, {"model": model})
+    train.executor_input["inputs"]["parameterValues"] = {
+        "storage_root": pod_root,
+        "data": f"{pod_root}/data/a.csv",
+    }
+    recorder.record_task(train)
+    recorder.record_task(_task("push", {"model": model}, {"pushed_model": pushed}))
+
+    store = recorder.store
+    uris = sorted(a.uri for a in store.get_artifacts())
+    assert uris == ["kfp_local/r/train/model", pushed.uri]
+    [trained] = [a for a in store.get_artifacts() if a.uri == uris[0]]
+    assert trained.custom_properties[names.META_STORAGE_PATH].string_value == "artifacts/r/train"
+    [ex] = [e for e in store.get_executions() if e.name == "r/train"]
+    assert ex.custom_properties["input:storage_root"].string_value == "."
+    assert ex.custom_properties["input:data"].string_value == "data/a.csv"
+    [run] = store.get_contexts_by_type(lineage.RUN_CONTEXT)
+    assert json.loads(run.custom_properties["parameters"].string_value)["storage_root"] == "."
+
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-moved"
+    trace = trace_version(tmp_path / names.METADATA_DB, names.MODEL_NAME, 1, storage_root=elsewhere)
+    assert trace["model_trained"]["uri"] == str(elsewhere / "kfp_local/r/train/model")
+    assert trace["model_trained"][names.META_STORAGE_PATH] == str(elsewhere / "artifacts/r/train")
+    assert trace["model_trained"]["logs"] == "gs://bucket/logs" and trace["pushed"]["uri"] == pushed.uri
+    assert trace["pushed"]["serving_path"] == str(elsewhere / "x/1")  # not on any root: its tail, missing
+    assert "(missing)" in "\n".join(describe(trace))

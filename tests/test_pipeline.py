@@ -157,7 +157,7 @@ def test_local_run_twice_pushes_then_compares_with_baseline(tmp_path):
     first = _submit(tmp_path)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     for stage in STAGES:
-        assert stage.replace("_", "-") in first.stdout
+        assert f"✔ {stage} " in first.stdout  # one name per stage, as in errors and logs
     storage = tmp_path / "storage"
     index = json.loads((storage / names.REGISTRY_INDEX).read_text())
     versions = index["versions"] if isinstance(index, dict) else index

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_component
+from kfp import dsl
 from model_factory import current_baseline, fake_saved_model, push_directly
 
 from components import names
@@ -217,3 +218,143 @@ def test_the_rule_for_one_recorded_path(tmp_path):
     assert outside == "../train" and registry.entry_path(
         root, {"model_location": outside}, "model_location"
     ) == (tmp_path / "train")
+
+
+# --- Lineage: what ML Metadata records about the storage root --------------------------------------
+
+FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_steps": "10"}
+
+
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory) -> Path:
+    """One whole local run (generated data, lineage recorded as submit.py records it); its storage root."""
+    from pipelines.lineage import SafeLineage
+    from pipelines.local import run_locally
+
+    root = tmp_path_factory.mktemp("lineage") / "storage"
+    warnings: list[str] = []
+    lineage: list[SafeLineage] = []
+
+    def start(run_id: str, pipeline: str, arguments: dict) -> None:
+        lineage.append(SafeLineage(root.resolve(), warnings.append))
+        lineage[0].start_run(run_id, pipeline, arguments)
+
+    def on_task_end(record) -> None:  # noqa: ANN001
+        lineage[0].record_task(record)
+
+    result = run_locally(root, None, dict(FAST), log=lambda _: None, start=start, on_task_end=on_task_end)
+    assert result.run.succeeded, [t.error for t in result.run.tasks if t.error]
+    lineage[0].end_run(result.run)
+    assert not warnings, warnings
+    return root
+
+
+def lineage_json(root: Path, capsys) -> dict:
+    from pipelines import lineage
+
+    capsys.readouterr()
+    assert lineage.main(["--storage", str(root), "--version", "1", "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def files_of(trace: dict) -> list[Path]:
+    """The files a trace names that must be on the volume: the data, each stage's output, the push."""
+    named = [Path(f) for f in trace["data"]["input_files"]]
+    for key in ("data", "schema", "transform_graph", "model_trained"):
+        named.append(Path(trace[key][names.META_STORAGE_PATH]))
+    named += [Path(trace["hyperparameters"]["uri"]), Path(trace["pushed"]["serving_path"])]
+    return named
+
+
+@pytest.mark.e2e
+def test_a_moved_or_copied_root_keeps_a_lineage_that_points_only_into_itself(recorded_run, tmp_path, capsys):
+    from pipelines.lineage import LineageRecorder
+    from pipelines.lineage_report import describe
+
+    recorded = LineageRecorder.for_storage(recorded_run).store
+    uris = [a.uri for a in recorded.get_artifacts()]
+    assert uris and not [u for u in uris if os.path.isabs(u)], uris  # recorded relative to the root
+
+    copy = tmp_path / "copy"
+    shutil.copytree(recorded_run, copy, symlinks=True)  # cp -a
+    moved = tmp_path / "restored" / "kubetfx"
+    moved.parent.mkdir()
+    shutil.move(recorded_run, moved)  # mv
+    for root in (copy, moved):
+        trace = lineage_json(root, capsys)
+        paths = [s for s in strings(trace) if s.startswith("/")]
+        assert paths and all(p.startswith(f"{root}/") or p == str(root) for p in paths), paths
+        assert trace["data"]["input_files"][0].endswith("insurance.csv")
+        missing = [p for p in files_of(trace) if not p.exists()]
+        assert not missing, missing
+        text = "\n".join(describe(trace))
+        assert "(missing)" not in text and str(root) in text
+
+
+@pytest.mark.parametrize("root_recorded", [True, False], ids=["its storage_root recorded", "by layout"])
+def test_lineage_recorded_with_absolute_paths_is_read_under_the_current_root(
+    tmp_path, monkeypatch, root_recorded
+):
+    """A store written before paths were relative: each absolute path mapped onto the root it is read from.
+
+    Mapped exactly when the tasks recorded their ``storage_root``, else by the layout's tail.
+    """
+    from pipelines import lineage
+    from pipelines.lineage import LineageRecorder, trace_version
+
+    monkeypatch.setattr(lineage, "relative_paths", lambda roots, value: value)  # as older code recorded
+
+    old = tmp_path / "old" / "storage"
+    kept = old / names.ARTIFACTS_DIR / "run-1" / "train" / "Format-Serving"
+    kept.mkdir(parents=True)
+    recorder = LineageRecorder.for_storage(old)
+    model = dsl.Model(
+        name="model",
+        uri=str(old / "kfp_local" / "run-1" / "train" / "model"),
+        metadata={names.META_STORAGE_PATH: str(kept.parent)},
+    )
+    pushed = dsl.Model(
+        name="pushed_model",
+        uri=str(old / "kfp_local" / "run-1" / "push" / "pushed_model"),
+        metadata={
+            "pushed": 1.0,
+            "version": 1.0,
+            "model_name": MODEL,
+            "serving_path": str(version_dir(old, 1)),
+        },
+    )
+    Path(pushed.uri).mkdir(parents=True)
+    fake_saved_model(version_dir(old, 1))
+    given = str(old) if root_recorded else ""
+    recorder.start_run("run-1", "kubetfx-pipeline", {"storage_root": given})
+    recorder.record_task(_finished("train", {}, {"model": model}, given))
+    recorder.record_task(_finished("push", {"model": model}, {"pushed_model": pushed}, given))
+    assert os.path.isabs(recorder.store.get_artifacts()[0].uri)  # absolute on disk, as older code wrote
+
+    moved = tmp_path / "moved"
+    shutil.move(old, moved)
+    trace = trace_version(moved / names.METADATA_DB, MODEL, 1)
+    assert trace["pushed"]["serving_path"] == str(version_dir(moved, 1))
+    assert trace["model_trained"][names.META_STORAGE_PATH] == str(kept.parent).replace(str(old), str(moved))
+    assert trace["model_trained"]["uri"] == str(moved / "kfp_local" / "run-1" / "train" / "model")
+    assert Path(trace["pushed"]["uri"]).is_dir()
+    assert not [s for s in strings(trace) if str(old) in s]
+
+
+def _finished(task: str, inputs: dict, outputs: dict, storage_root: str):
+    """A finished task as the local runner records it, with its storage_root parameter."""
+    from test_lineage import _task
+
+    record = _task(task, inputs, outputs)
+    record.executor_input["inputs"]["parameterValues"] = (
+        {"storage_root": storage_root} if storage_root else {}
+    )
+    return record

@@ -150,8 +150,9 @@ def test_each_report_is_one_self_contained_html_file_on_the_volume(reports, stag
     assert page == page_of(reports, stage)
     assert page.startswith("<!DOCTYPE html>") and 'name="viewport"' in page
     lowered = page.lower()
-    for external in ("<script", "<link", "http://", "https://", "src=", "@import", "url(", "<img"):
+    for external in ("<script src", "<link", "http://", "https://", "src=", "@import", "url(", "<img"):
         assert external not in lowered, external
+    assert lowered.count("<script") <= 1  # at most the one inline script (sorting, filtering)
     assert not re.search(r"\d\.\d+e[+-]\d", page), "numbers for people: no 6.377e+04"
 
 
@@ -206,7 +207,7 @@ def test_statistics_report_flags_what_stands_out_in_each_feature():
     assert "missing train 0.0 %, eval 10.0 %" in card("amount")
     assert "one value only (1)" in card("constant")
     assert "values only in eval: green" in card("colour")
-    assert "splits differ: a value&#x27;s share differs by 35.0 points" in card("colour")
+    assert "splits differ: red is 75.0 % of train, 40.0 % of eval" in card("colour")  # the same values
     assert '<span class="badge bad">absent from eval</span>' in card("gone")
     assert re.search(r'<tr class="bad"><td><a href="#s-gone">', page)
 
@@ -223,7 +224,11 @@ def test_validate_report_tables_anomalies_with_what_to_do_and_compares_different
     drift = page.index("Drift: this run&#x27;s training data vs the served model&#x27;s")
     assert skew < drift and "the train split of insurance v1, the served model (run served-run" in page
     assert meta["drift"] != meta["skew"]
-    assert page.count("stroke-dasharray") >= 2  # each chart draws its threshold
+    assert "stroke-dasharray" in page[skew:drift]  # skew's chart draws its threshold
+    # The served model was trained on this very train split: drift is 0 everywhere, said, not drawn.
+    assert set(meta["drift"].values()) == {0.0}
+    assert "Every distance is 0: the distributions are identical." in page[drift:]
+    assert "<svg" not in page[drift:]
 
 
 def test_evaluate_report_says_the_verdict_first_then_metrics_slices_predictions_training_trials(reports):
@@ -263,11 +268,14 @@ def find_browser() -> str | None:
     return None
 
 
-# Injected into a copy of the page (the report itself has no script): after layout, what is
-# wider than the window outside a box that scrolls on its own.
+# Injected into a copy of the page (after the report's own script): after layout, what is wider
+# than the window outside a box that scrolls on its own; what is cut inside such a box (content
+# wider than the box: a notes column behind a scroll bar); and the smallest chart text as drawn
+# (an SVG scaled down with its viewBox shrinks its 11-px text with it).
 LAYOUT_PROBE = """<script>
 window.addEventListener('load', () => {
-  const width = window.innerWidth, wide = [];
+  const width = window.innerWidth, wide = [], cut = [];
+  let smallestText = 99;
   for (const el of document.querySelectorAll('body *')) {
     const box = el.getBoundingClientRect();
     if (!box.width) continue;
@@ -276,14 +284,27 @@ window.addEventListener('load', () => {
       if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) { scrolls = true; break; }
     }
     if (!scrolls && box.right > width + 0.5) wide.push(el.tagName + ' ' + Math.round(box.right));
+    const own = getComputedStyle(el).overflowX;
+    if (['auto', 'scroll', 'hidden'].includes(own) && el.scrollWidth > el.clientWidth + 1) {
+      cut.push(el.tagName + '.' + el.className + ' ' + el.scrollWidth + '>' + el.clientWidth + ': '
+        + el.textContent.slice(0, 60));
+    }
+  }
+  for (const svg of document.querySelectorAll('svg[viewBox]')) {
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    for (const t of svg.querySelectorAll('text')) {
+      smallestText = Math.min(smallestText, parseFloat(getComputedStyle(t).fontSize) * scale);
+    }
   }
   const out = document.createElement('pre');
   out.id = 'layout-probe';
   out.textContent = JSON.stringify({width, scrollWidth: document.documentElement.scrollWidth,
-    height: document.documentElement.scrollHeight, wide: wide.slice(0, 10)});
+    height: document.documentElement.scrollHeight, wide: wide.slice(0, 10), cut: cut.slice(0, 10),
+    smallestText});
   document.body.appendChild(out);
 });
 </script>"""
+MIN_TEXT_PX = 10  # chart text as drawn at 1,000 and 1,920 px (charts draw it at 11 px)
 
 
 def _browse(browser: str, profile: Path, width: int, height: int, *args: str) -> str:
@@ -305,17 +326,28 @@ def test_reports_lay_out_within_the_page(reports, stage, width, tmp_path):
             f"no headless browser ({', '.join(BROWSERS)}) on PATH; tests/browser_tools.sh installs one"
         )
     page = Path(reports[stage]["report"].metadata[names.META_STORAGE_PATH])
+    check_layout(browser, page, width, tmp_path, SCREENSHOTS / f"{stage}_{width}.png")
+
+
+def check_layout(browser: str, page: Path, width: int, tmp_path: Path, shot: Path) -> dict:
+    """Open ``page`` at ``width`` px with the probe: nothing too wide, nothing cut, chart text readable.
+
+    Then a full-page screenshot to ``shot``. Returns the probe's findings.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     probe = tmp_path / "probe.html"
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", LAYOUT_PROBE + "</body>"))
     dom = _browse(browser, tmp_path / "profile", width, 1000, "--dump-dom", probe.as_uri())
     found = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom)
     assert found, dom[-2000:]
-    layout = json.loads(found[1].replace("&quot;", '"'))
+    layout = json.loads(html.unescape(found[1]))
     assert layout["width"] == width
     assert layout["scrollWidth"] <= width and not layout["wide"], layout
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = SCREENSHOTS / f"{stage}_{width}.png"
+    assert not layout["cut"], f"content cut inside a scrolling box at {width} px: {layout['cut']}"
+    assert layout["smallestText"] >= MIN_TEXT_PX, f"chart text drawn at {layout['smallestText']:.1f} px"
+    shot.parent.mkdir(parents=True, exist_ok=True)
     shot.unlink(missing_ok=True)
     _browse(browser, tmp_path / "profile", width, layout["height"], f"--screenshot={shot}", page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(shot.read_bytes()[16:20], "big") == width  # the PNG's width: the whole page
+    return layout

@@ -133,7 +133,7 @@ def test_report_is_self_contained_and_covers_every_feature(stats_run):
     doc = Path(report.path).read_text(encoding="utf-8")
     assert doc.startswith("<!DOCTYPE html>")
     lowered = doc.lower()
-    assert "<script" not in lowered
+    assert lowered.count("<script") == 1 and "<script>" in lowered  # one inline script: sort, filter
     assert "http://" not in lowered and "https://" not in lowered
     assert "<link" not in lowered and "@import" not in lowered and "url(" not in lowered
     assert not re.search(r"\ssrc\s*=", lowered)
@@ -239,4 +239,4 @@ def test_html_helpers_escape_text_and_draw_charts():
     assert "http" not in doc
     # The larger value gets the longer bar.
     widths = [float(w) for w in re.findall(r'<rect [^>]*width="([\d.]+)"', doc)]
-    assert widths[1] == pytest.approx(2 * widths[0])
+    assert widths[1] == pytest.approx(2 * widths[0], abs=0.2)  # drawn to 0.1 px

@@ -98,7 +98,7 @@ def test_metrics_are_in_charges_on_the_full_eval_split(trained, storage_root, ex
 
     _, metrics, _ = trained
     m = metrics.metadata
-    assert set(m) >= {"train_loss", "eval_loss", "train_mae", "eval_mae", "eval_rmse", "eval_r2"}
+    assert set(m) >= {"train_loss", "validation_loss", "train_mae", "eval_mae", "eval_rmse", "eval_r2"}
     table = pd.read_csv(
         storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN / EVAL_PREDICTIONS_FILE
     )
@@ -110,7 +110,7 @@ def test_metrics_are_in_charges_on_the_full_eval_split(trained, storage_root, ex
     assert m["eval_r2"] == pytest.approx(1 - (err**2).sum() / ss_tot, rel=1e-6)
     # Charges units, not log units: even a 100-step model is far better than predicting 0.
     assert 100 < m["eval_mae"] < table[names.LABEL].mean()
-    assert m["eval_loss"] < 2 and m["train_loss"] < 2  # the loss is |log error|
+    assert m["validation_loss"] < 2 and m["train_loss"] < 2  # the loss is |log error|
 
 
 @pytest.mark.parametrize(
@@ -126,19 +126,21 @@ def test_steps_per_execution_divides_every_loop(counts, expected):
 def test_steps_per_execution_trains_exactly_the_same_model(
     trained, storage_root, examples, synthetic_csv, monkeypatch
 ):
-    # The speed-up must not change what is computed: the session's model (100 steps, validation
-    # 5 steps -> 5 steps per execution) against the same run one step per call.
+    # The speed-up must not change what is computed: the session's model (many steps per call; the
+    # validation pass ends with its data) against the same run one step per call.
     from components.lib import train as train_lib
+    from components.lib import training
 
-    monkeypatch.setattr(train_lib, "MAX_STEPS_PER_EXECUTION", 1)
+    monkeypatch.setattr(training, "MAX_STEPS_PER_EXECUTION", 1)
     transformed = transform_outputs(storage_root, examples, synthetic_csv)
     hp = hyperparameters_artifact(storage_root / "kfp" / "train-spe1" / "best_hyperparameters", HPARAMS)
     _, one_step, _ = run_train_component(storage_root, transformed, hp, "train-spe1")
     _, batched, _ = trained
     stage_dir = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN
     summary = json.loads((stage_dir / train_lib.SUMMARY_FILE).read_text())
-    assert summary["steps_per_execution"] == 5
-    for key in ("train_loss", "eval_loss", "eval_mae", "eval_rmse"):
+    budget = summary["budget"]
+    assert summary["steps_per_execution"] == budget["steps_per_epoch"] > 1  # a whole epoch per call
+    for key in ("train_loss", "validation_loss", "eval_mae", "eval_rmse", "epochs_run", "best_epoch"):
         assert batched.metadata[key] == pytest.approx(one_step.metadata[key], rel=1e-6), key
 
 
@@ -220,3 +222,75 @@ def test_reference_workload_reaches_the_quality_target(insurance_csv, tmp_path):
     assert m["eval_examples"] == examples.metadata[names.META_ROWS][names.EVAL]
     assert m["eval_mae"] <= 3000
     assert m["eval_r2"] >= 0.8
+
+
+def _records_file(path: Path, rows: int) -> list[str]:
+    """A gzipped TFRecord file of ``rows`` empty records: fit_budget only counts them."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for _ in range(rows):
+            writer.write(b"")
+    return [str(path)]
+
+
+@pytest.mark.parametrize(
+    "rows, epochs",
+    [
+        (300, 50),  # a few hundred rows: capped at max_epochs, not ~125 epochs of 1,000 steps
+        (900, 37),  # the reference workload: the whole epochs the budget holds
+        (32_000, 3),  # adult-sized: at least MIN_EPOCHS, not one epoch
+        (400_000, 1),  # big: at most MAX_BUDGET_FACTOR x the budget, part of an epoch
+    ],
+)
+def test_the_fit_budget_follows_the_data(tmp_path, rows, epochs):
+    import math
+
+    from components.lib import training
+
+    files = _records_file(tmp_path / "train.gz", rows)
+    b = training.fit_budget(files, 0.05, 32, 1000, 50, "train")
+    assert b.fit_rows + b.validation_rows == rows
+    one_pass = math.ceil(b.fit_rows / 32)
+    one_pass = one_pass if one_pass <= 100 else math.ceil(one_pass / 25) * 25
+    assert b.epochs == epochs and b.steps_per_epoch == min(one_pass, 10_000)
+    assert b.steps <= 10 * 1000 and (b.steps <= 1000 or b.epochs in (1, 3))
+    share = max(0.05, 50 / rows)  # at least 50 rows held out
+    assert b.validation_fraction == pytest.approx(share)
+    assert abs(b.validation_rows - share * rows) < 4 * (share * rows) ** 0.5 + 5  # a hash, not a count
+    again = training.fit_budget(files, 0.05, 32, 1000, 50, "train")
+    assert again == b  # the same rows on every run
+
+
+def test_the_validation_slice_is_fixed_by_position_and_disjoint_from_the_fit_rows(tmp_path):
+    import tensorflow as tf
+
+    from components.lib import training
+
+    path = tmp_path / "rows.gz"
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for i in range(400):
+            writer.write(str(i).encode())
+    files = [str(path)]
+
+    def rows(part: str) -> set[int]:
+        ds = training._records(files).enumerate()  # noqa: SLF001
+        ds = ds.filter(lambda i, _: tf.equal(training.in_validation(i, 0.2), part == training.VALIDATION))
+        return {int(r.numpy()) for _, r in ds}
+
+    held, fit = rows(training.VALIDATION), rows(training.FIT)
+    assert held.isdisjoint(fit) and held | fit == set(range(400))
+    assert 50 < len(held) < 110 and held != set(range(len(held)))  # ~20 %, spread over the split
+
+
+def test_component_defaults_are_the_run_parameters(tmp_path):
+    import inspect
+
+    from components.parameters import BY_NAME
+    from components.train import train
+    from components.tune import tune
+
+    for component in (train, tune):
+        signature = inspect.signature(component.python_func).parameters
+        for name in ("validation_fraction", "max_epochs"):
+            assert signature[name].default == BY_NAME[name].default, (component.name, name)

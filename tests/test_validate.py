@@ -267,7 +267,8 @@ def test_drift_compares_the_train_split_with_the_served_models_and_skew_the_spli
     serve_a_model(tmp_path / "volume", Path(other.path) / names.split_dir(names.EVAL) / names.STATS_FILE)
     anomalies, report, error = run_validate(tmp_path / "kfp", *clean, drift=1e-6)
     assert error is None  # drift alone does not make training unsafe
-    assert anomalies.metadata["verdict"] == "anomalies"
+    # Over the tiny threshold, but a sample of the same table: chance, so notes and not anomalies.
+    assert anomalies.metadata["verdict"] == "ok" and anomalies.metadata["anomalies"] == 0
     a = load_anomalies(anomalies)
     assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in reason_types(a, "bmi")
     assert "COMPARATOR_L_INFTY_HIGH" in reason_types(a, "smoker")
@@ -279,6 +280,7 @@ def test_drift_compares_the_train_split_with_the_served_models_and_skew_the_spli
     page = Path(report.path).read_text()
     assert "Drift: this run&#x27;s training data vs the served model&#x27;s" in page
     assert "Skew: eval split vs train split of this run" in page and "over threshold" in page
+    assert "drift: a distance of" in page and "give by chance" in page  # why each is a note
     # The schema artifact itself is not modified by the comparators.
     assert "comparator" not in (Path(clean[1].path) / names.SCHEMA_FILE).read_text()
 
@@ -342,17 +344,38 @@ def test_missing_eval_statistics_is_an_error(clean, tmp_path):
 
 
 @pytest.mark.parametrize(("fail_on", "fails"), [("unsafe", False), ("any", True), ("none", False)])
-def test_comparator_errors_stop_the_run_only_under_fail_on_any(tmp_path, clean, fail_on, fails):
-    """The fail_on policy for drift/skew (TFDV severity ERROR): see components/lib/validate/verdict.py."""
+def test_comparator_anomalies_stop_the_run_only_under_fail_on_any(
+    tmp_path, with_eval, synthetic_rows, fail_on, fails
+):
+    """The fail_on policy for drift/skew: see components/lib/validate/verdict.py.
+
+    An eval split of smokers only: skew far beyond sampling noise. TFDV's severity (ERROR) stays in
+    the anomalies proto; validate's finding is a WARNING with skew's advice.
+    """
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    anomalies, _, error = run_validate(tmp_path / "kfp", *clean, fail_on=fail_on, skew=1e-6)
+    stats, sch = with_eval([dict(r, smoker="yes") for r in synthetic_rows])
+    anomalies, report, error = run_validate(tmp_path / "kfp", stats, sch, fail_on=fail_on)
     a = load_anomalies(anomalies)
-    severities = {i.severity for i in a.anomaly_info.values()}
-    assert severities == {anomalies_pb2.AnomalyInfo.ERROR}
+    assert "COMPARATOR_L_INFTY_HIGH" in reason_types(a, "smoker")
+    assert {i.severity for i in a.anomaly_info.values()} == {anomalies_pb2.AnomalyInfo.ERROR}
+    assert "smoker" in anomalies.metadata["anomalous_features"]
     assert anomalies.metadata["unsafe"] == 0  # no comparator anomaly makes training unsafe
     assert (error is not None) is fails
     assert anomalies.metadata["verdict"] == ("failed" if fails else "anomalies")
+    row = re.search(r"<td><code>smoker</code></td>(.*?)</tr>", Path(report.path).read_text())
+    assert row and '<span class="badge warn">WARNING</span>' in row[1]
+    assert "Skew: this run&#x27;s eval split differs from its train split" in row[1]
+
+
+def test_skew_within_sampling_noise_is_a_note_not_an_anomaly(tmp_path, clean):
+    """Two hash-split halves of one table: a tiny threshold finds distances, all of them chance."""
+    anomalies, report, error = run_validate(tmp_path / "kfp", *clean, fail_on="any", skew=1e-6)
+    assert load_anomalies(anomalies).anomaly_info  # TFDV: every feature over the threshold
+    assert error is None and anomalies.metadata["verdict"] == "ok" and anomalies.metadata["anomalies"] == 0
+    page = Path(report.path).read_text()
+    anomalies_section = page[page.index('id="anomalies"') : page.index('id="served"')]
+    assert "within sampling noise" in anomalies_section, anomalies_section
 
 
 @pytest.mark.parametrize(("fail_on", "stops"), [("unsafe", False), ("any", True)])

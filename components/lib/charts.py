@@ -17,7 +17,7 @@ from typing import Any
 from components.lib.html import PALETTE, THRESHOLD_COLOR, esc, fmt_num, paragraph
 
 Format = Callable[[float], str]
-CHAR_W = 6.2  # approximate width of one 11-px character, for margins and truncation
+CHAR_W = 6.8  # width of one 11-px character (a wide one: labels must not be cut), for margins and truncation
 MAX_GROWTH = 1.25
 
 
@@ -37,6 +37,16 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         v += step
     if ticks[-1] < hi - step * 1e-9:
         ticks.append(round(v, 12))
+    return ticks
+
+
+def _inner_ticks(lo: float, hi: float, count: int) -> list[float]:
+    """Round ticks of which at least 3 fall inside ``[lo, hi]`` when the range allows (finer steps if not)."""
+    ticks = nice_ticks(lo, hi, count)
+    for finer in (count + 2, count * 2 + 2):
+        if sum(lo - 1e-9 <= t <= hi + 1e-9 for t in ticks) >= 3:
+            break
+        ticks = nice_ticks(lo, hi, finer)
     return ticks
 
 
@@ -80,7 +90,7 @@ class Frame:
         if x_hi <= x_lo:
             x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
         self.x_lo, self.x_hi = x_lo, x_hi
-        ticks = list(x_ticks) if x_ticks is not None else nice_ticks(x_lo, x_hi, max(3, width // 90))
+        ticks = list(x_ticks) if x_ticks is not None else _inner_ticks(x_lo, x_hi, max(3, width // 90))
         if extend_x:
             x_lo, x_hi = min(x_lo, ticks[0]), max(x_hi, ticks[-1])
             self.x_lo, self.x_hi = x_lo, x_hi
@@ -153,6 +163,7 @@ def overlaid_histogram(
     x_label: str = "",
     y_label: str = "% of rows",
     strips: Sequence[tuple[str, dict[str, float]]] = (),
+    x_format: Format = fmt_num,
     width: int = 440,
     height: int = 200,
 ) -> str:
@@ -173,6 +184,7 @@ def overlaid_histogram(
         (0.0, top),
         x_label=x_label,
         y_label=y_label,
+        x_format=x_format,
         y_format=lambda v: f"{v:g} %",
         bottom_extra=12 * len(strips) + (4 if strips else 0),
     )
@@ -183,8 +195,8 @@ def overlaid_histogram(
             "".join(
                 f'<rect x="{frame.x(edges[i]):.1f}" y="{frame.top}" '
                 f'width="{frame.x(edges[i + 1]) - frame.x(edges[i]):.1f}" '
-                f'height="{frame.plot_h}" fill="transparent"><title>{esc(name)} [{esc(fmt_num(edges[i]))}, '
-                f"{esc(fmt_num(edges[i + 1]))}): {v:.1f} %</title></rect>"
+                f'height="{frame.plot_h}" fill="transparent"><title>{esc(name)} [{esc(x_format(edges[i]))}, '
+                f"{esc(x_format(edges[i + 1]))}): {v:.1f} %</title></rect>"
                 for i, v in enumerate(values)
             )
             if n == len(series) - 1
@@ -214,7 +226,7 @@ def overlaid_histogram(
         x = {key: frame.x(q[key]) for key in ("min", "p25", "p50", "p75", "max") if key in q}
         if len(x) < 5:
             continue
-        tip = ", ".join(f"{key} {fmt_num(q[key])}" for key in ("min", "p25", "p50", "p75", "max"))
+        tip = ", ".join(f"{key} {x_format(q[key])}" for key in ("min", "p25", "p50", "p75", "max"))
         body.append(
             f'<g><title>{esc(tip)}</title><line x1="{x["min"]:.1f}" y1="{y}" x2="{x["max"]:.1f}" y2="{y}" '
             f'stroke="{esc(color)}"/><rect x="{x["p25"]:.1f}" y="{y - 4}" '

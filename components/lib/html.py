@@ -1,14 +1,17 @@
 """Self-contained HTML reports: escaping, readable numbers, one small stylesheet, tables, legends.
 
 Every report a stage writes must open from a pipeline UI, a laptop without network or an
-air-gapped cluster, so a page built here references nothing outside itself: no scripts, no
-style sheets, no fonts, no images by URL. Charts are inline ``<svg>`` elements drawn by
+air-gapped cluster, so a page built here references nothing outside itself: no scripts, style
+sheets, fonts or images by URL. One small inline script (``html_script.TABLE_SCRIPT``) sorts and filters a
+table and opens a feature's card when a link points at it; without it the page reads the same.
+Charts are inline ``<svg>`` elements drawn by
 ``components.lib.charts`` (no ``xmlns`` attribute is needed inside HTML5, so not even a
 namespace URL appears in the document).
 
 Pages are responsive: the body is at most ``MAX_WIDTH`` px wide, cards and charts sit in a grid
-that wraps, an SVG shrinks with its box (never grows past its drawn size, so its text stays
-the drawn size) and a wide table scrolls inside its own box instead of widening the page.
+that wraps, a cell holding a chart asks for the chart's drawn width (so the chart wraps below
+its neighbour rather than shrinking its text) and a wide table scrolls inside its own box
+instead of widening the page.
 
 The helpers return HTML strings. Text is always escaped; a string that is already HTML is
 passed as :class:`Raw` so it is inserted as is. Standard library only, so any stage can use it
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,7 +51,8 @@ th, td {{ border: 1px solid var(--line); padding: .25rem .55rem; text-align: lef
 th {{ background: var(--soft); font-weight: 600; }}
 td {{ overflow-wrap: break-word; }}
 p.caption {{ margin: 0 0 .25rem; max-width: 36rem; }}
-td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.num {{ white-space: nowrap; }} td.notes {{ min-width: 14rem; }}
 tr.warn td {{ background: var(--warnbg); }} tr.bad td {{ background: var(--badbg); }}
 tr.ok td {{ background: #dafbe1; }}
 td.better {{ color: var(--ok); font-weight: 600; }} td.worse {{ color: var(--bad); font-weight: 600; }}
@@ -59,7 +64,14 @@ td.better {{ color: var(--ok); font-weight: 600; }} td.worse {{ color: var(--bad
 .badge {{ display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .8rem;
          font-weight: 600; color: #fff; background: var(--muted); white-space: nowrap; }}
 .badge.ok {{ background: var(--ok); }} .badge.warn {{ background: var(--warn); }}
-.badge.bad {{ background: var(--bad); }}
+.badge.bad {{ background: var(--bad); }} .badge.label {{ background: #3b6fb6; }}
+td .badge {{ white-space: normal; }}
+details > summary {{ cursor: pointer; }} details > summary h3 {{ display: inline; }}
+.controls {{ display: flex; flex-wrap: wrap; gap: .4rem 1rem; align-items: center; margin: .4rem 0; }}
+.controls input[type=search] {{ font: inherit; padding: .15rem .4rem; min-width: 14rem; }}
+table.sortable th {{ cursor: pointer; }}
+table.sortable th[data-dir=asc]::after {{ content: " ▲"; }}
+table.sortable th[data-dir=desc]::after {{ content: " ▼"; }}
 .verdict {{ font-size: 1.15rem; font-weight: 600; margin: .4rem 0; }}
 .verdict .badge {{ font-size: 1rem; padding: .1rem .7rem; vertical-align: middle; }}
 nav {{ margin: .6rem 0; }} nav a {{ margin-right: .8rem; white-space: nowrap; }}
@@ -93,12 +105,18 @@ def esc(value: Any) -> str:
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def fmt_num(value: Any, digits: int = 4) -> str:
+def fmt_num(value: Any, digits: int = 4, *, grouping: bool = True) -> str:
     """A number for people: thousands separators, about ``digits`` significant digits, never ``e+04``.
 
     63,770.1 -> ``63,770``; 0.13421 -> ``0.1342``; 21,518,685.1 -> ``21,518,685``; 3.2e-7 ->
     ``3.2×10⁻⁷``; NaN/None -> empty. Strings pass through, so a table cell can mix numbers and text.
+    ``grouping=False`` for years, ids and codes: ``2007``, not ``2,007``.
     """
+    text = _fmt_num(value, digits)
+    return text if grouping or not isinstance(value, int | float) else text.replace(",", "")
+
+
+def _fmt_num(value: Any, digits: int) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -138,15 +156,19 @@ def fmt_change(new: float | None, old: float | None) -> str:
     return f"{100.0 * (new - old) / abs(old):+.1f} %"
 
 
-def page(title: str, sections: Iterable[str], *, subtitle: str = "") -> str:
-    """A complete HTML document: the title, an optional subtitle line, then the sections as given."""
+def page(title: str, sections: Iterable[str], *, subtitle: str = "", script: str = "") -> str:
+    """A complete HTML document: the title, an optional subtitle line, then the sections as given.
+
+    ``script``: inline JavaScript run at the end of the body (``html_script.TABLE_SCRIPT``); never a URL.
+    """
     head = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
     )
     top = f"<h1>{esc(title)}</h1>\n" + (f'<p class="subtitle">{esc(subtitle)}</p>\n' if subtitle else "")
-    return head + top + "\n".join(sections) + "\n</body>\n</html>\n"
+    tail = f"<script>{script}</script>\n" if script else ""
+    return head + top + "\n".join(sections) + "\n" + tail + "</body>\n</html>\n"
 
 
 def anchor_id(text: str) -> str:
@@ -160,18 +182,29 @@ def section(title: str, *parts: str, anchor: str | None = None, level: int = 2) 
     return f"<section{ident}>\n<h{level}>{esc(title)}</h{level}>\n" + "\n".join(parts) + "\n</section>"
 
 
-def card(title: str, *parts: str, anchor: str | None = None, kind: str = "", heading: str = "") -> str:
+def card(
+    title: str,
+    *parts: str,
+    anchor: str | None = None,
+    kind: str = "",
+    heading: str = "",
+    collapsible: bool = False,
+    open_: bool = True,
+) -> str:
     """A bordered box with a small heading, for one item among many (a feature, a slice).
 
     ``kind`` ``warn``/``bad`` marks the box's edge; ``heading`` is extra HTML after the title (badges).
+    ``collapsible``: the heading opens and closes the body (``<details>``, open when ``open_``).
     """
     ident = f' id="{esc(anchor)}"' if anchor else ""
     cls = f"card {esc(kind)}".strip()
-    return (
-        f'<div class="{cls}"{ident}>\n<h3>{esc(title)}{" " + heading if heading else ""}</h3>\n'
-        + "\n".join(parts)
-        + "\n</div>"
-    )
+    head = f"<h3>{esc(title)}{' ' + heading if heading else ''}</h3>"
+    body = "\n".join(parts)
+    if collapsible:
+        opened = " open" if open_ else ""
+        body = f"<details{opened}><summary>{head}</summary>\n{body}\n</details>"
+        return f'<div class="{cls}"{ident}>\n{body}</div>'
+    return f'<div class="{cls}"{ident}>\n{head}\n{body}\n</div>'
 
 
 def nav(links: Sequence[tuple[str, str]]) -> str:
@@ -201,18 +234,24 @@ def verdict_line(word: str, kind: str, sentence: str, *, value: str = "") -> str
     return f'<p class="verdict"{data}>{badge(word, kind)} {esc(sentence)}</p>'
 
 
+_SVG_WIDTH = re.compile(r'<svg width="(\d+)"')
+
+
 def grid(*cells: str, fit: Sequence[int] = ()) -> str:
     """Cells side by side (wrapping on narrow screens): e.g. a table next to its chart.
 
-    The cells whose indexes are in ``fit`` take their content's width (a table); the others share the rest.
+    The cells whose indexes are in ``fit`` take their content's width (a table); the others share
+    the rest, a cell holding a chart asking for at least the chart's drawn width: with less room
+    beside its neighbour it wraps below it instead of shrinking (and its 11-px text with it).
     """
-    return (
-        '<div class="grid">'
-        + "".join(
-            f'<div class="fit">{c}</div>' if i in fit else f"<div>{c}</div>" for i, c in enumerate(cells) if c
-        )
-        + "</div>"
-    )
+    out = []
+    for i, c in enumerate(cells):
+        if not c:
+            continue
+        widths = [int(w) for w in _SVG_WIDTH.findall(c)]
+        basis = f' style="flex-basis:{max(widths)}px"' if widths and i not in fit else ""
+        out.append(f'<div class="fit">{c}</div>' if i in fit else f"<div{basis}>{c}</div>")
+    return '<div class="grid">' + "".join(out) + "</div>"
 
 
 def legend(items: Sequence[tuple[str, str]], *, lines: Sequence[tuple[str, str]] = ()) -> str:
@@ -236,6 +275,8 @@ def table(
     numeric: Sequence[int] | None = None,
     row_classes: Sequence[str] | None = None,
     cell_classes: dict[tuple[int, int], str] | None = None,
+    ident: str = "",
+    sortable: bool = False,
 ) -> str:
     """A table in a box that scrolls sideways when it is wider than the page.
 
@@ -243,11 +284,14 @@ def table(
     no header row. ``numeric`` lists the column indexes to right-align; by default a cell is
     right-aligned when it holds an ``int`` or ``float``. ``row_classes`` (``warn``/``bad``/"")
     highlight rows; ``cell_classes`` maps (row, column) to a class (``better``/``worse``).
+    ``ident``: the table's id (``html_script.table_filter`` names it); ``sortable``: a click on a header
+    sorts by that column (``html_script.TABLE_SCRIPT``).
     """
     out = ['<div class="table-wrap">']
     if caption:  # above the table, not a <caption>: that would wrap to the table's width
         out.append(f'<p class="caption muted">{esc(caption)}</p>')
-    out.append("<table>")
+    attrs = (f' id="{esc(ident)}"' if ident else "") + (' class="sortable"' if sortable else "")
+    out.append(f"<table{attrs}>")
     if headers:
         out.append(
             "<thead><tr>"

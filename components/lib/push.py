@@ -7,7 +7,9 @@ version directory with one ``os.rename`` — atomic within a filesystem, which i
 directory sits in the same parent. The serving root is on the volume (``storage.resolve``).
 
 Everything below runs under the registry's exclusive lock (``registry.locked``), the copy
-included (a SavedModel is a few MB; pushes are rare, so serialising them costs nothing):
+included (a SavedModel is a few MB; pushes are rare, so serialising them costs nothing). The wait
+for a lock another run holds is bounded by ``lock_timeout`` and said on the console with the
+holder's host, pid, run id and since when (``registry_lock``):
 
 1. settle what killed pushes left (``reconcile``: pending entries, temp directories and files,
    unlisted version directories), and say so;
@@ -58,6 +60,7 @@ from components import names
 from components.errors import StageError
 from components.lib import faults, reconcile, registry, registry_paths, saved_model, served, storage
 from components.lib.blessing import Blessing
+from components.lib.registry_lock import DEFAULT_TIMEOUT_S, Request, check_timeout
 
 STAGE = names.STAGE_PUSH
 TEMP_PREFIX = registry.TEMP_PREFIX
@@ -242,13 +245,16 @@ def push_model(
     blessing: Blessing,
     fingerprint: str,
     copy_tree: CopyTree = copy_model,
+    lock_timeout: float = DEFAULT_TIMEOUT_S,
 ) -> PushResult:
     """Push ``saved_model_dir`` as the next version of ``model_name`` if ``blessing`` says BLESSED.
 
     ``serving_root`` is relative to ``storage_root`` or absolute inside it. ``copy_tree(src, dst)``
-    does the copy (replaceable so a test can interrupt a push midway). The steps are the module
-    docstring's, in its order.
+    does the copy (replaceable so a test can interrupt a push midway). ``lock_timeout``: seconds
+    to wait for a registry lock another run holds (0: no limit; ``registry_lock``), checked before
+    any work. The steps are the module docstring's, in its order.
     """
+    lock = Request(run_id, check_timeout(lock_timeout, STAGE))
     model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
     if not blessing.blessed:
         reasons = "; ".join(blessing.reasons) or "no reason given"
@@ -257,7 +263,9 @@ def push_model(
     _check_writable(model_dir)
     schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
 
-    with registry.locked(storage_root, STAGE, model_dir.parent) as doc:  # old paths mapped: written back
+    with registry.locked(
+        storage_root, STAGE, model_dir.parent, lock
+    ) as doc:  # old paths mapped: written back
         settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
         not_new = _no_new_version(storage_root, doc, model_name, run_id, model_location, blessing, settled)
         if not_new is not None:

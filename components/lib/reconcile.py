@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.lib import registry, registry_paths, saved_model
+from components.lib import registry, registry_lock, registry_paths, saved_model
 
 UNVERIFIED = "UNVERIFIED"  # the verdict of a version found on disk without a registry entry
 
@@ -132,14 +132,21 @@ def reconcile_and_record(
     return said
 
 
-def settle(storage_root: str | Path, model_dir: Path, model_name: str, stage: str) -> list[str]:
+def settle(
+    storage_root: str | Path,
+    model_dir: Path,
+    model_name: str,
+    stage: str,
+    lock: registry_lock.Request | None = None,
+) -> list[str]:
     """``reconcile`` under the lock if a look without it finds anything to do; one line per thing done.
 
-    Takes the lock (and so creates the registry folder) only when there is something to settle.
-    A damaged index stops here with its StageError, as it stops every reader.
+    Takes the lock (and so creates the registry folder) only when there is something to settle;
+    ``lock``: who asks and how long it waits for it (``registry_lock``). A damaged index stops
+    here with its StageError, as it stops every reader.
     """
     serving_dir = model_dir.parent  # where old absolute paths may be found (``registry_paths``)
     if not needed(registry.read_index(storage_root, stage, serving_dir), storage_root, model_dir, model_name):
         return []
-    with registry.locked(storage_root, stage, serving_dir) as doc:
+    with registry.locked(storage_root, stage, serving_dir, lock) as doc:
         return reconcile_and_record(doc, storage_root, model_dir, model_name, stage)

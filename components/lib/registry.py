@@ -42,14 +42,15 @@ nothing. The next push or resolve-baseline settles both under the lock (``reconc
 predate it ignore it.
 
 Concurrency: every change takes an exclusive ``fcntl.flock`` on ``index.json.lock`` next to the
-index and rewrites the index atomically (temp file in the same directory, fsync, ``os.replace``,
-fsync of the directory). Readers take no lock: ``os.replace`` means they see the old or the new
-index, never a half-written one. Assumption: the volume honours flock across pods. Local disks
-do; on NFS (incl. GCP Filestore, EFS) the Linux client maps flock onto NFS byte-range locks
-(NFSv4 natively, NFSv3 through lockd), so it holds across nodes unless the ``nolock``/``local_lock``
-mount options disable locking. A crashed holder's lock is released by the kernel/NFS server when
-its process dies; its temp file (``.index.json.*.tmp``) is removed by the next holder. Files get
-the umask's modes (0644 under the usual 022), like every other file on the volume.
+index (``registry_lock``: a bounded wait that names the holder) and rewrites the index atomically
+(temp file in the same directory, fsync, ``os.replace``, fsync of the directory). Readers take no
+lock: ``os.replace`` means they see the old or the new index, never a half-written one.
+Assumption: the volume honours flock across pods. Local disks do; on NFS (incl. GCP Filestore,
+EFS) the Linux client maps flock onto NFS byte-range locks (NFSv4 natively, NFSv3 through lockd),
+so it holds across nodes unless the ``nolock``/``local_lock`` mount options disable locking. A
+crashed holder's lock is released by the kernel/NFS server when its process dies; its temp file
+(``.index.json.*.tmp``) is removed by the next holder. Files get the umask's modes (0644 under the
+usual 022), like every other file on the volume.
 
 A damaged index (not JSON, or not this structure) is never replaced or repaired: it is the only
 record of what was pushed, so every reader and writer stops with a StageError naming the file.
@@ -59,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import re
@@ -70,7 +70,7 @@ from typing import Any
 
 from components import names, parameters
 from components.errors import StageError
-from components.lib import faults, registry_paths, saved_model, storage
+from components.lib import faults, registry_lock, registry_paths, saved_model, storage
 from components.lib.registry_paths import entry_path  # also ``registry.entry_path``, the one reader
 
 FORMAT = 1
@@ -211,25 +211,21 @@ def temp_files(storage_root: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def locked(storage_root: str | Path, stage: str, serving_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+def locked(
+    storage_root: str | Path,
+    stage: str,
+    serving_dir: Path | None = None,
+    request: registry_lock.Request | None = None,
+) -> Iterator[dict[str, Any]]:
     """Hold the registry's exclusive lock; yield the current index (validated, paths relative).
 
     Everything that must not interleave with another push (allocating a version, making it
-    visible, recording it) happens inside this block.
+    visible, recording it) happens inside this block. The wait is bounded and names the holder
+    (``registry_lock``; ``request``: this run's id and ``lock_timeout``).
     """
     path = index_path(storage_root)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise StageError(stage, str(path.parent), f"cannot open the registry lock: {e}") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with registry_lock.held(Path(str(path) + LOCK_SUFFIX), stage, request):
         yield read_index(storage_root, stage, serving_dir)
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def check_model_name(model_name: str, stage: str) -> str:

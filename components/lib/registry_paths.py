@@ -16,6 +16,9 @@ one outside it as it is (that is another copy of the volume, or nothing):
 4. else the shortest such tail although nothing is there: the version counts as missing, like one
    deleted by hand (skipped by the baseline rule).
 
+The same rule maps a single path (``relocate_path``): lineage reads the absolute paths older runs
+recorded in ML Metadata with it (``pipelines.lineage.resolved_paths``).
+
 ``registry.read_index`` returns entries so mapped, and the next write of the index under the lock
 (a push, resolve-baseline's set-aside, a reconcile that changed something) writes them back.
 """
@@ -42,8 +45,20 @@ def _least_tail(parts: tuple[str, ...], key: str) -> int:
     """How many last components a tail of an old absolute path keeps at least (its layout)."""
     if key == SERVING_PATH:
         return 3  # <serving dir>/<model>/<version>
-    found = [i for i, part in enumerate(parts) if part == names.ARTIFACTS_DIR]
-    return len(parts) - found[-1] if found else 2  # artifacts/<run id>/...
+    layout = (names.ARTIFACTS_DIR,) if key == MODEL_LOCATION else LAYOUT_DIRS
+    found = [i for i, part in enumerate(parts) if part in layout]
+    return len(parts) - found[-1] if found else 2  # artifacts/<run id>/..., kfp_local/<run>/..., ...
+
+
+# The storage root's top folders: an old absolute path's tail starts at one of them at the latest.
+LAYOUT_DIRS = (
+    names.ARTIFACTS_DIR,
+    names.KFP_LOCAL_DIR,
+    names.DATA_DIR,
+    names.SERVING_DIR,
+    names.REGISTRY_DIR,
+    names.METADATA_DIR,
+)
 
 
 def relocate(
@@ -55,18 +70,39 @@ def relocate(
     caller uses, where a version may be found when no tail of its old path is.
     """
     value = str(entry.get(key) or "")
+    extra: list[str] = []
+    if key == SERVING_PATH and serving_dir is not None and os.path.isabs(value):
+        extra = [
+            relative_to_root(storage_root, Path(serving_dir) / entry["model_name"] / str(entry["version"]))
+        ]
+    return relocate_path(storage_root, value, key, extra)
+
+
+def relocate_path(
+    storage_root: str | Path,
+    value: str,
+    key: str = "",
+    extra: list[str] | None = None,
+    recorded_root: str | None = None,
+) -> str:
+    """One recorded path relative to ``storage_root``: the rule of the module docstring.
+
+    ``key`` picks the least tail (``_least_tail``; any other key: from the last layout folder, e.g.
+    ``kfp_local/<run>/...`` for lineage's URIs). ``recorded_root``: the root the path was recorded
+    under, when known (lineage records the run's ``storage_root``): a path inside it maps exactly.
+    ``extra``: more candidates, tried after the tails.
+    """
     if not os.path.isabs(value):
         return value
     root, norm = os.path.abspath(storage_root), os.path.normpath(value)
-    pairs = ((root, norm), (os.path.realpath(root), os.path.realpath(norm)))
+    pairs: tuple[tuple[str, str], ...] = ((root, norm), (os.path.realpath(root), os.path.realpath(norm)))
+    if recorded_root and os.path.isabs(recorded_root):
+        pairs = ((os.path.normpath(recorded_root), norm), *pairs)
     inside = [r for r in (os.path.relpath(p, o) for o, p in pairs) if r.split(os.sep)[0] != os.pardir]
     parts = Path(norm).parts[1:]
     least = _least_tail(parts, key)
     tails = [os.path.join(*parts[i:]) for i in range(max(len(parts) - least, 0) + 1)] if parts else [""]
-    extra: list[str] = []
-    if key == SERVING_PATH and serving_dir is not None:
-        extra = [relative_to_root(root, Path(serving_dir) / entry["model_name"] / str(entry["version"]))]
-    found = (c for c in inside + tails + extra if c and os.path.lexists(os.path.join(root, c)))
+    found = (c for c in inside + tails + (extra or []) if c and os.path.lexists(os.path.join(root, c)))
     return next(found, inside[0] if inside else tails[-1])
 
 

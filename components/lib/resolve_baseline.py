@@ -37,7 +37,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import reconcile, registry, registry_paths, saved_model, storage
+from components.lib import reconcile, registry, registry_lock, registry_paths, saved_model, storage
 from components.lib.baseline import FOUND_REASON, Baseline
 
 STAGE = names.STAGE_RESOLVE
@@ -63,11 +63,17 @@ def baseline_from_entry(
     )
 
 
-def housekeeping(storage_root: str, serving_root: str, model_name: str) -> list[str]:
-    """Settle the registry against the serving directory and remove dead scratch; one line per act."""
+def housekeeping(
+    storage_root: str, serving_root: str, model_name: str, lock: registry_lock.Request | None = None
+) -> list[str]:
+    """Settle the registry against the serving directory and remove dead scratch; one line per act.
+
+    ``lock``: this run's id and how long it waits for the registry lock (``lock_timeout``).
+    """
     model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
-    said = [f"registry: {line}" for line in reconcile.settle(storage_root, model_dir, model_name, STAGE)]
-    said += [f"registry: {line}" for line in set_aside_damaged(storage_root, model_name)]
+    settled = reconcile.settle(storage_root, model_dir, model_name, STAGE, lock)
+    said = [f"registry: {line}" for line in settled]
+    said += [f"registry: {line}" for line in set_aside_damaged(storage_root, model_name, lock)]
     return said + [f"scratch: {line}" for line in storage.clean_scratch(storage_root)]
 
 
@@ -114,7 +120,9 @@ def _set_aside(storage_root: str, doc: dict[str, Any], entry: dict[str, Any]) ->
     return f"{_what(entry, why)}: set aside as {moved_to}"
 
 
-def set_aside_damaged(storage_root: str, model_name: str) -> list[str]:
+def set_aside_damaged(
+    storage_root: str, model_name: str, lock: registry_lock.Request | None = None
+) -> list[str]:
     """Quarantine the damaged blessed versions newer than the baseline; one line per version.
 
     A look without the lock first (nearly every run finds nothing to do), then the work under it,
@@ -122,7 +130,7 @@ def set_aside_damaged(storage_root: str, model_name: str) -> list[str]:
     """
     if not _damaged(storage_root, registry.read_index(storage_root, STAGE), model_name):
         return []
-    with registry.locked(storage_root, STAGE) as doc:  # old absolute paths mapped: written back
+    with registry.locked(storage_root, STAGE, None, lock) as doc:  # old absolute paths mapped: written back
         said = [_set_aside(storage_root, doc, entry) for entry in _damaged(storage_root, doc, model_name)]
         try:
             registry.write_index(storage_root, doc, STAGE)
@@ -154,13 +162,13 @@ def _set_aside_note(
     return "; ".join(parts)
 
 
-def resolve(storage_root: str, model_name: str) -> Baseline:
+def resolve(storage_root: str, model_name: str, lock: registry_lock.Request | None = None) -> Baseline:
     """The newest blessed version that is intact on disk; damaged ones are set aside first.
 
     Versions deleted by hand are skipped (``skipped_versions``); when a newer version was set
     aside as damaged (now or by an earlier run), the reason names it and the version chosen.
     """
-    set_aside_damaged(storage_root, model_name)
+    set_aside_damaged(storage_root, model_name, lock)
     doc = registry.read_index(storage_root, STAGE)
     entry, skipped = registry.baseline_entry(storage_root, doc, model_name)
     aside = _set_aside_note(storage_root, doc, model_name, entry)

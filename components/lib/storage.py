@@ -14,11 +14,15 @@ Writes are atomic at directory level: a stage writes into a hidden sibling direc
 renames it into place only when everything is there, so a crash never leaves an output that
 looks complete. The scratch name carries its owner (host and process id), so the next run can
 tell a killed stage's leftover from a live one of a concurrent run (``clean_scratch``).
+
+A local run's input is copied by content (``copy_in``): ``data/<name>@<digest>/<name>``, never
+written again once renamed into place, so a run reading it never sees another table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -26,7 +30,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +225,173 @@ def storage_path_of(metadata: dict[str, Any], artifact_path: str, stage: str) ->
     if not path.exists():
         raise StageError(stage, str(path), "input data is missing from the storage volume")
     return path
+
+
+# --- Input copies: one immutable directory per content ---------------------------------------
+
+COPY_MANIFEST = ".kubetfx-copy.json"  # written last inside a copy: its digest and files
+DIGEST_CHARS = 16  # hex characters of the SHA-256 in a copy's directory name
+
+
+def content_digest(source: Path) -> str:
+    """SHA-256 of a file's bytes; of a folder, of ``sha256sum``'s lines for its files in path order."""
+    if source.is_file():
+        return _file_digest(source)
+    lines = [f"{_file_digest(source / rel)}  {rel}\n" for rel in _files_under(source)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_under(folder: Path) -> list[str]:
+    """Every file under ``folder`` (symlinks followed), as sorted POSIX paths relative to it."""
+    found = []
+    for dirpath, _, filenames in os.walk(folder, followlinks=True):
+        for name in filenames:
+            found.append(Path(dirpath, name).relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def source_state(source: Path) -> list[tuple[str, int, int]] | None:
+    """``(path, size, mtime_ns)`` of every file of an input; None when it does not exist.
+
+    Taken before the preflight reads the input and again after it is copied: the same state means
+    the copy holds the bytes the preflight checked.
+    """
+    if source.is_file():
+        st = source.stat()
+        return [("", st.st_size, st.st_mtime_ns)]
+    if not source.is_dir():
+        return None
+    return [(rel, (st := (source / rel).stat()).st_size, st.st_mtime_ns) for rel in _files_under(source)]
+
+
+def copy_dir_for(data_dir: Path, name: str, digest: str) -> Path:
+    """``data/<name>@<digest>``: the copy keeps the input's name inside (``<name>@<d>/<name>``)."""
+    return data_dir / f"{name}@{digest[:DIGEST_CHARS]}"
+
+
+def valid_copy(copy_dir: Path, name: str, digest: str) -> bool:
+    """Whether ``copy_dir`` is a complete copy of that content.
+
+    Its manifest names the digest and every file is there with its size (cheap: no byte is read).
+    """
+    try:
+        doc = json.loads((copy_dir / COPY_MANIFEST).read_text())
+        if doc.get("sha256") != digest or doc.get("name") != name:
+            return False
+        root = copy_dir / name
+        listed = {f["path"]: f["size"] for f in doc["files"]}
+        found = [""] if root.is_file() else _files_under(root)
+        return sorted(listed) == found and all(
+            (root / rel if rel else root).stat().st_size == size for rel, size in listed.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _copy_with_manifest(source: Path, scratch: Path, digest: str) -> str:
+    """Copy ``source`` into ``scratch/<name>``, then write the manifest (last); the copy's digest."""
+    target = scratch / source.name
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+    copied = content_digest(target)
+    files = [{"path": rel, "size": size} for rel, size, _ in source_state(target) or []]
+    doc = {
+        "name": source.name,
+        "sha256": copied,
+        "source": str(source),
+        "files": files,
+        "copied_at": time.time(),
+    }
+    manifest = scratch / COPY_MANIFEST
+    manifest.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    with open(manifest, "rb") as fh:
+        os.fsync(fh.fileno())
+    return copied
+
+
+def copy_in(
+    storage_root: Path, source: Path, before: list[tuple[str, int, int]] | None, log: Callable[[str], None]
+) -> str:
+    """Put ``source`` on the volume by content; return ``data/<name>@<digest>/<name>`` (root-relative).
+
+    The copy is written in a scratch directory (``data/.incoming-<owner>-*``, removed by
+    ``clean_scratch`` if this process dies) with its manifest last, then renamed into place: a
+    rename never replaces a directory that exists, so a copy a running reader uses never changes.
+    The same content already there (its manifest checked, ``valid_copy``) is reused. ``before``:
+    the input's ``source_state`` when the preflight read it; another state afterwards means the
+    input changed meanwhile, and the run is refused rather than run on bytes nobody checked.
+    """
+    data_dir = Path(storage_root) / names.DATA_DIR
+    digest = content_digest(source)
+    final = copy_dir_for(data_dir, source.name, digest)
+    relative = f"{final.relative_to(storage_root).as_posix()}/{source.name}"
+    if valid_copy(final, source.name, digest):
+        log(f"input {source}: the same content is on the volume already, {relative} (not copied again)")
+    else:
+        _set_aside(final, log)
+        _publish_copy(source, data_dir, final, digest)
+        log(f"input {source}: copied to {relative}")
+    if before is not None and source_state(source) != before:
+        raise ValueError(
+            f"[submit] {source}: input data changed while the run was starting (after the preflight "
+            "read it); run again once it is written"
+        )
+    return relative
+
+
+def incoming_dir(data_dir: Path) -> Path:
+    """A new ``data/.incoming-<host>-<pid>-<hex>``, with the umask's modes (not mkdtemp's 0700).
+
+    The owner in the name lets the next run remove it if this process dies (``clean_scratch``).
+    """
+    path = data_dir / f"{INCOMING_PREFIX}{owner_tag()}-{uuid.uuid4().hex[:12]}"
+    path.mkdir()
+    return path
+
+
+def _publish_copy(source: Path, data_dir: Path, final: Path, digest: str) -> None:
+    """Copy into scratch, check the digest, rename into place (a concurrent identical copy is kept)."""
+    scratch = incoming_dir(data_dir)
+    try:
+        copied = _copy_with_manifest(source, scratch, digest)
+        if copied != digest:
+            raise ValueError(
+                f"[submit] {source}: input data changed while it was being copied onto the volume; "
+                "run again once it is written"
+            )
+        try:
+            os.rename(scratch, final)
+        except OSError:
+            if not valid_copy(final, source.name, digest):  # not a concurrent run's identical copy
+                raise
+    except OSError as e:
+        raise RuntimeError(
+            f"[submit] {final}: cannot copy the input onto the volume: {e.strerror or e}"
+        ) from e
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _set_aside(final: Path, log: Callable[[str], None]) -> None:
+    """A damaged or incomplete copy under the final name: renamed aside, never written into."""
+    if not os.path.lexists(final):
+        return
+    aside = final.with_name(f".{final.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+    try:
+        os.rename(final, aside)
+    except OSError as e:
+        raise RuntimeError(f"[submit] {final}: an incomplete copy of the input is in the way: {e}") from e
+    log(
+        f"warning: [submit] {final}: not a complete copy of this content (manifest or sizes differ); "
+        f"set aside as {aside.name}"
+    )

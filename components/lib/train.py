@@ -9,9 +9,14 @@ scores, class names and the likeliest class (classification) out — is ``servin
 export path and the serving contract are ``saved_model``'s, which evaluate and push check
 against; what train shares with tune (datasets, label transform, model building) is ``training``.
 
-Metrics are computed on the full eval split — MAE, RMSE and R² in label units, or accuracy and
-log loss — and the eval predictions are saved with the rows' transformed features and label, so
-a test can check that the served model reproduces them (no train/serve skew).
+The fit never reads the eval split: it fits on the train split minus a validation slice
+(``training``: held out by a hash of each example, ``validation_fraction`` of the rows), runs
+whole epochs as the budget rule says (``training.fit_budget``: ``train_steps`` worth of epochs
+within [MIN_EPOCHS, ``max_epochs``]) and stops early when the validation loss stops falling,
+keeping the best epoch's weights. Only once the weights are final are the metrics computed on
+the full eval split — MAE, RMSE and R² in label units, or accuracy and log loss — and the eval
+predictions saved with the rows' transformed features and label, so a test can check that the
+served model reproduces them (no train/serve skew). Nothing computed on eval feeds back.
 """
 
 from __future__ import annotations
@@ -25,46 +30,16 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import bounds, saved_model, user_module
+from components.lib import bounds, saved_model, training, user_module
 from components.lib.hyperparameters import read_hyperparameters
 from components.lib.serving_export import export_serving_model
 from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE
-from components.lib.training import (
-    build_user_model,
-    label_functions,
-    make_dataset,
-    model_input_names,
-    module_context,
-    set_seed,
-)
+from components.lib.training import build_user_model, label_functions, make_dataset, model_input_names
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TRAIN
 PREDICT_BATCH = 4096  # batch size of the final passes over eval (and a train sample)
-MAX_EPOCHS = 10  # train_steps are split into up to this many epochs, for per-epoch logs
-MAX_STEPS_PER_EXECUTION = 100  # see steps_per_execution()
-
-
-def steps_per_execution(*step_counts: int) -> int:
-    """The most steps Keras may run per call into TensorFlow without changing what is computed.
-
-    Keras runs ``steps_per_execution`` steps inside one ``tf.function`` call, saving its
-    per-step Python overhead (1,000 steps at batch 32: 2.6 s -> 1.3 s, identical losses). But
-    Keras 3 rounds every fit and validation loop UP to a multiple of it, so the value must
-    divide every step count the loops use: their greatest common divisor, at most
-    MAX_STEPS_PER_EXECUTION (the largest divisor of it below that).
-    """
-    g = 0
-    for n in step_counts:
-        g = math.gcd(g, int(n))
-    limit = min(g, MAX_STEPS_PER_EXECUTION)
-    return max((d for d in range(1, limit + 1) if g % d == 0), default=1)
-
-
-def run_steps_per_execution(model: Any, steps: int) -> None:
-    """Let ``model`` run ``steps`` steps per execution, unless its module chose a value itself."""
-    if steps > 1 and getattr(model, "steps_per_execution", None) == 1:
-        model.steps_per_execution = steps  # read when Keras first builds its train/test functions
+steps_per_execution = training.steps_per_execution  # re-exported: what Keras may batch per call
 
 
 # --- Train. --------------------------------------------------------------------------------
@@ -77,18 +52,16 @@ class TrainResult:
     history: dict[str, list[float]]
     seconds: float
     label: Any = None  # label.LabelInfo
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # the validation slice, the epochs
 
     def metadata(self) -> dict[str, Any]:
         finite = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}  # JSON has no NaN
         meta: dict[str, Any] = {"hyperparameters": self.hyperparameters, "metrics": finite}
+        if self.budget:
+            meta["fit"] = self.budget
         if self.label is not None:
             meta.update(label=self.label.name, task=self.label.task, classes=list(self.label.classes))
         return meta
-
-
-def _epochs(train_steps: int) -> int:
-    """The most epochs (<= MAX_EPOCHS) that split ``train_steps`` evenly: per-epoch logs, exact steps."""
-    return max(d for d in range(1, MAX_EPOCHS + 1) if train_steps % d == 0)
 
 
 def regression_metrics(labels: Any, predictions: Any) -> dict[str, float]:
@@ -166,6 +139,153 @@ def predict_split(
     return np.concatenate(preds), np.concatenate(labels), {k: np.concatenate(v) for k, v in feats.items()}
 
 
+@dataclasses.dataclass
+class _Setup:
+    """What the fit needs, read and checked before the slow work starts."""
+
+    module: Any
+    hparams: dict[str, Any]
+    tft_output: Any
+    info: Any
+    context: Any
+    budget: training.Budget
+    forward: Any
+    inverse: Any
+    train_files: list[str]
+    eval_files: list[str]
+
+
+def _setup(
+    transformed_dir: Path,
+    graph_dir: Path,
+    hyperparameters_path: Path,
+    *,
+    module_file: str,
+    storage_root: str,
+    train_steps: int,
+    eval_steps: int,
+    batch_size: int,
+    label: str,
+    validation_fraction: float,
+    max_epochs: int,
+) -> _Setup:
+    """Load the module and hyperparameters, check the counts, size the validation slice and the budget."""
+    for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps), ("batch_size", batch_size)):
+        if value <= 0:
+            raise StageError(STAGE, None, f"{name} must be positive, got {value}")
+    training.check_validation_fraction(validation_fraction, STAGE)
+    module = user_module.load_user_module(module_file, storage_root, STAGE)
+    user_module.require(module, user_module.BUILD_MODEL, STAGE)  # fail before the slow imports
+    hparams = read_hyperparameters(hyperparameters_path, STAGE)
+    tft_output = open_transform_output(graph_dir, STAGE)
+    info = read_label_info(graph_dir, label, STAGE)
+    counts = {"train_steps": train_steps, "eval_steps": eval_steps}
+    rows = info.stats.get("count")
+    batch_size = bounds.at_start(STAGE, counts, batch_size, rows, len(tft_output.raw_metadata.schema.feature))
+    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
+    budget = training.fit_budget(train_files, validation_fraction, batch_size, train_steps, max_epochs, STAGE)
+    context = training.module_context(tft_output, info, budget)
+    defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
+    if defaults_fn is not None:
+        hparams = {**user_module.call(defaults_fn, context=context), **hparams}
+    bounds.check_hyperparameters(hparams, None, STAGE)
+    forward, inverse = label_functions(module, STAGE, context)
+    eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
+    return _Setup(
+        module, hparams, tft_output, info, context, budget, forward, inverse, train_files, eval_files
+    )
+
+
+def _fit(s: _Setup, output_dir: Path) -> tuple[Any, list[str], dict[str, list[float]], dict[str, Any]]:
+    """Build and fit the model on the fit rows, early-stopped on the validation slice (never eval).
+
+    (model, its input names, the history, what the fit did: epochs run, best epoch, stopped early).
+    """
+    import keras
+
+    training.set_seed()
+    model = build_user_model(s.module, s.hparams, s.tft_output, STAGE, s.context)
+    inputs = model_input_names(model)
+    check_outputs(model, s.info, user_module.module_location(s.module))
+    fit_ds, validation_ds = training.fit_datasets(
+        s.train_files,
+        s.tft_output,
+        s.budget,
+        label=s.info.name,
+        label_fn=s.forward,
+        stage=STAGE,
+        input_names=inputs,
+        classification=s.info.is_classification,
+    )
+    training.fit_steps_per_execution(model, s.budget)
+    stopper = training.early_stopping()
+    logs = output_dir / names.TENSORBOARD_DIR
+    history = model.fit(
+        fit_ds,
+        steps_per_epoch=s.budget.steps_per_epoch,
+        epochs=s.budget.epochs,
+        callbacks=[
+            training.slice_validation(validation_ds),  # first: the others read its val_loss
+            stopper,
+            keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+        ],
+        verbose=2,
+    )
+    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    val = hist.get("val_loss", [])
+    finite = [i for i, v in enumerate(val) if math.isfinite(v)]
+    best = min(finite, key=lambda i: val[i]) if finite else len(val) - 1
+    ran = {"epochs_run": len(val), "best_epoch": best + 1, "stopped_early": len(val) < s.budget.epochs}
+    return model, inputs, hist, ran
+
+
+def _metrics(
+    s: _Setup, model: Any, inputs: list[str], hist: dict[str, list[float]], ran: dict[str, Any]
+) -> tuple[dict[str, float], Any]:
+    """Train, validation and eval figures of the final weights; (metrics, the eval prediction table)."""
+    import numpy as np
+
+    def dataset(files: list[str], batch: int, **kw: Any) -> Any:
+        return make_dataset(
+            files,
+            s.tft_output,
+            PREDICT_BATCH,
+            label=s.info.name,
+            label_fn=lambda x: x,
+            stage=STAGE,
+            input_names=inputs,
+            classification=s.info.is_classification,
+            **kw,
+        )
+
+    classify = s.info.is_classification
+    preds, labels, feats = predict_split(model, dataset(s.eval_files, PREDICT_BATCH), s.inverse, classify)
+    if not len(preds):
+        raise StageError(STAGE, str(Path(s.eval_files[0]).parent), "the eval split is empty")
+    # Train figures in label units on (up to PREDICT_BATCH) fit rows.
+    fit_rows = dataset(
+        s.train_files, PREDICT_BATCH, part=training.FIT, holdout_fraction=s.budget.validation_fraction
+    ).take(1)
+    train_preds, train_labels, _ = predict_split(model, fit_rows, s.inverse, classify)
+    best = ran["best_epoch"] - 1
+    metrics = {
+        "train_loss": hist["loss"][best],
+        "validation_loss": hist.get("val_loss", [float("nan")])[best],
+    }
+    if classify:
+        metrics["train_accuracy"] = classification_metrics(train_labels, train_preds)["accuracy"]
+        metrics.update({f"eval_{k}": v for k, v in classification_metrics(labels, preds).items()})
+    else:
+        ev = regression_metrics(labels, preds)
+        metrics.update(train_mae=regression_metrics(train_labels, train_preds)["mae"])
+        metrics.update(eval_mae=ev["mae"], eval_rmse=ev["rmse"], eval_r2=ev["r2"])
+    metrics["eval_examples"] = float(len(preds))
+    metrics.update(epochs_run=float(ran["epochs_run"]), best_epoch=float(ran["best_epoch"]))
+    if not np.isfinite(preds).all():
+        raise StageError(STAGE, s.eval_files[0], f"the model predicts non-finite values; metrics {metrics}")
+    return metrics, prediction_table(feats, labels, preds, s.info)
+
+
 def run_train(
     transformed_dir: Path,
     graph_dir: Path,
@@ -178,122 +298,67 @@ def run_train(
     eval_steps: int,
     batch_size: int,
     label: str,
+    validation_fraction: float = training.VALIDATION_FRACTION,
+    max_epochs: int = training.MAX_EPOCHS,
 ) -> TrainResult:
-    """Train, evaluate on the full eval split and export to ``output_dir/Format-Serving``.
+    """Fit (early-stopped on the validation slice), then measure on the full eval split and export.
 
-    ``output_dir`` must be a fresh directory (the caller writes atomically); TensorBoard logs
-    go to ``output_dir/logs``. ``label``: the column to predict.
+    Export to ``output_dir/Format-Serving``. ``output_dir`` must be a fresh directory (the caller
+    writes atomically); TensorBoard logs go to ``output_dir/logs``. ``label``: the column to
+    predict. ``train_steps``: the step budget the epochs are counted from (``training.fit_budget``);
+    ``eval_steps``: checked against the bounds only (the validation slice is read whole).
     """
     start = time.perf_counter()
-    for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps), ("batch_size", batch_size)):
-        if value <= 0:
-            raise StageError(STAGE, None, f"{name} must be positive, got {value}")
-    module = user_module.load_user_module(module_file, storage_root, STAGE)
-    user_module.require(module, user_module.BUILD_MODEL, STAGE)  # fail before the slow imports
-    hparams = read_hyperparameters(hyperparameters_path, STAGE)
-    tft_output = open_transform_output(graph_dir, STAGE)
-    info = read_label_info(graph_dir, label, STAGE)
-    context = module_context(tft_output, info, train_steps)
-    defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
-    if defaults_fn is not None:
-        hparams = {**user_module.call(defaults_fn, context=context), **hparams}
-    bounds.check_hyperparameters(hparams, None, STAGE)
-    counts = {"train_steps": train_steps, "eval_steps": eval_steps}
-    batch_size = bounds.at_start(STAGE, counts, batch_size, context.train_rows, len(context.schema.feature))
-    forward, inverse = label_functions(module, STAGE, context)
-    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
-    eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
-
-    import keras
-    import numpy as np
-
-    set_seed()
-    model = build_user_model(module, hparams, tft_output, STAGE, context)
-    inputs = model_input_names(model)
-    check_outputs(model, info, user_module.module_location(module))
-
-    def dataset(files: list[str], batch: int, label_fn: Any, **kw: Any) -> Any:
-        return make_dataset(
-            files,
-            tft_output,
-            batch,
-            label=label,
-            label_fn=label_fn,
-            stage=STAGE,
-            input_names=inputs,
-            classification=info.is_classification,
-            **kw,
-        )
-
-    train_ds = dataset(train_files, batch_size, forward, shuffle=True, repeat=True)
-    eval_ds = dataset(eval_files, batch_size, forward, repeat=True)
-    epochs = _epochs(train_steps)
-    run_steps_per_execution(model, steps_per_execution(train_steps // epochs, eval_steps))
-    logs = output_dir / names.TENSORBOARD_DIR
+    s = _setup(
+        transformed_dir,
+        graph_dir,
+        hyperparameters_path,
+        module_file=module_file,
+        storage_root=storage_root,
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        batch_size=batch_size,
+        label=label,
+        validation_fraction=validation_fraction,
+        max_epochs=max_epochs,
+    )
     timings = {"setup": time.perf_counter() - start}
     t = time.perf_counter()
-    history = model.fit(
-        train_ds,
-        steps_per_epoch=train_steps // epochs,
-        epochs=epochs,
-        validation_data=eval_ds,
-        validation_steps=eval_steps,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0)],
-        verbose=2,
-    )
-    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    model, inputs, hist, ran = _fit(s, output_dir)
     timings["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-
-    identity = lambda x: x  # noqa: E731  (labels stay in label units for the metrics)
-    classify = info.is_classification
-    eval_full = dataset(eval_files, PREDICT_BATCH, identity)
-    preds, labels, feats = predict_split(model, eval_full, inverse, classify)
-    if not len(preds):
-        raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
-    # Train figures in label units on as many train rows as a validation pass sees (eval_steps batches).
-    train_sample = dataset(train_files, batch_size, identity).take(eval_steps)
-    train_preds, train_labels, _ = predict_split(model, train_sample, inverse, classify)
-    metrics = {"train_loss": hist["loss"][-1], "eval_loss": hist.get("val_loss", [float("nan")])[-1]}
-    if classify:
-        metrics["train_accuracy"] = classification_metrics(train_labels, train_preds)["accuracy"]
-        metrics.update({f"eval_{k}": v for k, v in classification_metrics(labels, preds).items()})
-    else:
-        ev = regression_metrics(labels, preds)
-        metrics.update(train_mae=regression_metrics(train_labels, train_preds)["mae"])
-        metrics.update(eval_mae=ev["mae"], eval_rmse=ev["rmse"], eval_r2=ev["r2"])
-    metrics["eval_examples"] = float(len(preds))
-    if not np.isfinite(preds).all():
-        raise StageError(STAGE, str(output_dir), f"the model predicts non-finite values; metrics {metrics}")
-
+    metrics, table = _metrics(s, model, inputs, hist, ran)
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
-    prediction_table(feats, labels, preds, info).to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
+    table.to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
     timings["predictions_csv"] = time.perf_counter() - t
     t = time.perf_counter()
     export_serving_model(
-        model, tft_output, inverse, saved_model.export_dir(output_dir), info=info, input_names=inputs
+        model, s.tft_output, s.inverse, saved_model.export_dir(output_dir), info=s.info, input_names=inputs
     )
     timings["export"] = time.perf_counter() - t
     seconds = time.perf_counter() - start
-    (output_dir / SUMMARY_FILE).write_text(
-        json.dumps(
-            {
-                "hyperparameters": hparams,
-                "metrics": metrics,
-                "history": hist,
-                "seconds": seconds,
-                "timings": timings,
-                "module": user_module.module_reference(module),
-                "label": info.to_document(),
-                "train_steps": train_steps,
-                "eval_steps": eval_steps,
-                "batch_size": batch_size,
-                "steps_per_execution": getattr(model, "steps_per_execution", 1),
-            },
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
+    summary = {
+        "hyperparameters": s.hparams,
+        "metrics": metrics,
+        "history": hist,
+        "seconds": seconds,
+        "timings": timings,
+        "module": user_module.module_reference(s.module),
+        "label": s.info.to_document(),
+        "train_steps": train_steps,
+        "eval_steps": eval_steps,
+        "batch_size": s.budget.batch_size,
+        "budget": s.budget.document(),
+        "fit": ran,
+        "steps_per_execution": getattr(model, "steps_per_execution", 1),
+    }
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    return TrainResult(
+        metrics=metrics,
+        hyperparameters=s.hparams,
+        history=hist,
+        seconds=seconds,
+        label=s.info,
+        budget={**s.budget.document(), **ran},
     )
-    return TrainResult(metrics=metrics, hyperparameters=hparams, history=hist, seconds=seconds, label=info)

@@ -35,7 +35,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import examples, module_inputs, transform_output, user_module
+from components.lib import bounds, examples, module_inputs, transform_output, user_module
 from components.lib import label as label_contract
 from components.lib.beam import pickle_by_value, pipeline_options
 from components.lib.beam import run as beam_run
@@ -158,6 +158,8 @@ def run_transform(
     preprocessing_fn = _wrap_preprocessing_fn(user_fn, location, context)
     split_paths = {split: examples.split_files(examples_dir, split, STAGE) for split in names.SPLITS}
     module_inputs.check_raw_features(module, context, raw_schema, split_paths[names.TRAIN], source, STAGE)
+    if module.__name__ == names.DEFAULT_MODULE:  # one analyzer per column: refuse what cannot fit
+        bounds.check_transform_memory(len(module.raw_features(context)), STAGE)
     schema = input_schema(raw_schema, label)
     files = {split: [str(f) for f in paths] for split, paths in split_paths.items()}
     options = pipeline_options(beam_args, STAGE)

@@ -1,11 +1,15 @@
 """Tune logic: keras-tuner search over the user module's hyperparameter space.
 
-Each trial builds the user module's model with that trial's values, trains ``steps`` steps at
-``batch_size`` on the transformed train split and is scored by ``val_loss`` on the eval split
-(at most ``defaults.EVAL_STEPS`` batches of it, so a trial's validation cost does not grow
-with the data). The best values are written as JSON (TFX Tuner's ``best_hyperparameters.txt``,
-through ``hyperparameters``, which train reads with). What a trial shares with train — the
-datasets, the label transform, building the model, the seed — is ``training``.
+Each trial builds the user module's model with that trial's values and fits it as train will
+(``training.fit_budget``: whole epochs over the train split minus its validation slice, ``steps``
+worth, at least MIN_EPOCHS and at most ``max_epochs``; early stopping on the validation slice).
+Its score is its best epoch's ``val_loss`` on that validation slice — never the eval split, on
+which evaluate later blesses, so the blessing's figure is not the search's. The first trial is
+the module's own ``default_hyperparameters`` (so the search can only pick something that beat
+them on the validation slice); keras-tuner draws the rest with a fixed seed. The best values are
+written as JSON (TFX Tuner's ``best_hyperparameters.txt``, through ``hyperparameters``, which
+train reads with). What a trial shares with train — the datasets, the validation slice, the
+budget rule, the label transform, building the model, the seed — is ``training``.
 
 The label is the ``label`` parameter's column (transform's label contract says its task and
 classes); module functions that take a context get it (``training.module_context``).
@@ -26,15 +30,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components import defaults, names
+from components import names
 from components.errors import StageError, stage_error_in
 from components.lib import bounds, training, tuner_progress, user_module
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TUNE
 TUNERS = ("random", "bayesian", "hyperband")
+# A trial replaces the module's default setting only when its validation loss is lower by more than
+# this share. On a slice of ~50 rows the scores are noisy: on the reference workload one setting
+# scored 0.0943 and 0.0987 in two identical runs (oneDNN's float order, amplified by 300 steps) —
+# 4.6 % apart — and a setting that beat the defaults by 1.4-6 % on the slice lost on eval by 20 %
+# (MAE ~1,870 against ~1,530). Twice that run-to-run spread: 10 %.
+DEFAULTS_MARGIN = 0.1
 PROJECT_NAME = "kubetfx_tuner"
-HYPERBAND_MAX_EPOCHS = 3  # a full Hyperband trial = 3 epochs of steps/3 steps = `steps` steps
 
 
 @dataclasses.dataclass
@@ -46,12 +55,14 @@ class TuneResult:
     best_val_loss: float | None
     searched: bool
     seconds: float
+    budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # a trial's slice and epochs
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"hyperparameters": self.best, "searched": self.searched}
         if self.searched:
             meta["trials"] = len(self.trials)
             meta["best_val_loss"] = self.best_val_loss
+            meta["budget"] = self.budget
         return meta
 
 
@@ -102,7 +113,39 @@ def _space_kinds(space: Any, context: Any) -> dict[str, Any] | None:
     return bounds.space_kinds(hp)
 
 
-def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path) -> Any:
+def _defaults_first(search: Any, defaults: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Make the search's first trial the module's default values (fixed ones as fixed).
+
+    keras-tuner's random and Bayesian oracles draw even their first trial at random; a search
+    that never tried the module's own setting can return something worse than it. Hyperband
+    schedules its own brackets and is left as it is.
+    """
+    import keras_tuner as kt
+
+    oracle = search.oracle
+    if not defaults or isinstance(oracle, kt.oracles.HyperbandOracle):
+        return None
+    original = oracle.populate_space
+    pending = [True]
+
+    def populate(trial_id: str) -> dict[str, Any]:
+        if not pending:
+            return original(trial_id)
+        pending.clear()
+        hps = oracle.hyperparameters.copy()
+        for hp in hps.space:
+            if hps.is_active(hp):
+                fixed = isinstance(hp, kt.engine.hyperparameters.Fixed)
+                hps.values[hp.name] = hp.value if fixed else defaults.get(hp.name, hp.default)
+        first.update(hps.values)
+        return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": hps.values}
+
+    first: dict[str, Any] = {}  # the values of the first trial, once made
+    oracle.populate_space = populate
+    return first
+
+
+def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path, max_epochs: int) -> Any:
     import keras_tuner as kt
 
     common = dict(
@@ -127,7 +170,7 @@ def _make_tuner(kind: str, build: Any, hp: Any, trials: int, work_dir: Path) -> 
                 None,
                 f"tuner 'bayesian' is unavailable in this image ({e}); use 'random' or 'hyperband'",
             ) from e
-    tuner = kt.Hyperband(max_epochs=HYPERBAND_MAX_EPOCHS, factor=3, **common)
+    tuner = kt.Hyperband(max_epochs=max_epochs, factor=3, **common)
     tuner.oracle.max_trials = trials  # Hyperband has no max_trials argument; the oracle honours it
     return tuner
 
@@ -146,8 +189,15 @@ def run_tune(
     enabled: bool,
     hyperparameters: str,
     label: str,
+    validation_fraction: float = training.VALIDATION_FRACTION,
+    max_epochs: int = training.MAX_EPOCHS,
 ) -> TuneResult:
-    """Search (or, disabled, take the defaults); ``work_dir`` holds keras-tuner's project files."""
+    """Search (or, disabled, take the defaults); ``work_dir`` holds keras-tuner's project files.
+
+    ``steps``: a trial's step budget, counted in whole epochs as train counts its own
+    (``training.fit_budget``); ``validation_fraction``: the share of the train split held out to
+    score the trials (the same rows train stops early on).
+    """
     start = time.perf_counter()
     module = user_module.load_user_module(module_file, storage_root, STAGE)
     location = user_module.module_location(module)
@@ -157,8 +207,8 @@ def run_tune(
     )
     tft_output = open_transform_output(graph_dir, STAGE)
     info = read_label_info(graph_dir, label, STAGE)
-    context = training.module_context(tft_output, info, steps)
     if not enabled:
+        context = training.module_context(tft_output, info)
         values = _default_values(module, context)
         overrides = parse_overrides(hyperparameters, values, location)
         bounds.check_hyperparameters(overrides, bounds.value_kinds(values), STAGE, location)
@@ -171,17 +221,19 @@ def run_tune(
         if value <= 0:
             raise StageError(STAGE, None, f"{name} must be positive, got {value}")
     counts = {"tuner_trials": trials, "tuner_steps": steps}
-    batch_size = bounds.at_start(STAGE, counts, batch_size, context.train_rows, len(context.schema.feature))
+    rows = info.stats.get("count")
+    batch_size = bounds.at_start(STAGE, counts, batch_size, rows, len(tft_output.raw_metadata.schema.feature))
     if work_dir is None:
         raise ValueError("a search needs a work directory")
+    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
+    budget = training.fit_budget(train_files, validation_fraction, batch_size, steps, max_epochs, STAGE)
+    context = training.module_context(tft_output, info, budget)
     space = user_module.require(module, user_module.HYPERPARAMETER_SPACE, STAGE)
     defaults_fn = user_module.optional(module, user_module.DEFAULT_HYPERPARAMETERS, STAGE)
     known = user_module.call(defaults_fn, context=context) if defaults_fn is not None else None
     overrides = parse_overrides(hyperparameters, known, location)
     bounds.check_hyperparameters(overrides, _space_kinds(space, context), STAGE, location)
     forward, _ = training.label_functions(module, STAGE, context)
-    train_files = transformed_files(transformed_dir, names.TRAIN, STAGE)
-    eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
 
     import keras_tuner as kt
 
@@ -199,61 +251,62 @@ def run_tune(
                 STAGE, location, f"{user_module.HYPERPARAMETER_SPACE} failed: {type(e).__name__}: {e}"
             ) from e
         values = dict(values) if isinstance(values, dict) else dict(trial_hp.values)
-        # No steps_per_execution here (train uses it): the first trial is identical with it,
-        # but from the second trial on the losses differ (measured on the workload: trials 2-4
-        # changed and another trial won), so the search would no longer be the one TFX's Tuner
-        # runs with the same module and seed.
+        # No steps_per_execution here (train uses it): Keras traces its multi-step loop (a
+        # tf.while_loop) for the train and the test function of every trial, ~0.7 s each on the
+        # reference workload, more than the per-step overhead it saves on a trial's ~300 steps.
         return training.build_user_model(module, values, tft_output, STAGE, context)
 
     training.set_seed()
-    search = _make_tuner(kind, build, hp, trials, work_dir)
+    search = _make_tuner(kind, build, hp, trials, work_dir, budget.epochs)
+    first = _defaults_first(search, known)
     tuner_progress.attach(search, trials, work_dir)  # a console line, HParams and trials.json per trial
     # The model's input names, to feed it exactly the transformed features it declares.
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
-    inputs = training.model_input_names(probe)
-    train_ds = training.make_dataset(
+    fit_ds, validation_ds = training.fit_datasets(
         train_files,
         tft_output,
-        batch_size,
+        budget,
         label=label,
         label_fn=forward,
-        input_names=inputs,
-        shuffle=True,
-        repeat=True,
         stage=STAGE,
+        input_names=training.model_input_names(probe),
         classification=info.is_classification,
     )
-    # One pass over (at most EVAL_STEPS batches of) eval per validation, as a repeated dataset
-    # of known length: Keras warns about a finite dataset of unknown cardinality running out.
-    eval_rows = training.count_records(eval_files, limit=defaults.EVAL_STEPS * batch_size)
-    if not eval_rows:
-        raise StageError(STAGE, str(transformed_dir), "the eval split is empty")
-    validation_steps = math.ceil(eval_rows / batch_size)
-    eval_ds = (
-        training.make_dataset(
-            eval_files,
-            tft_output,
-            batch_size,
-            label=label,
-            label_fn=forward,
-            input_names=inputs,
-            stage=STAGE,
-            classification=info.is_classification,
-        )
-        .take(validation_steps)
-        .repeat()
+    _search(search, fit_ds, validation_ds, budget, location)
+    done = _trials(search)
+    scored = [t for t in done if t["val_loss"] is not None]
+    if not scored:
+        raise StageError(STAGE, location, f"no trial produced a finite val_loss: {done}")
+    best_trial = _choose(scored, first)
+    return TuneResult(
+        best=best_trial["values"],
+        trials=done,
+        best_val_loss=best_trial["val_loss"],
+        searched=True,
+        seconds=time.perf_counter() - start,
+        budget=budget.document(),
     )
-    per_epoch = max(1, steps // HYPERBAND_MAX_EPOCHS) if kind == "hyperband" else steps
+
+
+def _search(search: Any, fit_ds: Any, validation_ds: Any, budget: training.Budget, location: str) -> None:
+    """Run the trials: the train budget's epochs, early-stopped on the validation slice."""
     # keras-tuner runs gc.collect() twice per trial; frozen, the objects of the imports and the
     # earlier stages (millions in a warm process) are not traversed again: ~0.4 s per trial.
+    # keras-tuner also saves a trial's weights at each epoch that improves its val_loss (~50 ms a
+    # save: 2 s of the reference workload's search); nothing reads them (train fits its own
+    # model), so the saving is switched off for the search and restored after it.
+    from keras_tuner.src.engine import tuner_utils
+
+    save = tuner_utils.SaveBestEpoch._save_model  # noqa: SLF001
+    tuner_utils.SaveBestEpoch._save_model = lambda self: None  # noqa: SLF001
     gc.freeze()
     try:
         search.search(
-            train_ds,
-            steps_per_epoch=per_epoch,
-            epochs=HYPERBAND_MAX_EPOCHS if kind == "hyperband" else 1,
-            validation_data=eval_ds,
-            validation_steps=validation_steps,
+            fit_ds,
+            steps_per_epoch=budget.steps_per_epoch,
+            epochs=budget.epochs,  # Hyperband sets each trial's own (up to max_epochs = this)
+            # first: early stopping and keras-tuner's objective read the val_loss it writes
+            callbacks=[training.slice_validation(validation_ds), training.early_stopping()],
             verbose=0,
         )
     except StageError:
@@ -265,7 +318,20 @@ def run_tune(
         raise StageError(STAGE, location, f"tuning failed: {type(e).__name__}: {e}") from e
     finally:
         gc.unfreeze()
+        tuner_utils.SaveBestEpoch._save_model = save  # noqa: SLF001
 
+
+def _choose(scored: list[dict[str, Any]], defaults: dict[str, Any] | None) -> dict[str, Any]:
+    """The trial with the lowest val_loss, unless the defaults' trial is within DEFAULTS_MARGIN of it."""
+    best = min(scored, key=lambda t: t["val_loss"])
+    mine = [t for t in scored if defaults and t["values"] == tuner_progress.user_values(defaults)]
+    if mine and best["val_loss"] > mine[0]["val_loss"] * (1 - DEFAULTS_MARGIN):
+        return mine[0]
+    return best
+
+
+def _trials(search: Any) -> list[dict[str, Any]]:
+    """Every trial's values (without keras-tuner's own), score (its best epoch's val_loss) and status."""
     done = []
     for trial_id, trial in sorted(search.oracle.trials.items()):
         score = trial.score
@@ -279,14 +345,4 @@ def run_tune(
                 "status": str(trial.status),
             }
         )
-    scored = [t for t in done if t["val_loss"] is not None]
-    if not scored:
-        raise StageError(STAGE, location, f"no trial produced a finite val_loss: {done}")
-    best_trial = min(scored, key=lambda t: t["val_loss"])
-    return TuneResult(
-        best=best_trial["values"],
-        trials=done,
-        best_val_loss=best_trial["val_loss"],
-        searched=True,
-        seconds=time.perf_counter() - start,
-    )
+    return done

@@ -68,9 +68,12 @@ class ModuleContext:
     ``label``: the column to predict; ``task``: "regression" or "classification"; ``classes``:
     the class names (class id = position; empty for regression); ``schema``: the raw schema
     (``schema_pb2.Schema``); ``label_stats``: figures of the training labels (``label.LabelInfo``:
-    empty while transform runs, filled for tune and train); ``train_rows``: rows of the train
-    split (None while transform runs); ``steps``: the training steps of the fit the model is built
-    for (a tune trial's, or train's; None while transform runs).
+    empty while transform runs, filled for tune and train); ``train_rows``: the rows the model is
+    fit on — the train split minus the validation slice (None while transform runs); ``steps``:
+    the most training steps of the fit the model is built for (a tune trial's, or train's; early
+    stopping may end it sooner; None while transform runs); ``validation_rows``: the train
+    split's rows held out for early stopping and the tuner's objective; ``epochs``: the most
+    epochs of the fit (both None while transform runs). The eval split is never among these rows.
     """
 
     label: str
@@ -80,6 +83,8 @@ class ModuleContext:
     label_stats: dict[str, Any] = dataclasses.field(default_factory=dict)
     train_rows: int | None = None
     steps: int | None = None
+    validation_rows: int | None = None
+    epochs: int | None = None
 
     @property
     def is_classification(self) -> bool:

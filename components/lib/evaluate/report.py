@@ -23,7 +23,7 @@ from components.lib.tuner_progress import METRIC, format_value
 SCATTER_POINTS = 1200  # at most this many dots per scatter plot (evenly spaced rows)
 CAND_COLOR, BASE_COLOR = h.PALETTE[0], h.PALETTE[1]
 LOWER_IS_BETTER = ("mae", "mse", "rmse", "log_loss")
-HIGHER_IS_BETTER = ("accuracy", "auc")
+HIGHER_IS_BETTER = ("accuracy", "auc", "r2", "macro_f1")
 
 
 def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
@@ -70,9 +70,11 @@ def _metrics(result: EvaluateResult, label: str) -> str:
         ("mae", "mean absolute error"),
         ("mse", "mean squared error"),
         ("rmse", "root mean squared error"),
+        ("r2", "R² (1 - MSE / variance of the labels)"),
     )
     if result.classification:  # the task's metrics (TFMA's: tfma_engine.CLASSIFICATION_METRICS)
         shown = (("example_count", "examples"), ("accuracy", "accuracy"), ("log_loss", "log loss"))
+        shown += (("macro_f1", "macro-F1 (mean of the classes' F1)"),)
         shown += (("auc", "AUC (positive class)"),) if "auc" in cand else ()
     for r, (key, title) in enumerate(shown):
         row: list[Any] = [title, cand.get(key)]
@@ -95,9 +97,9 @@ def _metrics(result: EvaluateResult, label: str) -> str:
             cell_classes=classes,
             caption=f"label {label!r} on the eval split"
             + (
-                ", accuracy and AUC: higher is better."
+                ", accuracy, macro-F1 and AUC: higher is better."
                 if result.classification
-                else ", in label units; change: lower is better."
+                else ", errors in label units (lower is better), R² without units (higher is better)."
             )
             + note,
         ),
@@ -274,7 +276,13 @@ def _tuning(ctx: ReportContext) -> str:
     for t in ctx.trials:
         keys += [k for k in t.get("values", {}) if k not in keys]
     scored = [t for t in ctx.trials if t.get(METRIC) is not None]
-    best = min(scored, key=lambda t: t[METRIC]) if scored else None
+    # The trial train used: the lowest val_loss, or the module's defaults when within tune's margin.
+    used_trials = [
+        t
+        for t in scored
+        if t.get("values") and all(ctx.hyperparameters.get(k) == v for k, v in t["values"].items())
+    ]
+    best = used_trials[0] if used_trials else (min(scored, key=lambda t: t[METRIC]) if scored else None)
     rows = [
         [
             str(i + 1),
@@ -292,7 +300,8 @@ def _tuning(ctx: ReportContext) -> str:
                 rows,
                 numeric=[len(keys) + 1],
                 row_classes=["ok" if t is best else "" for t in ctx.trials],
-                caption=f"{METRIC}: the tuner's objective on the eval split (lower is better); "
+                caption=f"{METRIC}: the tuner's objective, on the validation slice held out from the "
+                "train split, never the eval split (lower is better); "
                 "the trials are also in TensorBoard's HPARAMS tab",
             ),
             used if ctx.hyperparameters else "",

@@ -2,8 +2,10 @@
 
 ``read_metrics`` and ``overall`` read the metrics file either engine wrote (a per-class metric as
 ``auc/class_1``); ``classification_plots`` reads the confusion matrix and the ROC curve from the
-plots file. ``EvaluateResult`` holds the blessing (a ``blessing.Blessing``) and the numbers behind
-it, and derives the artifacts' metadata from them.
+plots file. ``with_fit_figures`` adds what TFMA 0.47 does not compute on both engines: R² for
+regression (from TFMA's MSE and the eval labels' variance) and macro-F1 for classification (from
+TFMA's multi-class confusion matrix). ``EvaluateResult`` holds the blessing (a
+``blessing.Blessing``) and the numbers behind it, and derives the artifacts' metadata from them.
 """
 
 from __future__ import annotations
@@ -106,6 +108,48 @@ def classification_plots(output_dir: Path, model: str, num_classes: int) -> dict
     return out
 
 
+def r_squared(mse: float, labels: Any) -> float:
+    """1 - MSE / variance of the labels (population, finite labels only); NaN without spread."""
+    import numpy as np
+
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    y = y[np.isfinite(y)]
+    variance = float(y.var()) if len(y) else 0.0
+    return 1.0 - mse / variance if variance > 0 and math.isfinite(mse) else float("nan")
+
+
+def macro_f1(matrix: list[list[int]]) -> float:
+    """The mean over classes of 2·TP / (2·TP + FP + FN); rows the actual class, columns the predicted.
+
+    Classes neither present nor predicted are left out (scikit-learn's ``f1_score(average="macro")``
+    over the labels that occur); NaN for an empty matrix.
+    """
+    scores = []
+    for k in range(len(matrix)):
+        tp = matrix[k][k]
+        fn = sum(matrix[k]) - tp
+        fp = sum(row[k] for row in matrix) - tp
+        if tp + fn + fp:
+            scores.append(2.0 * tp / (2.0 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
+def with_fit_figures(
+    figures: dict[str, float], model: str, result_dir: Path, labels: Any, info: Any = None
+) -> dict[str, float]:
+    """``figures`` (``overall``'s, for ``model``) with ``r2`` (regression) or ``macro_f1`` (classification).
+
+    ``labels``: the eval split's labels (regression; unused for classification, whose figure comes
+    from the confusion matrix in ``result_dir``'s plots).
+    """
+    if not figures:
+        return figures
+    if info is not None and info.is_classification:
+        matrix = classification_plots(result_dir, model, info.num_classes).get("confusion_matrix")
+        return {**figures, "macro_f1": macro_f1(matrix) if matrix else float("nan")}
+    return {**figures, "r2": r_squared(figures.get("mse", float("nan")), labels)}
+
+
 def overall(
     metrics: dict[str, dict[str, dict[str, float]]], model: str, info: Any = None
 ) -> dict[str, float]:
@@ -169,10 +213,11 @@ class EvaluateResult:
     def evaluation_metadata(self) -> dict[str, Any]:
         """The evaluation artifact's metadata: where TFMA's result is and how to load it."""
         if self.classification:
-            figures = {k: _finite(self.candidate.get(k, float("nan"))) for k in ("accuracy", "log_loss")}
+            keys = ("accuracy", "log_loss", "macro_f1")
+            figures = {k: _finite(self.candidate.get(k, float("nan"))) for k in keys}
             figures["task"] = self.label_info.task
         else:
-            figures = {k: _finite(self.candidate[k]) for k in ("mae", "rmse")}
+            figures = {k: _finite(self.candidate.get(k, float("nan"))) for k in ("mae", "rmse", "r2")}
         return without_nulls(
             {
                 "eval_result": str(self.eval_result_dir),
@@ -197,7 +242,8 @@ class EvaluateResult:
         if self.classification:
             logged = {k: v for k, v in self.candidate.items() if "/" not in k}
         else:
-            logged = {k: self.candidate[k] for k in ("example_count", "mse", "mae", "rmse")}
+            keys = ("example_count", "mse", "mae", "rmse", "r2")
+            logged = {k: self.candidate[k] for k in keys if k in self.candidate}
         logged["blessed"] = 1.0 if self.blessed else 0.0
         for key in headline if self.baseline else ():
             base, cand = self.baseline.get(key, float("nan")), self.candidate.get(key, float("nan"))

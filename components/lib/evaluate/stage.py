@@ -34,7 +34,7 @@ from components.lib.evaluate.engines import ENGINE_AUTO, ENGINE_NATIVE, choose_e
 from components.lib.evaluate.gating import Gates, Naive, Thresholds, gates, judge
 from components.lib.evaluate.keys import BASELINE, CANDIDATE, STAGE
 from components.lib.evaluate.native_engine import run_native
-from components.lib.evaluate.results import EvaluateResult, overall, read_metrics
+from components.lib.evaluate.results import EvaluateResult, overall, read_metrics, with_fit_figures
 from components.lib.evaluate.tfma_engine import eval_config, run_tfma
 from components.lib.label import LabelInfo
 
@@ -149,7 +149,9 @@ def evaluate_models(
     result_dir, seconds = _run_engine(
         chosen, files, candidate_dir, compared_dir, config, output_dir, beam_args, label, slice_feature, info
     )
-    metrics, cand, base = _read_results(result_dir, info, compared_dir is not None, chosen, files, eval_rows)
+    metrics, cand, base = _read_results(
+        result_dir, info, compared_dir is not None, chosen, files, eval_rows, label
+    )
     validation = tfma.load_validation_result(str(result_dir))
     evidence = _evidence(cand["example_count"], train_rows, min_eval_examples, min_train_rows)
     against = baseline_version if not_compared is None else None  # the version judge compares with
@@ -234,15 +236,21 @@ def _read_results(
     chosen: str,
     files: list[Path],
     eval_rows: int | None,
+    label: str,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float], dict[str, float]]:
     """The engine's metrics with the candidate's and baseline's overall figures, checked before judging.
+
+    The overall figures include R² (regression) or macro-F1 (classification): ``with_fit_figures``.
 
     Nothing is judged on metrics of fewer or more eval examples than ExampleGen wrote (a runner
     lost or repeated records).
     """
     metrics = read_metrics(result_dir)
-    cand = overall(metrics, CANDIDATE, info)
+    classify = info is not None and info.is_classification
+    labels = None if classify else task_models.eval_labels(files, label)
+    cand = with_fit_figures(overall(metrics, CANDIDATE, info), CANDIDATE, result_dir, labels, info)
     base = overall(metrics, BASELINE, info) if compared else {}
+    base = with_fit_figures(base, BASELINE, result_dir, labels, info) if base else {}
     if not cand or not cand.get("example_count"):
         raise StageError(STAGE, str(result_dir), "TFMA computed no metrics: are there eval examples?")
     if eval_rows is not None and round(cand["example_count"]) != eval_rows:

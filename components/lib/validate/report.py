@@ -11,18 +11,16 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from components.lib import charts
 from components.lib import html as h
+from components.lib.validate.distances import comparison_section
+from components.lib.validate.severity import noise_notes
 from components.lib.validate.verdict import (
     VERDICT_ANOMALIES,
     VERDICT_FAILED,
     VERDICT_OK,
-    Comparison,
     Finding,
     ValidationResult,
 )
-
-MEASURES = {"L_INFTY": "L∞ distance", "JENSEN_SHANNON_DIVERGENCE": "JS divergence"}
 
 # What a user should do about an anomaly, by TFDV's AnomalyInfo.Type (first match wins).
 _MISSING = {"SCHEMA_MISSING_COLUMN", "FEATURE_TYPE_NOT_PRESENT", "FEATURE_TYPE_NO_VALUES", "NO_DATA_IN_SPAN"}
@@ -63,8 +61,8 @@ ADVICE: tuple[tuple[Any, str], ...] = (
     ),
     (
         {"COMPARATOR_L_INFTY_HIGH", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"},
-        "The distribution moved beyond the threshold: check the data source for a change; if it "
-        "is real, retrain on recent data; if it is expected, raise skew_threshold / drift_threshold.",
+        "A distance over its threshold: the skew and drift sections below draw the two "
+        "distributions; skew_threshold / drift_threshold set how far is too far.",
     ),
 )
 TYPE_ADVICE = (
@@ -115,51 +113,15 @@ def _verdict(result: ValidationResult) -> tuple[str, str, str]:
                 "whatever fail_on says: see below."
             ),
         )
+    noise = len(noise_notes(result.findings))
+    if noise:
+        s = "s" if noise != 1 else ""
+        skew = f"; {noise} distance{s} over a threshold within sampling noise (notes below)"
+        text = text.replace(" and its distributions", "")
     return word, kind, text.format(n=n, ies="y" if n == 1 else "ies", fail_on=result.fail_on, skew=skew)
 
 
-def _comparison_section(title: str, intro: str, comparisons: list[Comparison], threshold: float) -> str:
-    if not comparisons:
-        return h.section(title, h.paragraph(intro), h.paragraph("No feature could be compared.", muted=True))
-    comparisons = sorted(comparisons, key=lambda c: -c.value)
-    rows = [
-        [
-            h.code(c.feature),
-            MEASURES.get(c.measure, c.measure),
-            c.value,
-            c.threshold,
-            h.Raw(h.badge("over threshold", "warn") if c.exceeded else h.badge("ok", "ok")),
-        ]
-        for c in comparisons
-    ]
-    chart = charts.grouped_bars(
-        [c.feature for c in comparisons],
-        [("distance", h.PALETTE[0], [c.value for c in comparisons])],
-        label=title,
-        x_label="distance (0 = identical)",
-        threshold=threshold,
-        threshold_label=f"threshold {h.fmt_num(threshold)}",
-    )
-    return h.section(
-        title,
-        h.paragraph(intro),
-        h.grid(
-            h.table(
-                ["feature", "measure", "distance", "threshold", ""],
-                rows,
-                numeric=[2, 3],
-                row_classes=["warn" if c.exceeded else "" for c in comparisons],
-            ),
-            h.figure(
-                chart,
-                legend_html=h.legend([("distance", h.PALETTE[0])], lines=[("threshold", h.THRESHOLD_COLOR)]),
-            ),
-            fit=(0,),
-        ),
-    )
-
-
-SEVERITY_BADGE = {"ERROR": "bad", "WARNING": "warn", "INFO": "ok"}
+SEVERITY_BADGE = {"ERROR": "bad", "WARNING": "warn", "INFO": ""}  # INFO: a grey note
 
 
 def changes_title(result: ValidationResult) -> str:
@@ -214,7 +176,7 @@ def _anomalies_section(result: ValidationResult) -> str:
         rows = [
             [
                 h.code(f.feature),
-                h.Raw(h.badge(f.severity, "bad" if f.severity == "ERROR" else "warn")),
+                h.Raw(h.badge(f.severity, SEVERITY_BADGE.get(f.severity, "warn"))),
                 h.Raw(f"<strong>{h.esc(f.short_description)}</strong><br>{h.esc(f.description)}"),
                 h.Raw(h.badge("stops the run", "bad") if id(f) in failing else "no"),
                 advice(f),
@@ -224,45 +186,49 @@ def _anomalies_section(result: ValidationResult) -> str:
         body = h.table(
             ["feature", "severity", "what TFDV found", "stops the run", "what to do"],
             rows,
-            row_classes=["bad" if id(f) in failing else "warn" for f in tfdv_findings],
+            row_classes=["bad" if id(f) in failing else ("" if f.is_note else "warn") for f in tfdv_findings],
         )
     else:
         body = h.paragraph("No anomalies.")
-    return h.section(f"Anomalies ({len(tfdv_findings)})", body, anchor="anomalies")
+    notes = sum(f.is_note for f in tfdv_findings)
+    count = f"{len(tfdv_findings) - notes}" + (f", {notes} note{'s' if notes != 1 else ''}" if notes else "")
+    return h.section(f"Anomalies ({count})", body, anchor="anomalies")
+
+
+def _checked(result: ValidationResult, label: str) -> str:
+    """What was compared with what: the eval split, skew, drift, continuity and the thresholds."""
+    env = f"environment {result.environment}" if result.environment else "no environment"
+    return h.kv_table(
+        [
+            (
+                "validated",
+                f"the eval split ({result.eval_rows:,} rows) against the schema ({env}), label {label!r}",
+            ),
+            ("skew compares", f"the eval split with this run's train split ({result.train_rows:,} rows)"),
+            (
+                "drift compares",
+                f"this run's train split ({result.train_rows:,} rows) with {result.drift_reference}"
+                if result.drift_computed
+                else f"drift was {result.drift_reference}",
+            ),
+            (
+                "continuity compares",
+                f"this run's schema and statistics with the served {result.served}"
+                if result.served_compared
+                else f"the data was {result.served}",
+            ),
+            ("fail_on", result.fail_on),
+            ("skew threshold", result.skew_threshold),
+            ("drift threshold", result.drift_threshold),
+        ],
+        caption="What was checked",
+    )
 
 
 def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> str:
     """The report: verdict, what was compared, anomalies with what to do, unseen values, skew, drift."""
     word, kind, sentence = _verdict(result)
-    env = f"environment {result.environment}" if result.environment else "no environment"
-    parts = [
-        h.verdict_line(word, kind, sentence),
-        h.kv_table(
-            [
-                (
-                    "validated",
-                    f"the eval split ({result.eval_rows:,} rows) against the schema ({env}), label {label!r}",
-                ),
-                ("skew compares", f"the eval split with this run's train split ({result.train_rows:,} rows)"),
-                (
-                    "drift compares",
-                    f"this run's train split ({result.train_rows:,} rows) with {result.drift_reference}"
-                    if result.drift_computed
-                    else f"drift was {result.drift_reference}",
-                ),
-                (
-                    "continuity compares",
-                    f"this run's schema and statistics with the served {result.served}"
-                    if result.served_compared
-                    else f"the data was {result.served}",
-                ),
-                ("fail_on", result.fail_on),
-                ("skew threshold", result.skew_threshold),
-                ("drift threshold", result.drift_threshold),
-            ],
-            caption="What was checked",
-        ),
-    ]
+    parts = [h.verdict_line(word, kind, sentence), _checked(result, label)]
     parts.append(_anomalies_section(result))
     parts.append(_changes_section(result))
     if result.excluded:
@@ -298,21 +264,25 @@ def render_html(result: ValidationResult, *, label: str, run_id: str = "") -> st
         "divergence of the histograms of a number."
     )
     parts.append(
-        _comparison_section(
+        comparison_section(
             "Skew: eval split vs train split of this run",
             f"Do the two splits of this run's data agree? {measures}",
+            "skew",
             [c for c in result.comparisons if c.kind == "skew"],
             result.skew_threshold,
+            result.sides,
         )
     )
     if result.drift_computed:
         parts.append(
-            _comparison_section(
+            comparison_section(
                 "Drift: this run's training data vs the served model's",
                 "Has the data moved since the model being served was trained? This run's train split "
                 f"compared with {result.drift_reference}. {measures}",
+                "drift",
                 [c for c in result.comparisons if c.kind == "drift"],
                 result.drift_threshold,
+                result.sides,
             )
         )
     else:
@@ -366,10 +336,11 @@ def console_lines(result: ValidationResult) -> list[str]:
         for f in result.findings
         if not f.served
     ]
+    noise = {f.feature for f in noise_notes(result.findings)}  # said once, as the note above
     lines += [
         f"{c.kind} of {c.feature!r}: {c.value:.3g} over the threshold {c.threshold:g}"
         for c in result.comparisons
-        if c.exceeded
+        if c.exceeded and c.feature not in noise
     ]
     if len(lines) > CONSOLE_LIMIT:
         lines = lines[:CONSOLE_LIMIT] + [f"… and {len(lines) - CONSOLE_LIMIT} more in the report"]

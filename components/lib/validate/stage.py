@@ -18,7 +18,7 @@ from components import names
 from components.errors import StageError
 from components.lib.schema_io import read_schema, schema_file_of
 from components.lib.statistics_io import feature_name, read_statistics
-from components.lib.validate import continuity
+from components.lib.validate import continuity, severity
 from components.lib.validate.continuity import ServedSchema, load_served_schema
 from components.lib.validate.drift import DriftReference, merge_drift, not_computed, served_statistics
 from components.lib.validate.report import render_html
@@ -244,6 +244,11 @@ def validate(
         )
         merge_drift(anomalies, drift)
     findings = findings_of(anomalies, label or None)
+    comparisons = comparisons_of(anomalies)
+    sides = {"skew": (train_stats, eval_stats)}
+    if reference.computed:
+        sides["drift"] = (reference.statistics, train_stats)
+    severity.assess(findings, comparisons, sides)
     served = served or continuity.not_compared("no served model was looked up")
     same_version = reference.computed and reference.version == served.version
     changes = continuity.changes(
@@ -252,7 +257,7 @@ def validate(
     return ValidationResult(
         anomalies=anomalies,
         findings=findings + changes,
-        comparisons=comparisons_of(anomalies),
+        comparisons=comparisons,
         unseen=unseen_categories(schema, eval_stats, findings),
         fail_on=fail_on,
         eval_rows=int(eval_stats.datasets[0].num_examples),
@@ -264,6 +269,7 @@ def validate(
         drift_computed=reference.computed,
         served=served.title if served.compared else served.note,
         served_compared=served.compared,
+        sides=sides,
     )
 
 

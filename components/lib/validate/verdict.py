@@ -4,14 +4,17 @@
 drift and skew figures as :class:`Comparison`s, unseen categories) and derives from it the
 verdict, the artifact's metadata and the error that fails the stage.
 
-TFDV gives every comparator anomaly (drift or skew over its threshold) severity ERROR. What that
-ERROR does is the ``fail_on`` policy's decision, not the severity's:
+TFDV gives every comparator anomaly (drift or skew over its threshold) severity ERROR; validate
+judges it again on the statistics (``severity``): a WARNING when the two distributions differ
+beyond sampling noise, an INFO note (not an anomaly) when chance explains the distance (3 eval
+rows) or a few-valued integer's shares are within the threshold. What a WARNING does is the
+``fail_on`` policy's decision, not the severity's:
 
-| ``fail_on``          | unsafe (``UNSAFE_REASONS``) | drift / skew (ERROR) | new column, unseen category |
-|----------------------|-----------------------------|----------------------|-----------------------------|
-| ``unsafe`` (default) | fail the run                | reported, run goes on | reported                   |
-| ``any``              | fail                        | fail                 | fail                        |
-| ``none``             | reported                    | reported             | reported                    |
+| ``fail_on``          | unsafe (``UNSAFE_REASONS``) | drift / skew (WARNING) | new column, unseen category |
+|----------------------|-----------------------------|------------------------|-----------------------------|
+| ``unsafe`` (default) | fail the run                | reported, run goes on  | reported                    |
+| ``any``              | fail                        | fail                   | fail                        |
+| ``none``             | reported                    | reported               | reported                    |
 
 Changes since the served version (``continuity``) are findings too, marked ``served``: an INFO
 one (a new column, a moved range) is a note, not an anomaly — it counts for no ``fail_on`` and
@@ -179,6 +182,9 @@ class ValidationResult:
     served_compared: bool = False
     schema_path: Path | None = None  # this run's schema file (named by a stop)
     excluded: dict[str, str] = dataclasses.field(default_factory=dict)  # not model features: why
+    # The statistics each comparison compared, (before, after): {"skew": (train, eval), "drift":
+    # (served model's train, this train)}; the report draws a feature's two distributions from them.
+    sides: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def anomalies_found(self) -> list[Finding]:
