@@ -3,7 +3,8 @@
 ``images/build.sh`` builds it with buildah (layers cached between runs; where no registry is
 reachable, the base is the debootstrap stand-in of images/local_base.sh and Beam's boot program
 is left out: ``BEAM_BOOT=none``). Then, on the built image: the packages inside are exactly
-``uv.lock``'s (no dev group), it runs as uid 1000, every component and stage library imports,
+``uv.lock``'s (no dev group), the project is a small layer over the dependencies' (which a
+change of code leaves cached), it runs as uid 1000, every component and stage library imports,
 no build tool or cache is left; the committed YAML runs twice through the backend emulator
 with each task's container in the image; and a data stage runs on a Beam worker pool served
 from the image.
@@ -148,6 +149,24 @@ def test_no_build_tools_or_caches_are_left(image):
     )
     assert proc.returncode == 0, proc.stderr
     assert "LEFT" not in proc.stdout, proc.stdout
+
+
+def test_the_project_is_a_small_layer_over_the_dependencies(image):
+    """A change of code adds only a small layer: the locked venv is a layer of its own, below it.
+
+    images/Dockerfile copies the dependencies' venv (stage deps, cached while pyproject.toml and
+    uv.lock stay) and then the project's files into its site-packages (stage project).
+    """
+    proc = subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    sizes = [layer["size"] for layer in json.loads(data["Manifest"])["layers"]]
+    steps = [h.get("created_by", "") for h in data["OCIv1"]["history"] if not h.get("empty_layer")]
+    assert len(sizes) == len(steps), (sizes, steps)
+    assert steps[-1].rstrip().endswith(" in /opt/venv/lib/python3.11/site-packages/"), steps[-1]
+    assert sizes[-1] < 50e6, f"the project's layer is {sizes[-1] / 1e6:.0f} MB"
+    venv = [size for size, step in zip(sizes, steps, strict=True) if step.rstrip().endswith(" in /opt/venv")]
+    assert len(venv) == 1 and venv[0] > 1e9, list(zip(sizes, steps, strict=True))
 
 
 def test_tasks_have_no_network_but_example_gen(image, tmp_path):
