@@ -31,9 +31,10 @@ def run_schema(
     stats_art,
     *,
     schema_file: str = "",
-    storage_root: str = "/nonexistent",
+    storage_root: str = "",
     label: str = names.LABEL,
 ) -> dsl.Artifact:
+    storage_root = storage_root or str(kfp_dir / "volume")
     return run_component(
         schema, kfp_dir, statistics=stats_art, label=label, schema_file=schema_file, storage_root=storage_root
     )["schema"]
@@ -60,6 +61,7 @@ def test_inferred_schema_has_every_feature_and_label_not_in_serving(tmp_path, st
     assert by_name["age"].type == schema_pb2.INT and by_name["bmi"].type == schema_pb2.FLOAT
     domains = {d.name: set(d.value) for d in s.string_domain}
     assert domains[by_name["smoker"].domain] == {"yes", "no"}
+    kept = tmp_path / "kfp" / "volume" / names.ARTIFACTS_DIR / "run" / names.STAGE_SCHEMA / names.SCHEMA_FILE
     assert out.metadata == {
         "features": 7,
         "label": names.LABEL,
@@ -68,7 +70,10 @@ def test_inferred_schema_has_every_feature_and_label_not_in_serving(tmp_path, st
         "task": "regression",
         "classes": [],
         "excluded_features": {},
+        # the copy kept on the volume, the path users pass as schema_file
+        names.META_STORAGE_PATH: str(kept),
     }
+    assert kept.read_bytes() == (Path(out.path) / names.SCHEMA_FILE).read_bytes()
 
 
 def test_serving_environment_drops_the_label(tmp_path, stats):
