@@ -100,7 +100,7 @@ def test_classification_with_no_module_file(tmp_path, make, label, classes):
     csv_path = make(tmp_path / f"{label}.csv")
     storage, blessing = run(tmp_path, csv_path, label, label)
     assert blessing["verdict"] == names.BLESSED, blessing["reasons"]
-    assert blessing["reasons"][0].startswith("overall accuracy ")
+    assert blessing["reasons"][0].startswith("overall error rate ")
     assert {"accuracy", "log_loss"} <= set(blessing["metrics"])
     examples, labels = raw_examples(csv_path, label)
     out = serve(storage, label, examples)

@@ -747,3 +747,11 @@ def test_native_engine_matches_tfma_at_scale_and_is_faster(tmp_path, insurance_c
     assert_same_evaluation(results)
     assert results["native"].candidate["example_count"] > 30_000
     assert results["native"].seconds * 5 < results["tfma"].seconds
+
+
+def test_verdict_figures_keep_three_to_four_significant_digits():
+    """Issue 24: "MAE 2 is 69.4% below … 7 (2 -> 2)" is gone: small figures keep their digits."""
+    from components.lib.evaluate import gating
+
+    assert gating._n(2.19) == "2.19" and gating._n(1.905) == "1.905" and gating._n(47.1) == "47.1"
+    assert gating._n(1554.4) == "1,554" and gating._n(123.46) == "123.5"

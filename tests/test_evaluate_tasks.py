@@ -137,8 +137,9 @@ def test_the_default_gate_refuses_a_model_no_better_than_the_naive_predictor(tmp
         beam_args=defaults.BEAM_ARGS,
     )
     assert result.blessing.verdict == names.NOT_BLESSED
-    assert result.blessing.reasons[0].startswith("overall accuracy ")
-    assert "below the naive predictor's" in result.blessing.reasons[0]
+    # Error rates on both sides, the accuracy beside (not an accuracy next to an error rate).
+    assert result.blessing.reasons[0].startswith("overall error rate 43.8% (accuracy 0.562) is ")
+    assert "below the naive predictor's 43.8%" in result.blessing.reasons[0]
 
 
 def test_a_regression_baseline_for_a_classifier_is_refused_naming_the_model(tmp_path, trained):

@@ -182,7 +182,10 @@ def load_thresholds(
 
 
 def _n(x: float) -> str:
-    return f"{x:,.0f}" if math.isfinite(x) else str(x)
+    """3-4 significant digits: ``1,554``, ``123.5``, ``2.19``, ``0.0312`` (never ``2`` for 2.19)."""
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
 def _v(x: float | None, classification: bool) -> str:
@@ -240,9 +243,15 @@ def judge(
         assert n is not None and gate.margin is not None
         error = 1.0 - x if cls else x
         below = 1.0 - error / n.error if n.error else float("nan")
-        subject = f"overall {title} {_v(x, cls)}" + (f" (error {error:.1%})" if cls else "")
+        # Classification: error rates on both sides (the accuracy beside), never an accuracy beside an error.
+        subject = f"overall error rate {error:.1%} (accuracy {x:.3f})" if cls else f"overall {title} {_n(x)}"
         against = f"the naive predictor's {n.error:.1%}" if cls else f"the naive predictor's {_n(n.error)}"
-        return f"{subject} is {below:.1%} below {against} ({n.description}); at least {gate.margin:.0%} below"
+        where = f"{below:.1%} below" if not below < 0 else f"{-below:.1%} above (worse than)"
+        return f"{subject} is {where} {against} ({n.description}); at least {gate.margin:.0%} below"
+
+    def allowed_text(limit: float) -> str:
+        """The change gate's limit in words: MAE may rise by at most x, accuracy fall by at most x."""
+        return f"a fall of at most {abs(limit):.1%}" if cls else f"at most {limit:+.1%}"
 
     failures = [f for s in validation.metric_validations_per_slice for f in s.failures]
     failed: list[str] = []
@@ -278,7 +287,7 @@ def judge(
             failed.append(
                 f"{f.metric_key.name} is {rel:+.1%} against baseline version {baseline_version} "
                 f"({_v(base_value if base_value is not None else float('nan'), cls)} -> {_v(value, cls)}); "
-                f"at most {t.change_threshold.relative.value:+.1%} is allowed"
+                f"{allowed_text(t.change_threshold.relative.value)} is allowed"
             )
         else:
             failed.append(f"TFMA threshold failed: {f.metric_key.name} = {got}: {f.message.strip()}")
@@ -291,10 +300,9 @@ def judge(
     if gate.naive_bound is not None and not value_failed:
         passed.append(naive_text(value) + " needed")
     if change_applies and gate.change is not None and base_value and not change_failed:
-        allowed = -gate.change if cls else gate.change
         passed.append(
             f"{title} {(value - base_value) / base_value:+.1%} against baseline version {baseline_version} "
-            f"({_v(base_value, cls)} -> {_v(value, cls)}); at most {allowed:+.1%} allowed"
+            f"({_v(base_value, cls)} -> {_v(value, cls)}); {allowed_text(gate.change)} allowed"
         )
     if not gate.has_value_gate and not change_applies:
         # Nothing was handed to TFMA, so its result says validation_ok=False, missing_thresholds
