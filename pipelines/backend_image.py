@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.backend_mlmd import BackendError
+from pipelines.backend_pod import run_streaming
 
 POD_USER = (1000, 1000)  # the image's USER; runAsUser/runAsGroup of the manifests' pods
 NETWORKED_STAGES = ("example-gen",)  # manifests/extras/object-store-egress.yaml
@@ -88,14 +89,6 @@ def exec_in_image(
         for target, source in mounts.items():
             argv += ["--volume", f"{source}:{target}"]
         argv += [container, "--", *command]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            log("    " + lines[-1])
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return proc.returncode, int(usage.ru_maxrss), lines
+        return run_streaming(argv, log)
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)

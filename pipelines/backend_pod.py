@@ -155,6 +155,13 @@ def exec_pod(
         "pod",
         *command,
     ]
+    return run_streaming(argv, log, env)
+
+
+def run_streaming(
+    argv: list[str], log: Callable[[str], None], env: dict[str, str] | None = None
+) -> tuple[int, int, list[str]]:
+    """Run a pod's process, its output logged line by line as it comes: (exit code, peak KiB, lines)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     lines: list[str] = []

@@ -32,7 +32,6 @@ checkpoints; ``damage`` says it at the start of the next run, without importing 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -142,14 +141,6 @@ def check_serving_signature(model_dir: Path, stage: str, role: str) -> Path:
     return model_dir
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _files(model_dir: Path) -> list[str]:
     """Every file under ``model_dir`` as a relative posix path, sorted, the manifest excluded."""
     own = manifest_path(model_dir)
@@ -171,7 +162,7 @@ def write_manifest(model_dir: Path | str) -> Path:
     """
     model_dir = Path(model_dir)
     files = {
-        rel: {"size": (model_dir / rel).stat().st_size, "sha256": _sha256(model_dir / rel)}
+        rel: {"size": (model_dir / rel).stat().st_size, "sha256": storage.file_digest(model_dir / rel)}
         for rel in _files(model_dir)
     }
     path = manifest_path(model_dir)
@@ -203,7 +194,7 @@ def _manifest_damage(model_dir: Path, files: dict[str, tuple[int, str]]) -> str 
         if actual != size:
             return f"{rel} has {actual:,} bytes, {size:,} were pushed"
     for rel, (_, sha256) in sorted(files.items()):
-        if _sha256(model_dir / rel) != sha256:
+        if storage.file_digest(model_dir / rel) != sha256:
             return f"{rel} differs from what was pushed (sha256)"
     return None
 

@@ -236,12 +236,13 @@ DIGEST_CHARS = 16  # hex characters of the SHA-256 in a copy's directory name
 def content_digest(source: Path) -> str:
     """SHA-256 of a file's bytes; of a folder, of ``sha256sum``'s lines for its files in path order."""
     if source.is_file():
-        return _file_digest(source)
-    lines = [f"{_file_digest(source / rel)}  {rel}\n" for rel in _files_under(source)]
+        return file_digest(source)
+    lines = [f"{file_digest(source / rel)}  {rel}\n" for rel in _files_under(source)]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """SHA-256 of one file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
