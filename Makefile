@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # TensorFlow & co. from source in every process: ~9 s of a 1,338-row run's 29 s.
 $(VENV)/.synced: pyproject.toml uv.lock Makefile
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	uv sync --frozen --python 3.11 --compile-bytecode
+	uv sync --frozen --python 3.11 --compile-bytecode --extra mlflow
 	@touch $@
 
 setup: $(VENV)/.synced  ## build .venv from uv.lock

@@ -45,7 +45,7 @@ class _Progress:
         self.run_id = ""
         self.stage = ""  # the stage running now ("" before the first and between stages)
         self.finished: list = []  # the TaskRecords of the stages that ended
-        self.lineage: Any = None  # pipelines.lineage.SafeLineage, opened at the run's start
+        self.lineage: Any = None  # pipelines.lineage.store.SafeLineage, opened at the run's start
 
     def log(self, say: Callable[[str], None]) -> Callable[[str], None]:
         """``say``, noting the stage the runner announces (``▶ <task>``) on the way."""
@@ -60,7 +60,7 @@ class _Progress:
     def pushed(self) -> str:
         """What this run did to the served model, for the interrupted line."""
         from components import names
-        from pipelines.console import _meta
+        from pipelines.local.console import _meta
 
         if any(r.task == names.STAGE_PUSH and _meta(r, "pushed_model").get("pushed") for r in self.finished):
             return "the model was pushed by this run"
@@ -95,7 +95,7 @@ def _interrupted(progress: _Progress) -> int:
 def _crashed(progress: _Progress, storage: Path, error: Exception) -> int:
     """An error outside any stage (a full disk, a runner bug): run FAILED, one line, traceback logged."""
     from components import names
-    from pipelines.local_runner import unexpected_error_line
+    from pipelines.run_result import unexpected_error_line
 
     if progress.lineage is not None:
         progress.lineage.finish("FAILED")
@@ -107,9 +107,10 @@ def _crashed(progress: _Progress, storage: Path, error: Exception) -> int:
 
 def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     from components import names
-    from pipelines import console
-    from pipelines.lineage import SafeLineage
-    from pipelines.local import run_locally
+    from pipelines.kubetfx_pipeline import ClusterOptions
+    from pipelines.lineage.store import SafeLineage
+    from pipelines.local import console
+    from pipelines.local.run import run_locally
 
     storage = Path(args.storage)
     progress = _Progress()  # lineage opened at the run's start: a rejected command makes no store
@@ -135,7 +136,7 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
         progress.lineage = SafeLineage(storage.resolve(), warn)
         progress.lineage.start_run(run_id, pipeline, arguments)
 
-    try:  # pipelines.preflight checks everything before anything is written
+    try:  # pipelines.local.preflight checks everything before anything is written
         result = run_locally(
             storage,
             Path(args.data) if args.data else None,
@@ -143,6 +144,7 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
             mode=args.runner,
             backend_version=args.backend_version,
             image=args.image or None,  # --runner backend: each task in this image
+            options=ClusterOptions(tune_parallelism=args.tune_parallelism, tune_fanin=args.tune_fanin),
             log=progress.log(print if args.verbose else _quiet),
             on_task_end=on_task_end,
             start=start,
@@ -163,9 +165,9 @@ def _local(args: argparse.Namespace, params: dict[str, str]) -> int:
     return _verdict(result)
 
 
-def _verdict(result) -> int:  # noqa: ANN001 (pipelines.local.LocalResult)
+def _verdict(result) -> int:  # noqa: ANN001 (pipelines.local.run.LocalResult)
     from components import names
-    from pipelines import console
+    from pipelines.local import console
 
     model_name = result.arguments.get("model_name", names.MODEL_NAME)
     word, closing = console.outcome(result.run, result.storage, model_name)
@@ -188,11 +190,26 @@ def _quiet(line: str) -> None:
 
 
 def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
-    from pipelines.kubetfx_pipeline import PIPELINE_NAME, cluster_options, compile_pipeline
-    from pipelines.remote import SubmitError, submit_to_server
+    from pipelines.kubetfx_pipeline import (
+        PIPELINE_NAME,
+        cluster_options,
+        compile_pipeline,
+        tune_split_refusal,
+    )
+    from pipelines.remote.submit import SubmitError, submit_to_server
 
-    # Compiled with the same cluster options compile.py takes, so the run uses the right image.
-    package = compile_pipeline(args.package, cluster_options(args))
+    # Compiled with the same cluster options compile.py takes, so the run uses the right image
+    # (and --tune-parallelism's trial groups: refused here for a tuner that cannot split).
+    try:
+        options = cluster_options(args)
+    except ValueError as e:  # --tune-parallelism out of range
+        print(f"[submit] {e}", file=sys.stderr)
+        return 2
+    refusal = tune_split_refusal(options, params)
+    if refusal:
+        print(f"[submit] {refusal}", file=sys.stderr)
+        return 2
+    package = compile_pipeline(args.package, options)
     if args.insecure_skip_tls_verify:
         print("[submit] warning: the server's TLS certificate is not verified", file=sys.stderr)
     try:
@@ -229,8 +246,9 @@ def _remote(args: argparse.Namespace, params: dict[str, str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     from components import names
     from components.parameters import help_table
+    from pipelines.backend.metadata import BACKEND_VERSIONS, DEFAULT_VERSION
     from pipelines.kubetfx_pipeline import DEFAULT_PACKAGE, add_cluster_arguments
-    from pipelines.local import DEFAULT_STORAGE
+    from pipelines.local.run import DEFAULT_STORAGE
 
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -258,9 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     local.add_argument(
         "--backend-version",
-        choices=("2.5", "2.14"),
-        default="2.5",
-        help="with --runner backend: whose task lookup to follow (2.5 records taskInfo.name)",
+        choices=BACKEND_VERSIONS,
+        default=DEFAULT_VERSION,
+        help="with --runner backend: which KFP backend's rules to follow (task lookup, ParallelFor/"
+        "Collected, exit handlers, caching; 2.5 records taskInfo.name and has no Collected)",
     )
     local.add_argument("-v", "--verbose", action="store_true", help="show every stage's log")
     remote = parser.add_argument_group("server run")

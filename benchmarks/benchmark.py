@@ -190,7 +190,7 @@ _OURS_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
-from pipelines.local import run_locally
+from pipelines.local.run import run_locally
 t1 = time.perf_counter()
 res = run_locally(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[4]), mode=sys.argv[3],
                   log=lambda s: print(s, file=sys.stderr, flush=True))

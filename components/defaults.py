@@ -30,6 +30,9 @@ BATCH_SIZE = 32
 # Train: 1,000 steps at batch size 32 with the best hyperparameters.
 TRAIN_STEPS = 1000
 EVAL_STEPS = 100
+# Train: which model the default module fits (lib/model_families.py). "auto": its network, gradient-
+# boosted trees and a linear model, the best on the validation slice kept.
+MODEL_FAMILY = "auto"
 
 # Schema: what the label is. "auto": text or small non-negative integers are classes (lib/label.py).
 TASK = "auto"

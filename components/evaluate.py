@@ -64,6 +64,7 @@ def evaluate(
 
     from components import names
     from components.lib import storage
+    from components.lib.artifact_metadata import publish
     from components.lib.evaluate import (
         CANDIDATE,
         STAGE,
@@ -111,6 +112,7 @@ def evaluate(
     evaluation.metadata.update({names.META_STORAGE_PATH: str(final), **result.evaluation_metadata()})
     result.blessing.write(Path(blessing.path))
     blessing.metadata.update(result.blessing_metadata())
+    publish(storage_root, run_id, STAGE, {"evaluation": evaluation, "blessing": blessing})  # lineage
     for key, value in result.logged_metrics().items():
         metrics.log_metric(key, value)
     if result.classification:
@@ -125,3 +127,6 @@ def evaluate(
     Path(report.path).write_text(html)
     report.metadata[names.META_STORAGE_PATH] = str(final / names.REPORT_HTML_FILE)
     print(f"[{STAGE}] {result.blessing.verdict}: " + "; ".join(result.blessing.reasons))
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_EVALUATE)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

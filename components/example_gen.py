@@ -37,6 +37,7 @@ def example_gen(
     """
     from components import names
     from components.lib import served, storage
+    from components.lib.artifact_metadata import publish
     from components.lib.example_gen import run_example_gen
     from components.parameters import model_name_for
 
@@ -64,6 +65,7 @@ def example_gen(
     meta = {names.META_STORAGE_PATH: str(out), **result.metadata()}
     examples.metadata.update(meta)
     storage.write_manifest(examples.path, out, meta)
+    publish(storage_root, run_id, names.STAGE_EXAMPLE_GEN, {"examples": examples})  # lineage on the volume
     if result.dropped_unlabeled:
         print(
             f"{names.PROGRESS_PREFIX}[{names.STAGE_EXAMPLE_GEN}] dropped {result.dropped_unlabeled:,} row(s) "
@@ -77,3 +79,6 @@ def example_gen(
             f"(first {found['value']!r} at {found['first']})",
             flush=True,
         )
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_EXAMPLE_GEN)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

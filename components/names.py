@@ -83,6 +83,15 @@ STAGES = (  # pipeline order
     STAGE_EVALUATE,
     STAGE_PUSH,
 )
+# Tasks that are not one of the ten stages. ``finalize``: the exit handler (runs after the ten,
+# however they ended). ``tune_trials``/``tune_best``: tune split into parallel trial groups and
+# their fan-in (``compile.py --tune-parallelism N``, N > 1); tune_best writes tune's output.
+STAGE_FINALIZE = "finalize"
+STAGE_TUNE_TRIALS = "tune_trials"
+STAGE_TUNE_BEST = "tune_best"
+TASK_STAGES = (*STAGES, STAGE_TUNE_TRIALS, STAGE_TUNE_BEST, STAGE_FINALIZE)  # every component
+RUN_STATUS_DIR = "run_status"  # run_status/<run id>/<task>.json: started/succeeded/failed
+RUN_LOG = "registry/runs.jsonl"  # one line per finished run: its outcome (finalize)
 
 
 def stage_of(task: str) -> str:

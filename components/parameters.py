@@ -22,6 +22,7 @@ FAIL_ON_CHOICES = ("unsafe", "any", "none")
 TUNER_CHOICES = ("random", "bayesian", "hyperband")
 TASK_CHOICES = ("auto", "regression", "classification")  # lib/label.py TASKS
 EVALUATE_ENGINE_CHOICES = ("auto", "tfma", "native")
+MODEL_FAMILY_CHOICES = ("auto", "mlp", "gbt", "linear")  # lib/model_families.py
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -149,6 +150,14 @@ PARAMETERS: tuple[Parameter, ...] = (
         "most epochs of a fit (train, and each tuner trial); early stopping usually ends it sooner",
     ),
     Parameter(
+        "model_family",
+        str,
+        defaults.MODEL_FAMILY,
+        "default module's model: mlp, gbt (gradient-boosted trees), linear, or auto (fit all three, keep "
+        "the best on the validation slice)",
+        MODEL_FAMILY_CHOICES,
+    ),
+    Parameter(
         "model_name",
         str,
         "",
@@ -195,6 +204,12 @@ PARAMETERS: tuple[Parameter, ...] = (
         float,
         600.0,
         "seconds push and resolve_baseline wait for the registry lock another run holds (0: no limit)",
+    ),
+    Parameter(
+        "mlflow_register_model",
+        bool,
+        False,
+        "with MLFLOW_TRACKING_URI set: a BLESSED push also registers an MLflow model version",
     ),
 )
 BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}

@@ -32,6 +32,7 @@ def resolve_baseline(
     from pathlib import Path
 
     from components import names
+    from components.lib.artifact_metadata import publish
     from components.lib.registry_lock import Request, check_timeout
     from components.lib.resolve_baseline import STAGE, housekeeping, resolve
     from components.parameters import model_name_for
@@ -43,4 +44,8 @@ def resolve_baseline(
     result = resolve(storage_root, model_name, lock)
     baseline.metadata.update(result.to_metadata())
     result.write(Path(baseline.path))
+    publish(storage_root, run_id, STAGE, {"baseline": baseline})  # lineage on the volume
     print(result.note())
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_RESOLVE)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

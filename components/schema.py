@@ -32,6 +32,7 @@ def schema(
 
     from components import names
     from components.lib import storage
+    from components.lib.artifact_metadata import publish
     from components.lib.schema import run_schema
 
     os.makedirs(schema.path, exist_ok=True)
@@ -54,6 +55,7 @@ def schema(
     with storage.atomic_dir(kept, names.STAGE_SCHEMA) as scratch:
         shutil.copyfile(Path(schema.path) / names.SCHEMA_FILE, scratch / names.SCHEMA_FILE)
     schema.metadata[names.META_STORAGE_PATH] = str(kept / names.SCHEMA_FILE)
+    publish(storage_root, run_id, names.STAGE_SCHEMA, {"schema": schema})  # lineage on the volume
     for name, why in (result.metadata().get("excluded_features") or {}).items():
         # On the console too: a column left out of the model is a choice the user may overrule.
         print(
@@ -61,3 +63,6 @@ def schema(
             "features= / exclude_features= decide",
             flush=True,
         )
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_SCHEMA)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

@@ -55,3 +55,6 @@ def statistics(
     report.metadata.update(
         {names.META_ROWS: result.rows, names.META_STORAGE_PATH: str(kept / names.REPORT_HTML_FILE)}
     )
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_STATISTICS)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

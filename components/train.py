@@ -22,27 +22,33 @@ def train(
     tensorboard: Output[Artifact],
     validation_fraction: float = 0.05,
     max_epochs: int = 50,
+    model_family: str = "auto",
 ):
     """Fit on the train split minus a validation slice; export ``Format-Serving/`` (raw tf.Example in).
 
     The fit runs whole epochs (``train_steps`` worth, at least 3, at most ``max_epochs``) and stops
     early when the loss on the validation slice (``validation_fraction`` of the train split, held
     out by a hash of each row) stops falling, keeping the best epoch's weights. The eval split is
-    read only after the weights are final, for the metrics. The defaults of the last two
-    parameters are ``components.parameters``' (a test checks they agree).
+    read only after the weights are final, for the metrics. ``model_family`` (the default
+    module's): ``mlp``, ``gbt`` (gradient-boosted trees), ``linear``, or ``auto``: all three, the
+    one with the lowest MAE (log loss) on the validation slice kept. The defaults of the last
+    three parameters are ``components.parameters``' (a test checks they agree).
 
     The model artifact points at the stage directory (the SavedModel is its ``Format-Serving``
     subdirectory, as TFX's Trainer lays it out); the tensorboard artifact at its ``logs/``.
     ``label``: the column to predict. Metrics: train/eval loss; regression: train MAE and eval
     MAE, RMSE, R² in label units; classification: train and eval accuracy, eval log loss.
     Model metadata: hyperparameters, metrics, label, task, classes, and ``fit``: the validation
-    slice (fraction, fit and validation rows, the hash rule) and the epochs planned, run and kept.
+    slice (fraction, fit and validation rows, the hash rule) and the epochs planned, run and kept
+    (the trees kept, for gbt); ``model_family``: requested, chosen, each candidate's validation
+    figure and seconds.
     """
     import math
     from pathlib import Path
 
     from components import names
     from components.lib import storage
+    from components.lib.artifact_metadata import publish
     from components.lib.saved_model import export_dir
     from components.lib.train import run_train
     from components.lib.transform_output import transform_paths
@@ -67,6 +73,7 @@ def train(
             label=label,
             validation_fraction=validation_fraction,
             max_epochs=max_epochs,
+            model_family=model_family,
         )
     meta = {names.META_STORAGE_PATH: str(out), "serving_model": str(export_dir(out))}
     meta.update(result.metadata())
@@ -75,6 +82,11 @@ def train(
     logs = out / names.TENSORBOARD_DIR
     tensorboard.metadata.update({names.META_STORAGE_PATH: str(logs)})
     storage.write_manifest(tensorboard.path, logs, {})
+    outputs = {"model": model, "tensorboard": tensorboard}
+    publish(storage_root, run_id, stage, outputs, module_file=module_file)  # lineage on the volume
     for key, value in result.metrics.items():
         if math.isfinite(value):  # e.g. R² of a one-row eval split is undefined; JSON has no NaN
             metrics.log_metric(key, value)
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_TRAIN)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

@@ -29,7 +29,7 @@ def transform(
 
     from components import names
     from components.lib import storage
-    from components.lib.artifact_metadata import plain
+    from components.lib.artifact_metadata import plain, publish
     from components.lib.transform import run_transform
     from components.lib.transform_output import graph_dir, transformed_examples_dir
 
@@ -55,3 +55,8 @@ def transform(
         artifact_meta = {**meta, "path": str(part)}
         artifact.metadata.update(artifact_meta)
         storage.write_manifest(artifact.path, out, artifact_meta)
+    outputs = {"transform_graph": transform_graph, "transformed_examples": transformed_examples}
+    publish(storage_root, run_id, names.STAGE_TRANSFORM, outputs, module_file=module_file)  # lineage
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_TRANSFORM)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage

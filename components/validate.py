@@ -76,6 +76,9 @@ def validate(
             names.META_STORAGE_PATH: str(kept / names.REPORT_HTML_FILE),
         }
     )
+    from components.lib.tracking import log_task
+
+    log_task(names.STAGE_VALIDATE)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage
     error = result.error()
     if error is not None:
         raise error

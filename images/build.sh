@@ -8,10 +8,12 @@
 #   CONTAINER_ENGINE=minikube images/build.sh # into minikube's node (MINIKUBE_PROFILE, default minikube)
 #   CONTAINER_ENGINE=buildah images/build.sh  # buildah without a daemon (CI), layers cached
 #
-# With buildah, a base that cannot be pulled (no registry reachable) is replaced by stand-ins,
-# said on stderr: python:3.11-slim-bookworm by images/local_base.sh (debootstrap, cached), and
-# Beam's SDK image by --build-arg BEAM_BOOT=none (images/beam_boot_none.sh). PYTHON_IMAGE and
-# BEAM_BOOT in the environment choose them by hand.
+# With buildah, a base that cannot be pulled (no registry reachable) is replaced, said on stderr:
+# python:3.11-slim-bookworm by images/local_base.sh (debootstrap, cached), and Beam's SDK image (the
+# source of Beam's boot program) by BEAM_BOOT=built — boot built from Beam's Go source by
+# scripts/beam_boot.sh (Go and the Go module proxy needed) — or, failing that, by BEAM_BOOT=none
+# (images/beam_boot_none.sh, a stand-in serving only --worker_pool). PYTHON_IMAGE and BEAM_BOOT in
+# the environment choose them by hand (BEAM_BOOT=sdk|built|none, with any engine).
 #
 # Extra arguments go to the engine's build command (for example --platform linux/amd64).
 # The build context is a staged copy of just the files the Dockerfile copies, so neither
@@ -19,7 +21,9 @@
 set -euo pipefail
 
 # What images/Dockerfile COPYs (tests/test_k8s_offline.py keeps the two lists equal).
-CONTEXT_FILES=(pyproject.toml uv.lock README.md components pipelines images/beam_boot_none.sh)
+# images/beam_boot is no file of the repository: the folder scripts/beam_boot.sh builds (boot and
+# its licenses) with BEAM_BOOT=built, else empty (the stage that copies it is then not built).
+CONTEXT_FILES=(pyproject.toml uv.lock README.md components pipelines images/beam_boot_none.sh images/beam_boot)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
@@ -64,23 +68,42 @@ pullable() {
     || timeout "${PULL_TIMEOUT:-60}" buildah pull --quiet "$1" >/dev/null 2>&1
 }
 
+# choose_beam_boot: where /opt/apache/beam/boot comes from (BEAM_BOOT; empty: the Dockerfile's
+# default, sdk) and, for built, the folder scripts/beam_boot.sh built (boot_dir).
+beam_boot="${BEAM_BOOT:-}"
+boot_dir=""
+choose_beam_boot() {
+  if [[ -z "$beam_boot" && "$engine" == buildah ]]; then
+    beam_boot=sdk
+    local beam_sdk
+    beam_sdk="$(sed -n 's/^ARG BEAM_SDK_IMAGE=//p' images/Dockerfile)"
+    if ! pullable "docker.io/$beam_sdk"; then
+      if command -v go >/dev/null 2>&1 && boot_dir="$(scripts/beam_boot.sh | tail -n 1)"; then
+        echo "build.sh: cannot pull $beam_sdk; building with BEAM_BOOT=built (boot from Beam's Go source: $boot_dir)" >&2
+        beam_boot=built
+      else
+        echo "build.sh: cannot pull $beam_sdk and cannot build Beam's boot program (Go or the Go module proxy missing); building with BEAM_BOOT=none (a stand-in serving only --worker_pool)" >&2
+        beam_boot=none
+      fi
+    fi
+  elif [[ "$beam_boot" == built ]]; then
+    boot_dir="$(scripts/beam_boot.sh | tail -n 1)" || { echo "build.sh: BEAM_BOOT=built, but scripts/beam_boot.sh failed" >&2; exit 1; }
+  fi
+  case "$beam_boot" in
+    "" | sdk | built | none) ;;
+    *) echo "build.sh: BEAM_BOOT=$beam_boot: expected sdk, built or none" >&2; exit 1 ;;
+  esac
+}
+
 # buildah_args: the --build-arg flags choosing the bases (stand-ins where a pull fails).
 base_args=()
 buildah_args() {
-  local python_image="${PYTHON_IMAGE:-}" beam_boot="${BEAM_BOOT:-}"
+  local python_image="${PYTHON_IMAGE:-}"
   if [[ -z "$python_image" ]]; then
     python_image="docker.io/library/python:3.11-slim-bookworm"
     if ! pullable "$python_image"; then
       echo "build.sh: cannot pull $python_image; using the local debootstrap stand-in" >&2
       python_image="$(images/local_base.sh)"
-    fi
-  fi
-  if [[ -z "$beam_boot" ]]; then
-    beam_boot=sdk
-    beam_sdk="$(sed -n 's/^ARG BEAM_SDK_IMAGE=//p' images/Dockerfile)"
-    if ! pullable "docker.io/$beam_sdk"; then
-      echo "build.sh: cannot pull $beam_sdk; building with BEAM_BOOT=none (no Beam boot program)" >&2
-      beam_boot=none
     fi
   fi
   base_args=(--build-arg "PYTHON_IMAGE=$python_image" --build-arg "BEAM_BOOT=$beam_boot")
@@ -93,10 +116,16 @@ buildah_args() {
   fi
 }
 
+choose_beam_boot
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 mkdir "$context/images"
 for file in "${CONTEXT_FILES[@]}"; do
+  if [[ "$file" == images/beam_boot ]]; then
+    mkdir "$context/$file"
+    [[ -z "$boot_dir" ]] || cp -R "$boot_dir/." "$context/$file/"
+    continue
+  fi
   cp -R "$file" "$context/$file"
 done
 cp images/Dockerfile "$context/images/Dockerfile"
@@ -105,8 +134,10 @@ find "$context" -name __pycache__ -type d -prune -exec rm -rf {} +
 echo "build.sh: building ${image} with ${engine}" >&2
 if [[ "$engine" == minikube ]]; then
   profile="${MINIKUBE_PROFILE:-minikube}"
+  boot_args=()
+  [[ -z "$beam_boot" ]] || boot_args=(--build-opt "build-arg=BEAM_BOOT=$beam_boot")
   minikube image build --profile "$profile" -t "$image" -f images/Dockerfile \
-    --build-opt "build-arg=VERSION=${version}" "$@" "$context"
+    --build-opt "build-arg=VERSION=${version}" --build-opt "build-arg=IMAGE_REF=${image}" "${boot_args[@]}" "$@" "$context"
   # `minikube image build` can exit 0 after a failed build: check that the image is there.
   if ! minikube image ls --profile "$profile" | grep -qF "$image"; then
     echo "build.sh: $image is not in minikube after the build (see the build output above)" >&2
@@ -116,12 +147,16 @@ elif [[ "$engine" == buildah ]]; then
   buildah_args
   before="$(buildah containers --quiet --notruncate | sort)"
   buildah build --isolation chroot --layers -f "$context/images/Dockerfile" \
-    --build-arg "VERSION=${version}" "${base_args[@]}" -t "$image" "$@" "$context"
+    --build-arg "VERSION=${version}" --build-arg "IMAGE_REF=${image}" "${base_args[@]}" -t "$image" "$@" "$context"
   # buildah 1.28 leaves the working container of a FROM-only stage (beam_sdk) behind.
   comm -13 <(echo "$before") <(buildah containers --quiet --notruncate | sort) \
     | xargs --no-run-if-empty buildah rm >/dev/null
 else
-  "$engine" build -f "$context/images/Dockerfile" --build-arg "VERSION=${version}" -t "$image" "$@" "$context"
+  boot_args=()
+  [[ -z "$beam_boot" ]] || boot_args=(--build-arg "BEAM_BOOT=$beam_boot")
+  "$engine" build -f "$context/images/Dockerfile" --build-arg "VERSION=${version}" \
+    --build-arg "IMAGE_REF=${image}" "${boot_args[@]}" \
+    -t "$image" "$@" "$context"
 fi
 
 if [[ -n "${PUSH:-}" ]]; then

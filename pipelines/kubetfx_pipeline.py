@@ -1,10 +1,13 @@
 """The ten-stage KubeTFX pipeline, built from explicit arguments.
 
-``_wire`` is the only place the stages are wired. Everything a run may change is a pipeline
-parameter, declared once in ``components.parameters`` (defaults: the reference workload,
-../shared/WORKLOAD.md); everything about the cluster (image, volume) is an argument here,
-given by ``compile.py``. Nothing is read from the environment, so the YAML does not depend on
-who compiled it.
+``_wire`` is the only place the stages are wired: the ten inside ``dsl.ExitHandler`` whose exit
+task, ``finalize``, records the run's outcome however they ended (``components.lib.finalize``).
+Tune is one task, or — ``ClusterOptions.tune_parallelism`` N > 1 — N trial-group tasks and a
+fan-in (``_tune``). Everything a run may change is a pipeline parameter, declared once in
+``components.parameters`` (defaults: the reference workload, ../shared/WORKLOAD.md); everything
+about the cluster (image, volume, tune's trial groups) is an argument here, given by
+``compile.py``. Nothing is read from the environment, so the YAML does not depend on who
+compiled it.
 """
 
 import dataclasses
@@ -17,13 +20,14 @@ from components import names, parameters
 from components.component import IMAGE
 from components.evaluate import evaluate
 from components.example_gen import example_gen
+from components.finalize import finalize
 from components.push import push
 from components.resolve_baseline import resolve_baseline
 from components.schema import schema
 from components.statistics import statistics
 from components.train import train
 from components.transform import transform
-from components.tune import tune
+from components.tune import tune, tune_best, tune_trials
 from components.validate import validate
 
 PIPELINE_NAME = "kubetfx-pipeline"
@@ -55,9 +59,15 @@ STAGE_RESOURCES: dict[str, Resources] = {
     names.STAGE_TUNE: Resources("2", "4Gi", "4", "8Gi"),
     names.STAGE_TRAIN: Resources("2", "4Gi", "4", "8Gi"),
     names.STAGE_RESOLVE: Resources("250m", "512Mi", "500m", "1Gi", retries=2, cache=False),
-    names.STAGE_EVALUATE: Resources("1", "3Gi", "2", "6Gi"),
+    names.STAGE_EVALUATE: Resources("1", "3Gi", "2", "6Gi", cache=False),  # reads the served baseline
     names.STAGE_PUSH: Resources("250m", "1Gi", "500m", "2Gi", retries=0, cache=False),
+    names.STAGE_TUNE_TRIALS: Resources("2", "4Gi", "4", "8Gi"),  # each trial group: tune's pod
+    names.STAGE_TUNE_BEST: Resources("250m", "512Mi", "500m", "1Gi"),
+    # The exit task reads the run's status records: never from cache; it never fails, no retry.
+    names.STAGE_FINALIZE: Resources("250m", "512Mi", "500m", "1Gi", retries=0, cache=False),
 }
+TUNE_FANINS = ("collected", "unrolled")
+MAX_TUNE_PARALLELISM = 32  # a trial group per task; bounds.MAX_TRIALS caps the trials anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +77,19 @@ class ClusterOptions:
     image: str = IMAGE
     pvc_name: str = names.DEFAULT_PVC_NAME
     mount_path: str = names.DEFAULT_MOUNT_PATH
+    # Tune as N parallel trial-group tasks (1: one tune task). The fan-in: ``collected``
+    # (ParallelFor + dsl.Collected, KFP 2.14+) or ``unrolled`` (N tasks, the fan-in after them
+    # reads their results from the volume: KFP 2.5's driver fails a Collected consumer).
+    tune_parallelism: int = 1
+    tune_fanin: str = "collected"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tune_parallelism <= MAX_TUNE_PARALLELISM:
+            raise ValueError(
+                f"--tune-parallelism must be 1 to {MAX_TUNE_PARALLELISM}, got {self.tune_parallelism}"
+            )
+        if self.tune_fanin not in TUNE_FANINS:
+            raise ValueError(f"--tune-fanin must be one of {TUNE_FANINS}, got {self.tune_fanin!r}")
 
 
 DEFAULT_OPTIONS = ClusterOptions()
@@ -93,9 +116,61 @@ def _place(task: dsl.PipelineTask, stage: str, opts: ClusterOptions) -> dsl.Pipe
 
 
 def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
-    """The ten stages and what flows between them; ``p`` holds the run parameters."""
-    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    """The ten stages inside the exit handler; ``p`` holds the run parameters.
 
+    ``finalize`` takes no ``PipelineTaskFinalStatus``: KFP 2.5 refuses a run that asks for it
+    at creation; it reads the status record every task leaves on the volume instead.
+    """
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    exit_task = finalize(storage_root=p.storage_root, run_id=run_id, lock_timeout=p.lock_timeout)
+    _place(exit_task, names.STAGE_FINALIZE, opts)
+    with dsl.ExitHandler(exit_task):
+        _stages(p, opts, run_id)
+
+
+def _tune(p: types.SimpleNamespace, opts: ClusterOptions, run_id: str, transform_task) -> dsl.PipelineTask:  # noqa: ANN001
+    """The task whose ``best_hyperparameters`` train reads: tune, or N trial groups' fan-in.
+
+    N > 1 (``tune_parallelism``): N ``tune_trials`` tasks, each its round-robin share of the
+    trial set (``components.lib.tune_groups``), and ``tune_best``, which picks as one tune
+    task would. ``collected``: a ParallelFor (``parallelism`` N) and ``dsl.Collected`` of the
+    groups' JSON strings (parameters: kfp 2.13's executor cannot build a list of artifacts);
+    ``unrolled``: N named tasks, the fan-in ``.after`` them reading their results on the volume.
+    """
+    common = dict(
+        transformed_examples=transform_task.outputs["transformed_examples"],
+        transform_graph=transform_task.outputs["transform_graph"],
+        storage_root=p.storage_root,
+        run_id=run_id,
+        module_file=p.module_file,
+        tuner=p.tuner,
+        trials=p.tuner_trials,
+        steps=p.tuner_steps,
+        batch_size=p.batch_size,
+        validation_fraction=p.validation_fraction,
+        max_epochs=p.max_epochs,
+        enabled=p.tune_enabled,
+        hyperparameters=p.hyperparameters,
+        label=p.label,
+    )
+    n = opts.tune_parallelism
+    if n == 1:
+        return _place(tune(**common), names.STAGE_TUNE, opts)
+    fan_in = dict(storage_root=p.storage_root, run_id=run_id, groups=n, module_file=p.module_file)
+    if opts.tune_fanin == "collected":
+        with dsl.ParallelFor(items=list(range(n)), parallelism=n) as group:
+            group_task = _place(tune_trials(**common, group=group, groups=n), names.STAGE_TUNE_TRIALS, opts)
+        best = tune_best(group_results=dsl.Collected(group_task.output), **fan_in)
+    else:
+        groups = [
+            _place(tune_trials(**common, group=g, groups=n), names.STAGE_TUNE_TRIALS, opts) for g in range(n)
+        ]
+        best = tune_best(group_results=[], **fan_in).after(*groups)
+    return _place(best, names.STAGE_TUNE_BEST, opts)
+
+
+def _stages(p: types.SimpleNamespace, opts: ClusterOptions, run_id: str) -> None:
+    """The ten stages and what flows between them."""
     example_gen_task = example_gen(
         storage_root=p.storage_root,
         data=p.data,
@@ -155,23 +230,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
     ).after(validate_task)  # never transform data that failed validation
     _place(transform_task, names.STAGE_TRANSFORM, opts)
 
-    tune_task = tune(
-        transformed_examples=transform_task.outputs["transformed_examples"],
-        transform_graph=transform_task.outputs["transform_graph"],
-        storage_root=p.storage_root,
-        run_id=run_id,
-        module_file=p.module_file,
-        tuner=p.tuner,
-        trials=p.tuner_trials,
-        steps=p.tuner_steps,
-        batch_size=p.batch_size,
-        validation_fraction=p.validation_fraction,
-        max_epochs=p.max_epochs,
-        enabled=p.tune_enabled,
-        hyperparameters=p.hyperparameters,
-        label=p.label,
-    )
-    _place(tune_task, names.STAGE_TUNE, opts)
+    tune_task = _tune(p, opts, run_id, transform_task)
 
     train_task = train(
         transformed_examples=transform_task.outputs["transformed_examples"],
@@ -186,6 +245,7 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         validation_fraction=p.validation_fraction,
         max_epochs=p.max_epochs,
         label=p.label,
+        model_family=p.model_family,
     )
     _place(train_task, names.STAGE_TRAIN, opts)
 
@@ -229,6 +289,8 @@ def _wire(p: types.SimpleNamespace, opts: ClusterOptions) -> None:
         serving_root=p.serving_root,
         data=p.data,
         lock_timeout=p.lock_timeout,
+        mlflow_register_model=p.mlflow_register_model,
+        kserve_pvc=opts.pvc_name,  # the claim the InferenceService beside each version mounts
     )
     _place(push_task, names.STAGE_PUSH, opts)
 
@@ -293,10 +355,45 @@ def add_cluster_arguments(parser) -> None:  # noqa: ANN001 (argparse parser or g
         "--pvc-name", default=names.DEFAULT_PVC_NAME, help="PersistentVolumeClaim every task mounts"
     )
     parser.add_argument("--mount-path", default=names.DEFAULT_MOUNT_PATH, help="where the volume is mounted")
+    parser.add_argument(
+        "--tune-parallelism",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tune as N parallel trial-group tasks and a fan-in (1: one tune task; tuner 'random' only)",
+    )
+    parser.add_argument(
+        "--tune-fanin",
+        choices=TUNE_FANINS,
+        default="collected",
+        help="with --tune-parallelism > 1: collected (ParallelFor + dsl.Collected, KFP 2.14+) or "
+        "unrolled (N named tasks, results on the volume: KFP 2.5)",
+    )
+
+
+def tune_split_refusal(opts: ClusterOptions, arguments: dict) -> str:
+    """The one line refusing a run whose tuner cannot be split into the compiled trial groups, or "".
+
+    ``arguments``: the run's parameters as given (strings or values; absent: the vocabulary's
+    default). Only the random tuner splits (``components.lib.tune_groups``); the trial-group
+    task refuses the rest too, this says it before a run is created.
+    """
+    from components.lib.tune_groups import split_refusal
+
+    enabled = str(arguments.get("tune_enabled", parameters.BY_NAME["tune_enabled"].default)).lower()
+    if enabled in ("false", "0", "no"):
+        return ""
+    return split_refusal(
+        str(arguments.get("tuner", parameters.BY_NAME["tuner"].default)), opts.tune_parallelism
+    )
 
 
 def cluster_options(args) -> ClusterOptions:  # noqa: ANN001 (argparse namespace)
     """ClusterOptions from the arguments ``add_cluster_arguments`` declared."""
     return ClusterOptions(
-        image=image_for(args.image_registry, args.image), pvc_name=args.pvc_name, mount_path=args.mount_path
+        image=image_for(args.image_registry, args.image),
+        pvc_name=args.pvc_name,
+        mount_path=args.mount_path,
+        tune_parallelism=getattr(args, "tune_parallelism", 1),
+        tune_fanin=getattr(args, "tune_fanin", "collected"),
     )

@@ -142,7 +142,7 @@ def examples(storage_root: Path, synthetic_csv: Path) -> dsl.Dataset:
 @pytest.fixture(scope="session")
 def kfp_backend_ready() -> None:
     """Skip (with the reason) where the backend emulator cannot make pods; CI requires it."""
-    from pipelines.kfp_backend import available
+    from pipelines.backend.runner import available
 
     reason = available()
     if reason:

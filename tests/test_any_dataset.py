@@ -49,7 +49,7 @@ def raw_examples(path: Path, label: str) -> tuple[list[bytes], list[str]]:
 
 def run(tmp_path: Path, csv_path: Path, label: str, model_name: str) -> tuple[Path, dict]:
     """The whole pipeline, in process, with no module file; returns the storage root and the blessing."""
-    from pipelines.local import run_locally
+    from pipelines.local.run import run_locally
 
     storage = tmp_path / "storage"
     params = {**FAST, "label": label, "model_name": model_name}
@@ -130,7 +130,7 @@ def test_default_module_matches_the_insurance_module(tmp_path, insurance_csv):
     module. The schema-driven default must reach the hand-written module's eval MAE within 5 %
     (measured: 1,554 against 1,806; it anneals its learning rate and decays its weights, the insurance
     module does neither)."""
-    from pipelines.local import run_locally
+    from pipelines.local.run import run_locally
 
     mae = {}
     for module in ("", names.INSURANCE_MODULE):

@@ -129,3 +129,36 @@ def test_the_import_reader_sees_what_the_rules_forbid(tmp_path):
     )
     stages = {stage_library_of(m) for m in imports_of(sample, root=tmp_path)} - {None}
     assert stages == {"train", "evaluate", "push"}
+
+
+# pipelines/: one subpackage per concern. What each may import of the others (module level or in a
+# function): a run on this machine dispatches to the backend emulator; nothing else crosses.
+PIPELINES = REPO / "pipelines"
+RUNNER_PACKAGES = ("local", "backend", "remote", "lineage")
+MAY_IMPORT = {
+    "local": {"backend"},  # run.py picks the runner; preflight asks whether pods can run
+    "backend": set(),
+    "remote": set(),
+    "lineage": set(),
+}
+
+
+def runner_package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipelines" and len(parts) > 1 and parts[1] in RUNNER_PACKAGES else None
+
+
+@pytest.mark.parametrize("path", python_files(PIPELINES), ids=ids(python_files(PIPELINES)))
+def test_a_pipelines_subpackage_imports_only_the_ones_it_may(path):
+    own = runner_package_of(module_name(path))
+    if own is None:  # kubetfx_pipeline.py, run_result.py, tracking.py: shared by all
+        assert not {runner_package_of(m) for m in imports_of(path)} - {None}, path
+        return
+    crossing = {runner_package_of(m) for m in imports_of(path)} - {None, own}
+    forbidden = sorted(crossing - MAY_IMPORT[own])
+    assert not forbidden, f"{module_name(path)} imports pipelines.{forbidden}"
+
+
+def test_no_runner_module_sits_loose_in_pipelines():
+    loose = sorted(p.name for p in PIPELINES.glob("*.py"))
+    assert loose == ["__init__.py", "kubetfx_pipeline.py", "run_result.py", "tracking.py"], loose

@@ -13,7 +13,7 @@ from test_submit_preflight import HEADER, run_submit, snapshot
 from components import names
 from components.errors import StageError
 from components.lib import bounds
-from pipelines import preflight
+from pipelines.local import preflight
 
 ROW = "19,female,27.9,0,yes,southwest,16884.92\n"
 GIB = 2**30

@@ -12,8 +12,8 @@ from pathlib import Path
 from kfp import dsl
 
 from components import names
-from pipelines import console
-from pipelines.lineage import RUN_CONTEXT, LineageRecorder, SafeLineage
+from pipelines.lineage.store import RUN_CONTEXT, LineageRecorder, SafeLineage
+from pipelines.local import console
 
 
 def test_a_tasks_output_goes_to_its_log_with_progress_and_heartbeat_relayed(tmp_path, capfd):

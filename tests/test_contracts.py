@@ -25,7 +25,7 @@ def through_ml_metadata(metadata: dict) -> dict:
     """``metadata`` as a downstream task gets it on the KFP backend (launcher, then driver)."""
     from google.protobuf import json_format, struct_pb2
 
-    from pipelines.backend_mlmd import from_mlmd_value, to_mlmd_value
+    from pipelines.backend.metadata import from_mlmd_value, to_mlmd_value
 
     written = struct_pb2.Struct()
     json_format.ParseDict(metadata, written)

@@ -480,7 +480,7 @@ def test_the_console_says_a_blessed_model_was_not_pushed_and_why(tmp_path):
 
     from kfp import dsl
 
-    from pipelines import console
+    from pipelines.local import console
 
     def record(task: str, output: str, meta: dict) -> types.SimpleNamespace:
         art = dsl.Artifact(name=output, uri=f"/x/{output}", metadata=meta)

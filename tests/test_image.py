@@ -2,12 +2,13 @@
 
 ``images/build.sh`` builds it with buildah (layers cached between runs; where no registry is
 reachable, the base is the debootstrap stand-in of images/local_base.sh and Beam's boot program
-is left out: ``BEAM_BOOT=none``). Then, on the built image: the packages inside are exactly
-``uv.lock``'s (no dev group), the project is a small layer over the dependencies' (which a
-change of code leaves cached), it runs as uid 1000, every component and stage library imports,
-no build tool or cache is left; the committed YAML runs twice through the backend emulator
-with each task's container in the image; and a data stage runs on a Beam worker pool served
-from the image.
+is built from Beam's Go source: ``BEAM_BOOT=built``, scripts/beam_boot.sh). Then, on the built
+image: the packages inside are exactly ``uv.lock``'s (no dev group), the project is a small layer
+over the dependencies' (which a change of code leaves cached), it runs as uid 1000, every
+component and stage library imports, no build tool or cache is left; the committed YAML runs
+twice through the backend emulator with each task's container in the image; a data stage runs on
+a Beam worker pool served from the image; and the image's ENTRYPOINT is Beam's boot, which with
+``--worker_pool`` serves a PortableRunner job from the host.
 
 Needs root and buildah (``bash tests/image_tools.sh``); skipped with the reason elsewhere,
 unless ``KUBETFX_REQUIRE_IMAGE=1`` (CI), where a missing tool fails instead. Cold, the build
@@ -18,18 +19,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from beam_boot_job import BOOT_POOL_PORT, stop_session
 from test_backend_e2e import run_twice_and_check
+from test_beam_boot import (
+    JOB,
+    build_boot,
+    check_boot_version,
+    check_pool_log,
+    check_served_by_boot,
+    module_version,
+)
 
-from benchmarks.worker_pool import WorkerPool, _listening, free_port, stop_pool
+from benchmarks.worker_pool import WorkerPool, _listening
 from components import names
-from pipelines.backend_image import exec_in_image, hand_to_pod_user
+from pipelines.backend.image import exec_in_image, hand_to_pod_user
 
 pytestmark = pytest.mark.image
 
@@ -193,26 +205,30 @@ def test_committed_yaml_runs_twice_in_the_image(image, kfp_backend_ready, tmp_pa
 
 @pytest.fixture(scope="module")
 def image_pool(image, storage_root, tmp_path_factory) -> Iterator[WorkerPool]:
-    """Beam's worker pool served from the image (uid 1000, host network), the storage mounted."""
-    port, log = free_port(), tmp_path_factory.mktemp("image_pool") / "pool.log"
+    """The image's ENTRYPOINT (Beam's boot) with ``--worker_pool``: uid 1000, host network, storage mounted.
+
+    Boot serves port 50000 (it fixes the port), so that port must be free on this machine.
+    """
+    log = tmp_path_factory.mktemp("image_pool") / "pool.log"
+    assert not _listening(BOOT_POOL_PORT), f"port {BOOT_POOL_PORT} (boot's worker pool) is taken here"
     hand_to_pod_user(storage_root)
     container = subprocess.run(
         ["buildah", "from", "--pull-never", "--quiet", image], capture_output=True, text=True, check=True
     ).stdout.strip()
     argv = ["buildah", "run", "--isolation", "chroot", "--user", "1000:1000"]  # the host's network
     argv += ["--volume", f"{storage_root}:{storage_root}", container, "--"]
-    argv += ["python", "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"]
+    argv += [*image_entrypoint(image), "--worker_pool"]
     with open(log, "wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    pool = WorkerPool(port=port, process=process, log=log)
+    pool = WorkerPool(port=BOOT_POOL_PORT, process=process, log=log)
     deadline = time.monotonic() + POOL_START_S
     try:
-        while not _listening(port):
+        while not _listening(BOOT_POOL_PORT):
             assert process.poll() is None and time.monotonic() < deadline, pool.log_tail()
             time.sleep(0.5)
         yield pool
     finally:
-        stop_pool(pool)
+        stop_session(process)  # boot starts SDK workers in process groups of their own
         subprocess.run(["buildah", "rm", container], capture_output=True)
 
 
@@ -238,5 +254,98 @@ def test_statistics_on_a_worker_pool_in_the_image(image, image_pool, examples, s
     assert result["method"] == "beam" and result["runner"] == "PortableRunner", result
     assert sum(result["rows"].values()) > 0, result
     assert image_pool.started_workers() >= 1, image_pool.log_tail()
+    check_pool_log(image_pool.log.read_text(errors="replace"))  # the workers were boot's
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written and all(p.stat().st_uid == 1000 for p in written), "statistics not written as uid 1000"
+
+
+def image_entrypoint(image: str) -> list[str]:
+    proc = subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["OCIv1"]["config"]["Entrypoint"]
+
+
+def copy_beam_folder(image: str, to: Path) -> None:
+    """The image's /opt/apache/beam, copied to ``to`` (a container of the image, mounted)."""
+    argv = ["buildah", "from", "--pull-never", "--quiet", image]
+    container = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        mounted = subprocess.run(["buildah", "mount", container], capture_output=True, text=True, check=True)
+        shutil.copytree(Path(mounted.stdout.strip()) / "opt/apache/beam", to, symlinks=True)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+
+
+def sdk_image_was_there() -> bool:
+    """Whether buildah holds Beam's SDK image: images/build.sh then took boot from it (BEAM_BOOT=sdk)."""
+    sdk = re.search(r"^ARG BEAM_SDK_IMAGE=(\S+)$", (REPO / "images/Dockerfile").read_text(), re.M)
+    assert sdk, "no ARG BEAM_SDK_IMAGE in images/Dockerfile"
+    argv = ["buildah", "inspect", "--type", "image", f"docker.io/{sdk[1]}"]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def test_the_entrypoint_is_beams_boot_built_from_source(image, tmp_path):
+    """The ENTRYPOINT /opt/apache/beam/boot is what scripts/beam_boot.sh builds, its licenses beside it."""
+    assert image_entrypoint(image) == ["/opt/apache/beam/boot"]
+    beam = tmp_path / "beam"
+    copy_beam_folder(image, beam)
+    if (beam / "boot").read_bytes().startswith(b"#!"):
+        _require("it was built with BEAM_BOOT=none (the stand-in), not Beam's boot program")
+    version, _ = module_version(beam / "boot")  # checks the package: Beam's Python SDK boot
+    if sdk_image_was_there():
+        return  # Beam's own image's boot (BEAM_BOOT=sdk)
+    assert (beam / "LICENSE").is_file(), sorted(p.name for p in beam.iterdir())
+    assert (beam / "third_party_licenses/go/google.golang.org/grpc/LICENSE").is_file()
+    folder, stderr = build_boot()  # what images/build.sh staged (cached: no build)
+    assert (folder / "boot").read_bytes() == (beam / "boot").read_bytes(), "not the boot beam_boot.sh built"
+    assert check_boot_version(beam / "boot", stderr) == version.removeprefix("v")
+
+
+def test_the_entrypoint_with_worker_pool_serves_a_portable_runner_job(image, tmp_path):
+    """``ENTRYPOINT --worker_pool`` in a container (uid 1000), a PortableRunner job from the host.
+
+    Boot's pool listens on port 50000 (boot fixes it): the container and the job's process share
+    a network namespace of the test's own (buildah's chroot isolation has none of its own).
+    """
+    out = tmp_path / "job"
+    out.mkdir()
+    hand_to_pod_user(out)
+    container = subprocess.run(
+        ["buildah", "from", "--pull-never", "--quiet", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    pool = ["buildah", "run", "--isolation", "chroot", "--user", "1000:1000", "--volume", f"{out}:{out}"]
+    pool += [container, "--", *image_entrypoint(image), "--worker_pool"]
+    argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "pool-ns"]
+    argv += [sys.executable, str(JOB)]
+    try:
+        proc = subprocess.run([*argv, str(out), "--", *pool], capture_output=True, text=True, timeout=900)
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True)
+    log = (out / "pool.log").read_text(errors="replace") if (out / "pool.log").exists() else ""
+    assert proc.returncode == 0, proc.stderr[-3000:] + log[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    check_served_by_boot(result, python="/opt/venv/bin/python", uid=1000)
+    check_pool_log(log)
+    print(f"job on the image's worker pool: {result['seconds']} s")
+
+
+def test_without_go_the_build_falls_back_to_the_stand_in(image, tmp_path):
+    """No Beam SDK image and no Go: images/build.sh says so and builds with BEAM_BOOT=none.
+
+    Built under another name (the layers are shared with ``image``'s: ~1 min), then removed.
+    """
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "go").exists()]
+    env = {**os.environ, "CONTAINER_ENGINE": "buildah", "REGISTRY": "localhost/kubetfx-boot-none"}
+    env["PATH"] = os.pathsep.join(path)
+    if sdk_image_was_there():
+        pytest.skip("Beam's SDK image is here: images/build.sh takes boot from it")
+    proc = subprocess.run(["bash", "images/build.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fallback = proc.stdout.strip().splitlines()[-1]
+    try:
+        said = [line for line in proc.stderr.splitlines() if "BEAM_BOOT=none" in line]
+        assert said and "cannot build Beam's boot program" in said[0], proc.stderr[-2000:]
+        copy_beam_folder(fallback, tmp_path / "beam")
+        assert (tmp_path / "beam/boot").read_bytes() == (REPO / "images/beam_boot_none.sh").read_bytes()
+    finally:
+        subprocess.run(["buildah", "rmi", fallback], capture_output=True)

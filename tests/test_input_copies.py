@@ -1,6 +1,6 @@
 """Inputs are copied onto the volume by content and never rewritten under a running reader.
 
-``pipelines.local.stage_data`` puts ``--data X`` at ``data/<X.name>@<digest>/<X.name>``: written in a
+``pipelines.local.run.stage_data`` puts ``--data X`` at ``data/<X.name>@<digest>/<X.name>``: written in a
 scratch directory with its manifest last, renamed into place, reused when the same content is there.
 Two tables that share a name get two copies, so a run still reading the first never sees the second.
 """
@@ -21,7 +21,7 @@ import pytest
 from components import names
 from components.lib import storage
 from components.parameters import model_name_for
-from pipelines.local import _input_state, stage_data
+from pipelines.local.run import _input_state, stage_data
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "age,sex,bmi,children,smoker,region,charges\n"
@@ -127,7 +127,7 @@ KILLED_MIDWAY = """
     import os, signal, sys
     from pathlib import Path
     from components.lib import storage
-    from pipelines.local import stage_data
+    from pipelines.local.run import stage_data
 
     def copy_then_die(source, scratch, digest):
         (scratch / source.name).write_bytes(source.read_bytes()[:100])  # half the table, no manifest

@@ -359,8 +359,10 @@ def test_runtime_image_is_a_beam_sdk_worker_image() -> None:
     beam = next(p["version"] for p in lock["package"] if p["name"] == "apache-beam")
     assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:{beam}" in text
     assert "COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam" in text
-    # Users' builds take boot from Beam's image; BEAM_BOOT=none (offline builds) is opt-in.
+    # Users' builds take boot from Beam's image; BEAM_BOOT=built/none (offline builds) is opt-in.
     assert re.search(r"^ARG BEAM_BOOT=sdk$", text, re.M)
+    assert "FROM ${PYTHON_IMAGE} AS beam_boot_built" in text
+    assert "COPY images/beam_boot/ /opt/apache/beam/" in text
     assert "FROM ${BEAM_SDK_IMAGE} AS beam_boot_sdk" in text
     assert "FROM beam_boot_${BEAM_BOOT} AS beam_sdk" in text
     assert re.search(r'^ENTRYPOINT \["/opt/apache/beam/boot"\]$', text, re.M)
@@ -380,7 +382,15 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
     assert (
         set(staged.group(1).split())
         == copied
-        == {"pyproject.toml", "uv.lock", "README.md", "components", "pipelines", "images/beam_boot_none.sh"}
+        == {
+            "pyproject.toml",
+            "uv.lock",
+            "README.md",
+            "components",
+            "pipelines",
+            "images/beam_boot_none.sh",
+            "images/beam_boot",
+        }
     )
 
 

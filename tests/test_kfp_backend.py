@@ -13,8 +13,8 @@ import pytest
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, Input, Output
 
-from pipelines.backend_mlmd import BackendError, BackendMetadata, from_mlmd_value, to_mlmd_value
-from pipelines.kfp_backend import Backend, render_executor_input, to_value
+from pipelines.backend.metadata import BackendError, BackendMetadata, from_mlmd_value, to_mlmd_value
+from pipelines.backend.runner import Backend, render_executor_input, to_value
 
 # --- Unit: the conversions, on a real ML Metadata store ---------------------------------------------
 
@@ -59,6 +59,56 @@ def test_executor_input_numbers_are_rendered_as_go_protojson_renders_them():
     rendered = json.loads(render_executor_input(ei))["inputs"]["parameterValues"]
     assert rendered == {"mae_threshold": 8000, "degradation": 0.05}
     assert isinstance(rendered["mae_threshold"], int)  # what the component receives for a float
+
+
+def test_the_cache_key_is_the_drivers_and_names_the_pvc_from_2_15():
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    from pipelines.backend.cache import cache_key, fingerprint, pvc_names
+
+    def executor_input(artifact_name: str, uri: str):  # noqa: ANN202
+        ei = pipeline_spec_pb2.ExecutorInput()
+        ei.inputs.parameter_values["n"].number_value = 3
+        ei.inputs.artifacts["data"].artifacts.add(name=artifact_name, uri="minio://b/in")
+        out = ei.outputs.artifacts["model"].artifacts.add(uri=uri)
+        out.type.schema_title = "system.Model"
+        ei.outputs.parameters["Output"].output_file = "/tmp/kfp/outputs/Output"
+        return ei
+
+    container = {"image": "kubetfx/runtime:0.1.0", "command": ["python3"], "args": ["{{$}}"]}
+    types = {"Output": "STRING"}
+
+    def key(version: str, artifact: str = "7", uri: str = "minio://b/x", pvcs=("vol",)) -> str:  # noqa: ANN001
+        return fingerprint(cache_key(executor_input(artifact, uri), types, container, list(pvcs), version))
+
+    assert key("2.17") == key("2.17", uri="minio://b/another-run")  # output URIs are wiped
+    assert key("2.17") != key("2.17", artifact="8")  # an upstream that ran again: a new artifact
+    assert key("2.17") != key("2.17", pvcs=("other",))  # #12220, from 2.15
+    assert key("2.14") == key("2.14", pvcs=("other",)) and key("2.5") == key("2.5", pvcs=())
+    platform = {
+        "platforms": {
+            "kubernetes": {
+                "deploymentSpec": {
+                    "executors": {
+                        "exec-a": {
+                            "pvcMount": [
+                                {
+                                    "constant": "vol",
+                                    "mountPath": "/mnt",
+                                    "pvcNameParameter": {"runtimeValue": {"constant": "vol"}},
+                                },
+                                {
+                                    "mountPath": "/other",
+                                    "pvcNameParameter": {"componentInputParameter": "pvc"},
+                                },
+                            ]
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert pvc_names(platform, "exec-a", {"pvc": to_value("from-a-parameter")}) == ["from-a-parameter", "vol"]
 
 
 # --- Pods: a small pipeline through the emulator ----------------------------------------------------
@@ -124,7 +174,7 @@ def _run(tmp_path: Path, yaml: Path, version: str):
     return backend, backend.run(yaml, {}, run_id=str(uuid.uuid4()))
 
 
-@pytest.mark.parametrize("version", ["2.5", "2.14"])
+@pytest.mark.parametrize("version", ["2.5", "2.14", "2.17"])
 def test_a_display_name_unlike_the_task_key_breaks_2_5_only(kfp_backend_ready, tmp_path, version):
     _, run = _run(tmp_path, _compile(tmp_path, "produce_step", {"a": 1}), version)
     if version == "2.5":

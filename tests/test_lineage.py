@@ -10,9 +10,9 @@ import pytest
 from kfp import dsl
 
 from components import names
-from pipelines import lineage
-from pipelines.lineage import LineageRecorder, trace_version
-from pipelines.lineage_report import describe
+from pipelines.lineage import store as lineage
+from pipelines.lineage.report import describe
+from pipelines.lineage.store import LineageRecorder, trace_version
 
 HPARAMS = {"learning_rate": 0.01, "num_layers": 2, "units": 64}
 
@@ -20,7 +20,7 @@ HPARAMS = {"learning_rate": 0.01, "num_layers": 2, "units": 64}
 def _task(
     task: str, inputs: dict[str, dsl.Artifact], outputs: dict[str, dsl.Artifact]
 ) -> types.SimpleNamespace:
-    """A finished task as the local runner records it (pipelines.local_runner.TaskRecord)."""
+    """A finished task as the local runner records it (pipelines.run_result.TaskRecord)."""
     wired = {
         key: {"artifacts": [{"uri": a.uri, "type": {"schemaTitle": a.schema_title}, "metadata": a.metadata}]}
         for key, a in inputs.items()

@@ -11,8 +11,8 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 
 from components import names
 from components.example_gen import example_gen
-from pipelines.lineage import LineageRecorder
-from pipelines.local_runner import load_pipeline_spec, run_pipeline_spec
+from pipelines.lineage.store import LineageRecorder
+from pipelines.local.inprocess import load_pipeline_spec, run_pipeline_spec
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)

@@ -198,7 +198,7 @@ def test_missing_objects_are_one_line_errors(gcs, s3, tmp_path):
 @pytest.mark.e2e
 def test_a_pipeline_runs_from_an_s3_url(s3, synthetic_csv, tmp_path):
     """submit's path: preflight lists the URL and reads its header; every stage runs; data stays put."""
-    from pipelines.local import run_locally
+    from pipelines.local.run import run_locally
 
     url = f"s3://{BUCKET}/pipeline/insurance.csv"
     upload(synthetic_csv, url, s3)
@@ -219,8 +219,8 @@ def test_a_pipeline_runs_from_an_s3_url(s3, synthetic_csv, tmp_path):
 
 
 def test_preflight_names_a_missing_url_before_anything_is_written(s3, tmp_path):
-    from pipelines.local import run_locally
-    from pipelines.preflight import PreflightError
+    from pipelines.local.preflight import PreflightError
+    from pipelines.local.run import run_locally
 
     storage = tmp_path / "storage"
     params = {"data": f"s3://{BUCKET}/typo.csv", "beam_args": f"--runner=DirectRunner {s3}"}

@@ -12,7 +12,7 @@ import yaml
 from components import parameters
 from components.parameters import PARAMETERS, ParameterError, coerce
 from pipelines.kubetfx_pipeline import ClusterOptions, compile_pipeline
-from pipelines.remote import SubmitError, validate_parameters
+from pipelines.remote.submit import SubmitError, validate_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON_TYPES = {"STRING": str, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "BOOLEAN": bool}

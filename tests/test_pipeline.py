@@ -14,12 +14,28 @@ import yaml
 
 from components import names
 from pipelines.kubetfx_pipeline import STAGE_RESOURCES, ClusterOptions, compile_pipeline
-from pipelines.local_runner import load_pipeline_spec
+from pipelines.local.inprocess import load_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = names.STAGES
+TASKS = (*STAGES, names.STAGE_FINALIZE)  # the ten inside the exit handler, and its exit task
 # Small settings so the end-to-end tier takes a minute, not the workload's full budget.
 FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_steps": "10"}
+
+
+def dag_tasks(doc: dict) -> dict[str, dict]:
+    """Every task of the compiled pipeline by key: the root DAG's and every sub-DAG's (the exit handler's)."""
+    tasks = dict(doc["root"]["dag"]["tasks"])
+    for component in doc["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
+def container_tasks(doc: dict) -> dict[str, dict]:
+    """The tasks that run a container (not a sub-DAG)."""
+    return {
+        k: t for k, t in dag_tasks(doc).items() if "dag" not in doc["components"][t["componentRef"]["name"]]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +59,15 @@ def test_compile_py_writes_the_upload_file(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     spec = load_pipeline_spec(out)
-    assert len(spec.root.dag.tasks) == 10
+    # The ten stages inside the exit handler; finalize runs after it however they ended.
+    assert set(spec.root.dag.tasks) == {"exit-handler-1", "finalize"}
+    exit_handler = spec.components[spec.root.dag.tasks["exit-handler-1"].component_ref.name]
+    assert set(exit_handler.dag.tasks) == {s.replace("_", "-") for s in STAGES}
+    final = spec.root.dag.tasks["finalize"]
+    assert list(final.dependent_tasks) == ["exit-handler-1"]
+    assert final.trigger_policy.strategy == final.trigger_policy.TriggerStrategy.ALL_UPSTREAM_TASKS_COMPLETED
+    # No PipelineTaskFinalStatus: KFP 2.5 refuses a run that asks for it at creation.
+    assert not any(p.HasField("task_final_status") for p in final.inputs.parameters.values())
 
 
 def test_yaml_parses_strictly_with_kfp_protos(compiled):
@@ -55,15 +79,16 @@ def test_yaml_parses_strictly_with_kfp_protos(compiled):
     assert len(docs) == 2, "the Kubernetes platform spec is the second document"
     platform = pipeline_spec_pb2.PlatformSpec()
     json_format.ParseDict(docs[1], platform)
-    assert {t.component_ref.name.removeprefix("comp-") for t in spec.root.dag.tasks.values()} == {
-        s.replace("_", "-") for s in STAGES
+    assert {t["componentRef"]["name"].removeprefix("comp-") for t in container_tasks(docs[0]).values()} == {
+        s.replace("_", "-") for s in TASKS
     }
+    assert spec.root.dag.tasks  # parsed
 
 
 def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(compiled):
     spec_doc, platform = list(yaml.safe_load_all(compiled.read_text()))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 10
+    assert len(executors) == len(TASKS)
     for name, cfg in executors.items():
         assert cfg["pvcMount"] == [
             {
@@ -77,7 +102,8 @@ def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(comp
         assert c["image"] == "reg.example/kubetfx/runtime:9"
         assert c["resources"]["resourceCpuRequest"] and c["resources"]["resourceMemoryLimit"], name
         assert "pip install" not in " ".join(c["command"]), "nothing may be pip-installed at pod start"
-    tasks = spec_doc["root"]["dag"]["tasks"]
+    tasks = container_tasks(spec_doc)
+    assert len(tasks) == len(TASKS)
     for task in tasks.values():
         stage = task["taskInfo"]["name"].replace("-", "_")
         assert stage in STAGE_RESOURCES
@@ -89,10 +115,11 @@ def test_every_task_mounts_the_pvc_and_has_resources_image_and_cache_policy(comp
 def test_every_producer_is_found_by_the_kfp_2_5_driver(compiled, yaml_file):
     """KFP 2.5 records a task under ``taskInfo.name`` and finds producers by DAG task key
     (kubeflow/pipelines#11173): every name a consumer looks up must be one that was recorded."""
-    from pipelines.backend_mlmd import task_name_of
+    from pipelines.backend.metadata import task_name_of
 
     path = compiled if yaml_file == "compiled" else REPO / "pl_yaml_output" / "kubetfx_pipeline.yaml"
-    tasks = yaml.safe_load_all(path.read_text()).__next__()["root"]["dag"]["tasks"]
+    tasks = dag_tasks(yaml.safe_load_all(path.read_text()).__next__())
+    assert len(tasks) == len(TASKS) + 1  # and the exit handler's own DAG task
     recorded = {task_name_of(key, t["taskInfo"]["name"], "2.5") for key, t in tasks.items()}
     for key, task in tasks.items():
         for name, spec in task.get("inputs", {}).get("artifacts", {}).items():
@@ -102,7 +129,7 @@ def test_every_producer_is_found_by_the_kfp_2_5_driver(compiled, yaml_file):
 
 
 def test_the_2_5_lookup_rule_rejects_a_display_name_unlike_its_key():
-    from pipelines.backend_mlmd import task_name_of
+    from pipelines.backend.metadata import task_name_of
 
     assert task_name_of("example-gen", "example_gen", "2.5") == "example_gen"  # the old defect
     assert task_name_of("example-gen", "example_gen", "2.14") == "example-gen"
@@ -116,7 +143,7 @@ def test_every_pod_carries_the_labels_a_network_policy_selects(compiled):
         labels = cfg["podMetadata"]["labels"]
         assert labels[names.POD_LABEL_PART_OF] == names.POD_LABEL_APP
         stages.add(labels[names.POD_LABEL_STAGE])
-    assert stages == {s.replace("_", "-") for s in STAGES}
+    assert stages == {s.replace("_", "-") for s in TASKS}
 
 
 def test_tune_and_train_get_more_than_validate_and_push():
@@ -250,7 +277,8 @@ def _tensorboard_serves(logdir: Path) -> None:
             data=json.dumps(
                 {
                     "experimentName": "",
-                    "allowedStatuses": ["STATUS_UNKNOWN"],
+                    # a finished trial is STATUS_SUCCESS (tuner_progress); older logs said nothing
+                    "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
                     "startIndex": 0,
                     "sliceSize": 10,
                 }

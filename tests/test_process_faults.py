@@ -18,8 +18,8 @@ from kfp import compiler, dsl
 from components import names
 from components.errors import StageError
 from components.lib import training, user_module
-from pipelines.lineage import RUN_CONTEXT, LineageRecorder, SafeLineage
-from pipelines.local_runner import load_pipeline_spec, run_pipeline_spec
+from pipelines.lineage.store import RUN_CONTEXT, LineageRecorder, SafeLineage
+from pipelines.local.inprocess import load_pipeline_spec, run_pipeline_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def _status(storage: Path, run_id: str) -> str:
 
 def test_a_run_that_crashed_on_a_full_disk_is_failed_not_interrupted_later(tmp_path, monkeypatch, capsys):
     import submit
-    from pipelines import local
+    from pipelines.local import run as local
 
     def full_disk(storage, data, params, *, start, **_):  # noqa: ANN001, ANN202
         start("run-1", "kubetfx", {})

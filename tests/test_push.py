@@ -17,7 +17,7 @@ from model_factory import model_artifact, push_directly, push_worker, trained_mo
 
 from components import names
 from components.errors import StageError
-from components.lib import registry, saved_model
+from components.lib import kserve_manifest, registry, saved_model
 from components.lib.blessing import Blessing
 from components.lib.push import TEMP_PREFIX
 from components.push import push
@@ -82,8 +82,10 @@ def files_of(d: Path) -> list[str]:
 
 
 def pushed_files(src: Path) -> list[str]:
-    """The files of a version pushed from ``src``: its files and push's manifest of them."""
-    return sorted([*files_of(src), f"assets.extra/{saved_model.MANIFEST_FILE}"])
+    """The files of a version pushed from ``src``: its files, its InferenceService with the TF Serving
+    config that pins it (tests/test_kserve.py), and push's manifest of them."""
+    added = [saved_model.MANIFEST_FILE, kserve_manifest.ISVC_FILE, kserve_manifest.CONFIG_FILE]
+    return sorted([*files_of(src), *(f"assets.extra/{name}" for name in added)])
 
 
 def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
@@ -97,7 +99,8 @@ def test_blessed_model_is_pushed_as_version_1_then_2(tmp_path, trained):
     manifest = saved_model.manifest_path(v1)
     assert files_of(v1) == pushed_files(trained["good"] / names.MODEL_SERVING_DIR)
     listed = json.loads(manifest.read_text())  # what was published: every file but the manifest
-    assert listed["format"] == 1 and sorted(listed["files"]) == copied
+    kserve = [f"assets.extra/{kserve_manifest.CONFIG_FILE}", f"assets.extra/{kserve_manifest.ISVC_FILE}"]
+    assert listed["format"] == 1 and sorted(listed["files"]) == sorted([*copied, *kserve])
     assert all(listed["files"][f]["size"] == (v1 / f).stat().st_size for f in copied)
     assert saved_model.damage(v1) is None
     assert json.loads(Path(out.path).read_text())["version"] == 1

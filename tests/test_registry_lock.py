@@ -245,7 +245,7 @@ def test_a_record_from_another_host_is_reported_as_is(tmp_path):
 
 
 def test_the_preflight_refuses_a_negative_lock_timeout_before_anything_is_made(tmp_path):
-    from pipelines import preflight
+    from pipelines.local import preflight
 
     storage = tmp_path / "never"
     with pytest.raises(preflight.PreflightError) as err:

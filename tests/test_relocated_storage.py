@@ -228,8 +228,8 @@ FAST = {"tuner_trials": "1", "tuner_steps": "20", "train_steps": "60", "eval_ste
 @pytest.fixture(scope="module")
 def recorded_run(tmp_path_factory) -> Path:
     """One whole local run (generated data, lineage recorded as submit.py records it); its storage root."""
-    from pipelines.lineage import SafeLineage
-    from pipelines.local import run_locally
+    from pipelines.lineage.store import SafeLineage
+    from pipelines.local.run import run_locally
 
     root = tmp_path_factory.mktemp("lineage") / "storage"
     warnings: list[str] = []
@@ -250,7 +250,7 @@ def recorded_run(tmp_path_factory) -> Path:
 
 
 def lineage_json(root: Path, capsys) -> dict:
-    from pipelines import lineage
+    from pipelines.lineage import store as lineage
 
     capsys.readouterr()
     assert lineage.main(["--storage", str(root), "--version", "1", "--json"]) == 0, capsys.readouterr().err
@@ -276,8 +276,8 @@ def files_of(trace: dict) -> list[Path]:
 
 @pytest.mark.e2e
 def test_a_moved_or_copied_root_keeps_a_lineage_that_points_only_into_itself(recorded_run, tmp_path, capsys):
-    from pipelines.lineage import LineageRecorder
-    from pipelines.lineage_report import describe
+    from pipelines.lineage.report import describe
+    from pipelines.lineage.store import LineageRecorder
 
     recorded = LineageRecorder.for_storage(recorded_run).store
     uris = [a.uri for a in recorded.get_artifacts()]
@@ -307,8 +307,8 @@ def test_lineage_recorded_with_absolute_paths_is_read_under_the_current_root(
 
     Mapped exactly when the tasks recorded their ``storage_root``, else by the layout's tail.
     """
-    from pipelines import lineage
-    from pipelines.lineage import LineageRecorder, trace_version
+    from pipelines.lineage import store as lineage
+    from pipelines.lineage.store import LineageRecorder, trace_version
 
     monkeypatch.setattr(lineage, "relative_paths", lambda roots, value: value)  # as older code recorded
 

@@ -18,8 +18,10 @@ from fake_kfp_server import API, FakeKfpServer
 from kfp import compiler, dsl
 
 import submit
-from pipelines import kubetfx_pipeline, remote, remote_auth
-from pipelines.remote import SubmitError, normalize_cron, submit_to_server
+from pipelines import kubetfx_pipeline
+from pipelines.remote import auth as remote_auth
+from pipelines.remote import submit as remote
+from pipelines.remote.submit import SubmitError, normalize_cron, submit_to_server
 
 PIPELINE = "tiny-pipeline"
 # The module's own values, before the autouse fixture points them at empty places.

@@ -252,7 +252,7 @@ def test_evaluate_report_says_the_verdict_first_then_metrics_slices_predictions_
     assert "MAE upper bound 8,000" in slices and "stroke-dasharray" in slices  # the threshold drawn
     predictions = page[order[3] : order[4]]
     assert (
-        predictions.count("<svg") == 2 and "perfect prediction" in predictions and "residual" in predictions
+        predictions.count("<svg") == 3 and "perfect prediction" in predictions and "residual" in predictions
     )
     training = page[order[4] : order[5]]
     assert "loss per epoch" in training and "validation" in training and "epoch" in training
@@ -270,8 +270,9 @@ def find_browser() -> str | None:
 
 # Injected into a copy of the page (after the report's own script): after layout, what is wider
 # than the window outside a box that scrolls on its own; what is cut inside such a box (content
-# wider than the box: a notes column behind a scroll bar); and the smallest chart text as drawn
-# (an SVG scaled down with its viewBox shrinks its 11-px text with it).
+# wider than the box: a notes column behind a scroll bar); the smallest chart text as drawn
+# (an SVG scaled down with its viewBox shrinks its 11-px text with it); the table cells showing
+# nothing; and each chart's axis ranges as drawn (``data-x``/``data-y``, ``charts.Frame.svg``).
 LAYOUT_PROBE = """<script>
 window.addEventListener('load', () => {
   const width = window.innerWidth, wide = [], cut = [];
@@ -296,11 +297,16 @@ window.addEventListener('load', () => {
       smallestText = Math.min(smallestText, parseFloat(getComputedStyle(t).fontSize) * scale);
     }
   }
+  const blank = [...document.querySelectorAll('td')].filter(td => !td.textContent.trim())
+    .map(td => td.closest('table').textContent.slice(0, 60));
+  const charts = [...document.querySelectorAll('svg[data-x]')].map(svg => ({
+    label: svg.getAttribute('aria-label'),
+    x: svg.dataset.x.split(' ').map(Number), y: svg.dataset.y.split(' ').map(Number)}));
   const out = document.createElement('pre');
   out.id = 'layout-probe';
   out.textContent = JSON.stringify({width, scrollWidth: document.documentElement.scrollWidth,
     height: document.documentElement.scrollHeight, wide: wide.slice(0, 10), cut: cut.slice(0, 10),
-    smallestText});
+    smallestText, blank: blank.slice(0, 10), charts});
   document.body.appendChild(out);
 });
 </script>"""

@@ -1,5 +1,5 @@
 """submit.py's local preflight: every bad parameter, path, module, file or storage root is one
-``[stage] file: problem`` line, exit 2, before anything is written (pipelines/preflight.py)."""
+``[stage] file: problem`` line, exit 2, before anything is written (pipelines/local/preflight.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 import submit
 from components import names
-from pipelines import preflight
+from pipelines.local import preflight
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = ",".join(names.COLUMNS)
@@ -205,7 +205,7 @@ def test_a_storage_root_without_room_for_the_run(capsys, tmp_path, monkeypatch):
 
 
 def test_the_backend_runner_without_an_emulator_is_refused_first(capsys, tmp_path, monkeypatch):
-    import pipelines.kfp_backend as backend
+    import pipelines.backend.runner as backend
 
     monkeypatch.setattr(backend, "available", lambda: "needs Linux and util-linux's unshare")
     code = submit.main(["--storage", str(tmp_path / "s"), "--runner", "backend"])

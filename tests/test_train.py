@@ -68,7 +68,9 @@ def trained_model(storage_root: Path, examples: dsl.Dataset, csv: Path) -> tuple
     if key not in _CACHE:
         transformed = transform_outputs(storage_root, examples, csv)
         hp = hyperparameters_artifact(storage_root / "kfp" / RUN_ID / "best_hyperparameters", HPARAMS)
-        _CACHE[key] = run_train_component(storage_root, transformed, hp, RUN_ID)
+        # The module's network alone (model_family=mlp): these tests are about the Keras fit and its
+        # outputs; tests/test_model_family.py covers gbt, linear and auto.
+        _CACHE[key] = run_train_component(storage_root, transformed, hp, RUN_ID, model_family="mlp")
     return _CACHE[key]
 
 
@@ -134,7 +136,7 @@ def test_steps_per_execution_trains_exactly_the_same_model(
     monkeypatch.setattr(training, "MAX_STEPS_PER_EXECUTION", 1)
     transformed = transform_outputs(storage_root, examples, synthetic_csv)
     hp = hyperparameters_artifact(storage_root / "kfp" / "train-spe1" / "best_hyperparameters", HPARAMS)
-    _, one_step, _ = run_train_component(storage_root, transformed, hp, "train-spe1")
+    _, one_step, _ = run_train_component(storage_root, transformed, hp, "train-spe1", model_family="mlp")
     _, batched, _ = trained
     stage_dir = storage_root / names.ARTIFACTS_DIR / RUN_ID / names.STAGE_TRAIN
     summary = json.loads((stage_dir / train_lib.SUMMARY_FILE).read_text())
@@ -294,3 +296,6 @@ def test_component_defaults_are_the_run_parameters(tmp_path):
         signature = inspect.signature(component.python_func).parameters
         for name in ("validation_fraction", "max_epochs"):
             assert signature[name].default == BY_NAME[name].default, (component.name, name)
+    assert inspect.signature(train.python_func).parameters["model_family"].default == (
+        BY_NAME["model_family"].default
+    )

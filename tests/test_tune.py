@@ -113,7 +113,9 @@ def test_disabled_writes_defaults_with_overrides_and_no_search(storage_root, tra
     assert values == {**insurance.default_hyperparameters(), "units": 16}
     assert best.metadata["searched"] is False
     assert "best_val_loss" not in summary.metadata
-    assert not (storage_root / names.ARTIFACTS_DIR / "tune-off").exists()
+    kept = storage_root / names.ARTIFACTS_DIR / "tune-off"
+    files = [p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file()]
+    assert files == [f"tune/{names.MANIFEST_FILE}"]  # no tuner files: only lineage's manifest
 
 
 @pytest.mark.parametrize(

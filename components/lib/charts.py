@@ -1,4 +1,4 @@
-"""Inline SVG charts for the reports: axes, overlaid histograms, grouped bars, lines, scatter plots.
+"""Inline SVG charts for the reports: axes, overlaid histograms, grouped bars (``plots``: x-y charts).
 
 Axes get readable ticks; grouped bars can draw a threshold line. Each chart is drawn at a
 natural size in px and returned as one ``<svg>`` string with a ``viewBox``: it fills its box's
@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from components.lib.html import PALETTE, THRESHOLD_COLOR, esc, fmt_num, paragraph
+from components.lib.html import THRESHOLD_COLOR, esc, fmt_num, paragraph
 
 Format = Callable[[float], str]
 CHAR_W = 6.8  # width of one 11-px character (a wide one: labels must not be cut), for margins and truncation
@@ -54,7 +54,17 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(v)]
 
 
-def _short(text: str, limit: int) -> str:
+def _clamp(span: tuple[float, float], domain: tuple[float, float]) -> tuple[float, float]:
+    """``span`` cut to ``domain`` (a share never beyond [0, 1], a loss never below 0)."""
+    lo, hi = max(span[0], domain[0]), min(span[1], domain[1])
+    if hi > lo:
+        return lo, hi
+    lo, hi = max(min(span[0], domain[1]) - 1, domain[0]), min(max(span[1], domain[0]) + 1, domain[1])
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (a label that must fit)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -76,23 +86,27 @@ class Frame:
         extend_y: bool = True,
         extend_x: bool = False,
         bottom_extra: int = 0,
+        y_domain: tuple[float, float] = (-math.inf, math.inf),
+        x_domain: tuple[float, float] = (-math.inf, math.inf),
     ) -> None:
         self.width, self.height = width, height
         lo, hi = y_range
         if hi <= lo:
             lo, hi = (lo - 1, hi + 1) if lo else (0.0, 1.0)
+        lo, hi = _clamp((lo, hi), y_domain)
         self.y_ticks = nice_ticks(lo, hi, 5)
-        if extend_y:
-            lo, hi = min(lo, self.y_ticks[0]), max(hi, self.y_ticks[-1])
+        if extend_y:  # to the outer ticks, but never past the metric's domain (accuracy <= 1, loss >= 0)
+            lo, hi = _clamp((min(lo, self.y_ticks[0]), max(hi, self.y_ticks[-1])), y_domain)
         self.y_ticks = [t for t in self.y_ticks if lo - 1e-12 <= t <= hi + 1e-12]
         self.y_lo, self.y_hi = lo, hi
         x_lo, x_hi = x_range
         if x_hi <= x_lo:
             x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
+        x_lo, x_hi = _clamp((x_lo, x_hi), x_domain)
         self.x_lo, self.x_hi = x_lo, x_hi
         ticks = list(x_ticks) if x_ticks is not None else _inner_ticks(x_lo, x_hi, max(3, width // 90))
         if extend_x:
-            x_lo, x_hi = min(x_lo, ticks[0]), max(x_hi, ticks[-1])
+            x_lo, x_hi = _clamp((min(x_lo, ticks[0]), max(x_hi, ticks[-1])), x_domain)
             self.x_lo, self.x_hi = x_lo, x_hi
         self.x_ticks = [t for t in ticks if x_lo - 1e-9 <= t <= x_hi + 1e-9]
         self.x_format, self.y_format = x_format, y_format
@@ -146,9 +160,11 @@ class Frame:
         return "".join(out)
 
     def svg(self, label: str, *body: str) -> str:
+        """The chart; ``data-x``/``data-y`` carry the axes' ranges (the browser test reads them)."""
         return (
             f'<svg width="{self.width}" height="{self.height}" viewBox="0 0 {self.width} {self.height}" '
-            f'style="max-width:{int(self.width * MAX_GROWTH)}px" role="img" aria-label="{esc(label)}">'
+            f'style="max-width:{int(self.width * MAX_GROWTH)}px" role="img" aria-label="{esc(label)}" '
+            f'data-x="{self.x_lo:.6g} {self.x_hi:.6g}" data-y="{self.y_lo:.6g} {self.y_hi:.6g}">'
             + self.axes()
             + "".join(body)
             + "</svg>"
@@ -248,14 +264,16 @@ def grouped_bars(
     threshold_label: str = "",
     width: int = 520,
     bar_height: int = 14,
+    x_domain: tuple[float, float] = (-math.inf, math.inf),
 ) -> str:
     """Horizontal bars, one group per category and one bar per series, on one shared axis.
 
-    ``threshold``: a dashed vertical line (e.g. the MAE upper bound) the axis always reaches.
+    ``threshold``: a dashed vertical line (e.g. the MAE upper bound) the axis always reaches;
+    ``x_domain``: the values' possible range (accuracy: at most 1), which the axis never leaves.
     """
     if not categories or not series:
         return paragraph("(no values)", muted=True)
-    label_w = min(170, int(8 + CHAR_W * max(len(_short(str(c), 26)) for c in categories)))
+    label_w = min(170, int(8 + CHAR_W * max(len(shorten(str(c), 26)) for c in categories)))
     values = _finite([v for _, _, vs in series for v in vs]) + ([threshold] if threshold is not None else [])
     hi = max(values, default=0.0) or 1.0
     group_h = bar_height * len(series) + 8
@@ -263,7 +281,9 @@ def grouped_bars(
         22 + 20 + (16 if x_label else 0) + group_h * len(categories) + (14 if threshold is not None else 0)
     )
     longest = max((len(value_format(v)) for v in values), default=4)
-    frame = Frame(width, height, (0.0, hi * 1.02), (0.0, 1.0), x_label=x_label, extend_y=False)
+    frame = Frame(
+        width, height, (0.0, hi * 1.02), (0.0, 1.0), x_label=x_label, extend_y=False, x_domain=x_domain
+    )
     frame.left = label_w
     frame.right = int(longest * CHAR_W + 10)
     frame.top = 16 if threshold is not None else 4
@@ -276,7 +296,7 @@ def grouped_bars(
         y0 = frame.top + g * group_h + 4
         body.append(
             f'<text x="{label_w - 6}" y="{y0 + group_h / 2 + 0:.1f}" text-anchor="end">'
-            f"<title>{esc(cat)}</title>{esc(_short(str(cat), 26))}</text>"
+            f"<title>{esc(cat)}</title>{esc(shorten(str(cat), 26))}</text>"
         )
         for s, (name, color, vals) in enumerate(series):
             v = vals[g]
@@ -297,97 +317,6 @@ def grouped_bars(
             f'stroke="{THRESHOLD_COLOR}" stroke-width="2" stroke-dasharray="5 3"/>'
             f'<text x="{x:.1f}" y="11" text-anchor="{"end" if x > width * 0.6 else "start"}" '
             f'fill="{THRESHOLD_COLOR}">{esc(threshold_label or fmt_num(threshold))}</text>'
-        )
-    return frame.svg(label, *body)
-
-
-def line_chart(
-    series: Sequence[tuple[str, str, Sequence[tuple[float, float]]]],
-    *,
-    label: str,
-    x_label: str = "",
-    y_label: str = "",
-    width: int = 440,
-    height: int = 220,
-) -> str:
-    """Lines with dots (e.g. loss per epoch, train and validation), on shared axes."""
-    points = [p for _, _, ps in series for p in ps if math.isfinite(p[1])]
-    if not points:
-        return paragraph("(no values)", muted=True)
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    pad = (max(ys) - min(ys)) * 0.05 or abs(max(ys)) * 0.05 or 1.0
-    integer_x = all(float(x).is_integer() for x in xs)
-    x_ticks = None
-    if integer_x:
-        step = max(1, math.ceil((max(xs) - min(xs) + 1) / max(3, width // 60)))
-        x_ticks = [float(x) for x in range(int(min(xs)), int(max(xs)) + 1, step)]
-    frame = Frame(
-        width,
-        height,
-        (min(xs), max(xs)),
-        (min(ys) - pad, max(ys) + pad),
-        x_label=x_label,
-        y_label=y_label,
-        x_ticks=x_ticks,
-    )
-    body = []
-    for name, color, ps in series:
-        good = [(frame.x(x), frame.y(y), x, y) for x, y in ps if math.isfinite(y)]
-        if not good:
-            continue
-        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in good)
-        body.append(f'<polyline points="{path}" fill="none" stroke="{esc(color)}" stroke-width="2"/>')
-        body += [
-            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{esc(color)}">'
-            f"<title>{esc(name)} at {esc(fmt_num(float(x)))}: {esc(fmt_num(float(y)))}</title></circle>"
-            for px, py, x, y in good
-        ]
-    return frame.svg(label, *body)
-
-
-def scatter(
-    points: Sequence[tuple[float, float]],
-    *,
-    label: str,
-    x_label: str = "",
-    y_label: str = "",
-    diagonal: bool = False,
-    zero_line: bool = False,
-    color: str = PALETTE[0],
-    width: int = 440,
-    height: int = 300,
-) -> str:
-    """Dots (semi-transparent, so dense areas show), optionally with y = x or y = 0 drawn.
-
-    ``diagonal``: both axes get the same range, so a perfect prediction lies on the line.
-    """
-    pts = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
-    if not pts:
-        return paragraph("(no values)", muted=True)
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    x_range, y_range = (min(xs), max(xs)), (min(ys), max(ys))
-    if diagonal:
-        both = (min(x_range[0], y_range[0]), max(x_range[1], y_range[1]))
-        x_range = y_range = both
-    if zero_line:
-        y_range = (min(y_range[0], 0.0), max(y_range[1], 0.0))
-    frame = Frame(width, height, x_range, y_range, x_label=x_label, y_label=y_label, extend_x=True)
-    body = [
-        f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="2.2" '
-        f'fill="{esc(color)}" fill-opacity="0.45"/>'
-        for x, y in pts
-    ]
-    ref = f'stroke="{THRESHOLD_COLOR}" stroke-width="1.5" stroke-dasharray="5 3"'
-    if diagonal:
-        lo, hi = max(frame.x_lo, frame.y_lo), min(frame.x_hi, frame.y_hi)
-        body.append(
-            f'<line x1="{frame.x(lo):.1f}" y1="{frame.y(lo):.1f}" '
-            f'x2="{frame.x(hi):.1f}" y2="{frame.y(hi):.1f}" {ref}/>'
-        )
-    if zero_line:
-        body.append(
-            f'<line x1="{frame.left}" y1="{frame.y(0):.1f}" '
-            f'x2="{frame.left + frame.plot_w}" y2="{frame.y(0):.1f}" {ref}/>'
         )
     return frame.svg(label, *body)
 

@@ -277,6 +277,7 @@ def table(
     cell_classes: dict[tuple[int, int], str] | None = None,
     ident: str = "",
     sortable: bool = False,
+    blank: str = "",
 ) -> str:
     """A table in a box that scrolls sideways when it is wider than the page.
 
@@ -285,7 +286,8 @@ def table(
     right-aligned when it holds an ``int`` or ``float``. ``row_classes`` (``warn``/``bad``/"")
     highlight rows; ``cell_classes`` maps (row, column) to a class (``better``/``worse``).
     ``ident``: the table's id (``html_script.table_filter`` names it); ``sortable``: a click on a header
-    sorts by that column (``html_script.TABLE_SCRIPT``).
+    sorts by that column (``html_script.TABLE_SCRIPT``). ``blank``: what an empty cell shows (None,
+    NaN, "": e.g. "—", so a reader never wonders whether a figure is missing by mistake).
     """
     out = ['<div class="table-wrap">']
     if caption:  # above the table, not a <caption>: that would wrap to the table's width
@@ -317,6 +319,7 @@ def table(
             )
             attr = f' class="{classes}"' if classes else ""
             text = esc(v) if isinstance(v, Raw) else esc(fmt_num(v))
+            text = text or esc(blank)
             cells.append(f"<td{attr}>{text}</td>")
         kind = row_classes[r] if row_classes and r < len(row_classes) and row_classes[r] else ""
         out.append((f'<tr class="{esc(kind)}">' if kind else "<tr>") + "".join(cells) + "</tr>")
@@ -324,9 +327,9 @@ def table(
     return "".join(out)
 
 
-def kv_table(pairs: Iterable[tuple[str, Any]], *, caption: str = "") -> str:
+def kv_table(pairs: Iterable[tuple[str, Any]], *, caption: str = "", blank: str = "") -> str:
     """A two-column table of name/value pairs (no header row), values left-aligned."""
-    return table(None, pairs, caption=caption, numeric=[])
+    return table(None, pairs, caption=caption, numeric=[], blank=blank)
 
 
 def code(text: Any) -> Raw:

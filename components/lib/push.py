@@ -20,9 +20,10 @@ holder's host, pid, run id and since when (``registry_lock``):
    the candidate is NOT pushed, with the reason "baseline changed since evaluation: version N".
    It was never compared with the model it would replace; the next run compares them;
 4. copy into the temp directory, with the schema the model was trained with at
-   ``assets.extra/schema.pbtxt`` (``served.schema_path``) and, last, the manifest of every file
-   (``saved_model.write_manifest``: size and sha256, so the next run's resolve-baseline finds a
-   version damaged on the volume before any training), and fsync it;
+   ``assets.extra/schema.pbtxt`` (``served.schema_path``), the KServe InferenceService of this
+   version alone (``kserve_manifest``) and, last, the manifest of every file (``saved_model.
+   write_manifest``: size and sha256, so the next run's resolve-baseline finds a version damaged
+   on the volume before any training), and fsync it;
 5. record a pending entry (``registry``: the intent, written before anything is visible), its
    paths relative to the storage root (``registry_paths``: a moved or copied root still finds it);
 6. rename the copy into ``<version>`` — the commit point: from here every reader counts it;
@@ -60,6 +61,7 @@ from components import names
 from components.errors import StageError
 from components.lib import faults, reconcile, registry, registry_paths, saved_model, served, storage
 from components.lib.blessing import Blessing
+from components.lib.kserve_manifest import Writer, writer
 from components.lib.registry_lock import DEFAULT_TIMEOUT_S, Request, check_timeout
 
 STAGE = names.STAGE_PUSH
@@ -146,17 +148,21 @@ def training_schema(
     return next((c for c in candidates if c.is_file()), None)
 
 
-def copy_with_schema(copy_tree: CopyTree, src: Path, tmp: Path, schema: Path | None) -> bool:
-    """Copy the model into ``tmp``, the training schema to ``assets.extra/schema.pbtxt``, then the manifest.
+def copy_with_schema(
+    copy_tree: CopyTree, src: Path, tmp: Path, schema: Path | None, extra: Writer | None = None
+) -> bool:
+    """Copy the model into ``tmp``, its schema to ``assets.extra/``, ``extra``'s files, the manifest.
 
     True when ``tmp`` holds the schema. Everything lands in ``tmp``, so the rename publishes the
-    model, its schema and its manifest together, or none of them.
+    model, its schema, its InferenceService (``extra``) and its manifest together, or none of them.
     """
     copy_tree(src, tmp)
     kept = served.schema_path(tmp)
     if not kept.is_file() and schema is not None:
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(schema, kept)
+    if extra is not None:
+        extra(tmp)
     saved_model.write_manifest(tmp)
     _fsync_tree(tmp)
     return kept.is_file()
@@ -246,13 +252,14 @@ def push_model(
     fingerprint: str,
     copy_tree: CopyTree = copy_model,
     lock_timeout: float = DEFAULT_TIMEOUT_S,
+    kserve_pvc: str | None = names.DEFAULT_PVC_NAME,
 ) -> PushResult:
     """Push ``saved_model_dir`` as the next version of ``model_name`` if ``blessing`` says BLESSED.
 
     ``serving_root`` is relative to ``storage_root`` or absolute inside it. ``copy_tree(src, dst)``
     does the copy (replaceable so a test can interrupt a push midway). ``lock_timeout``: seconds
     to wait for a registry lock another run holds (0: no limit; ``registry_lock``), checked before
-    any work. The steps are the module docstring's, in its order.
+    any work. ``kserve_pvc``: the storage root's claim, for the InferenceService (None: none written).
     """
     lock = Request(run_id, check_timeout(lock_timeout, STAGE))
     model_dir = registry.model_dir(storage_root, serving_root, model_name, STAGE)
@@ -263,23 +270,20 @@ def push_model(
     _check_writable(model_dir)
     schema = training_schema(saved_model_dir, model_location, storage_root, run_id)
 
-    with registry.locked(
-        storage_root, STAGE, model_dir.parent, lock
-    ) as doc:  # old paths mapped: written back
+    # ``doc``: old paths mapped, written back when the block ends
+    with registry.locked(storage_root, STAGE, model_dir.parent, lock) as doc:
         settled = reconcile.reconcile_and_record(doc, storage_root, model_dir, model_name, STAGE)
         not_new = _no_new_version(storage_root, doc, model_name, run_id, model_location, blessing, settled)
         if not_new is not None:
             return not_new
         tmp = model_dir / f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}.partial"
+        version = registry.next_version(doc, model_name, model_dir)  # the hidden temp dir: not counted
+        final = model_dir / str(version)
+        extra = writer(storage_root, model_dir, model_name, version, kserve_pvc)
         try:
-            has_schema = _copy_to_temp(copy_tree, saved_model_dir, tmp, schema)
-            version = registry.next_version(doc, model_name, model_dir)
-            final = model_dir / str(version)
-            kept = (
-                registry_paths.relative_to_root(storage_root, served.schema_path(final))
-                if has_schema
-                else None
-            )
+            has_schema = _copy_to_temp(copy_tree, saved_model_dir, tmp, schema, extra)
+            schema_at = served.schema_path(final)
+            kept = registry_paths.relative_to_root(storage_root, schema_at) if has_schema else None
             entry = _entry(
                 storage_root, blessing, version, final, model_name, model_location, fingerprint, run_id, kept
             )
@@ -342,11 +346,13 @@ def _no_new_version(
     return None
 
 
-def _copy_to_temp(copy_tree: CopyTree, saved_model_dir: Path, tmp: Path, schema: Path | None) -> bool:
-    """Step 4: the model and its schema into the hidden temp dir, fsynced; True: it holds the schema."""
+def _copy_to_temp(
+    copy_tree: CopyTree, saved_model_dir: Path, tmp: Path, schema: Path | None, extra: Writer | None
+) -> bool:
+    """Step 4: model, schema, InferenceService into the hidden temp dir, fsynced; True: with the schema."""
     try:
         faults.point("push.before_copy")
-        return copy_with_schema(copy_tree, saved_model_dir, tmp, schema)
+        return copy_with_schema(copy_tree, saved_model_dir, tmp, schema, extra)
     except OSError as e:
         raise StageError(STAGE, str(tmp), f"cannot copy the model to the serving dir: {e}") from e
 

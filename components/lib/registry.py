@@ -90,6 +90,7 @@ ENTRY_KEYS = (
     "time",
 )
 OPTIONAL_ENTRY_KEYS = ("schema",)  # present only when push found the training schema
+CODE = "code"  # optional too: the code that trained the version, when push was given it
 QUARANTINED = "quarantined"  # added to an entry later: its version was damaged and set aside
 _MARK_KEYS = ("reason", "time")  # what a QUARANTINED mark must hold (strings); "moved_to" may be absent
 _VERSION_DIR = re.compile(r"^[0-9]+$")  # TF Serving only loads all-digit version directories
@@ -134,6 +135,8 @@ def _check(doc: Any, path: Path, stage: str) -> dict[str, Any]:
                 raise bad(f"{where}[{i}] has no model_name/serving_path")
             if not isinstance(entry.get("schema", ""), str):
                 raise bad(f'{where}[{i}] has a "schema" that is not a path')
+            if not isinstance(entry.get("code", {}), dict):
+                raise bad(f'{where}[{i}] has a "code" that is not an object')
             mark = entry.get(QUARANTINED, {"reason": "", "time": ""})  # absent: not quarantined
             if not isinstance(mark, dict) or not all(isinstance(mark.get(k), str) for k in _MARK_KEYS):
                 raise bad(f'{where}[{i}] has a "{QUARANTINED}" without a reason and a time')
@@ -329,10 +332,12 @@ def make_entry(
     fingerprint: str,
     run_id: str,
     schema: str | None = None,
+    code: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One registry record (keys: ENTRY_KEYS, and ``schema`` when given), stamped with the UTC time.
+    """One registry record (ENTRY_KEYS, and ``schema``/``code`` when given), stamped with the UTC time.
 
     ``schema``: the training schema's path relative to the storage root (None: none was found).
+    ``code``: who trained it (``code_identity``), for lineage once the run's artifacts are gone.
     """
     entry = {
         "version": int(version),
@@ -347,6 +352,8 @@ def make_entry(
     }
     if schema:
         entry["schema"] = schema
+    if code:
+        entry["code"] = dict(code)
     return entry
 
 

@@ -17,7 +17,7 @@ one outside it as it is (that is another copy of the volume, or nothing):
    deleted by hand (skipped by the baseline rule).
 
 The same rule maps a single path (``relocate_path``): lineage reads the absolute paths older runs
-recorded in ML Metadata with it (``pipelines.lineage.resolved_paths``).
+recorded in ML Metadata with it (``pipelines.lineage.store.resolved_paths``).
 
 ``registry.read_index`` returns entries so mapped, and the next write of the index under the lock
 (a push, resolve-baseline's set-aside, a reconcile that changed something) writes them back.

@@ -13,10 +13,14 @@ The fit never reads the eval split: it fits on the train split minus a validatio
 (``training``: held out by a hash of each example, ``validation_fraction`` of the rows), runs
 whole epochs as the budget rule says (``training.fit_budget``: ``train_steps`` worth of epochs
 within [MIN_EPOCHS, ``max_epochs``]) and stops early when the validation loss stops falling,
-keeping the best epoch's weights. Only once the weights are final are the metrics computed on
-the full eval split — MAE, RMSE and R² in label units, or accuracy and log loss — and the eval
-predictions saved with the rows' transformed features and label, so a test can check that the
-served model reproduces them (no train/serve skew). Nothing computed on eval feeds back.
+keeping the best epoch's weights. ``model_family`` says which models are fit
+(``model_families``: the module's network, gradient-boosted trees from ``trees``, a linear
+model; ``auto``: all the module offers, the best on the validation slice kept — its MAE or log
+loss in label units — with every candidate's figure recorded). Only once the weights are final
+are the metrics computed on the full eval split — MAE, RMSE and R² in label units, or accuracy
+and log loss — and the eval predictions saved with the rows' transformed features and label,
+so a test can check that the served model reproduces them (no train/serve skew). Nothing
+computed on eval feeds back.
 """
 
 from __future__ import annotations
@@ -30,10 +34,18 @@ from typing import Any
 
 from components import names
 from components.errors import StageError
-from components.lib import bounds, saved_model, training, user_module
+from components.lib import bounds, model_families, saved_model, training, user_module
+from components.lib.family_fits import Fitted, fit_ridge, fit_trees, validation_figure
 from components.lib.hyperparameters import read_hyperparameters
+from components.lib.predictions import (  # noqa: F401 (re-exported: the tests' report factory uses them)
+    classification_metrics,
+    predict_split,
+    prediction_table,
+    predictor,
+    regression_metrics,
+)
 from components.lib.serving_export import export_serving_model
-from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE
+from components.lib.train_outputs import EVAL_PREDICTIONS_FILE, PREDICTION_COLUMN, SUMMARY_FILE  # noqa: F401
 from components.lib.training import build_user_model, label_functions, make_dataset, model_input_names
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
@@ -53,40 +65,18 @@ class TrainResult:
     seconds: float
     label: Any = None  # label.LabelInfo
     budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # the validation slice, the epochs
+    family: dict[str, Any] = dataclasses.field(default_factory=dict)  # requested, chosen, candidates
 
     def metadata(self) -> dict[str, Any]:
         finite = {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()}  # JSON has no NaN
         meta: dict[str, Any] = {"hyperparameters": self.hyperparameters, "metrics": finite}
         if self.budget:
             meta["fit"] = self.budget
+        if self.family:
+            meta["model_family"] = self.family
         if self.label is not None:
             meta.update(label=self.label.name, task=self.label.task, classes=list(self.label.classes))
         return meta
-
-
-def regression_metrics(labels: Any, predictions: Any) -> dict[str, float]:
-    """MAE, RMSE and R² in label units."""
-    import numpy as np
-
-    y = np.asarray(labels, dtype=np.float64).reshape(-1)
-    p = np.asarray(predictions, dtype=np.float64).reshape(-1)
-    err = p - y
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return {
-        "mae": float(np.abs(err).mean()),
-        "rmse": float(math.sqrt((err**2).mean())),
-        "r2": float(1.0 - (err**2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
-    }
-
-
-def classification_metrics(labels: Any, probabilities: Any) -> dict[str, float]:
-    """Accuracy (the likeliest class) and log loss (natural log, probabilities clipped to 1e-7)."""
-    import numpy as np
-
-    y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    p = np.asarray(probabilities, dtype=np.float64)
-    picked = np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)
-    return {"accuracy": float((p.argmax(axis=1) == y).mean()), "log_loss": float(-np.log(picked).mean())}
 
 
 def check_outputs(model: Any, info: Any, location: str) -> None:
@@ -99,44 +89,6 @@ def check_outputs(model: Any, info: Any, location: str) -> None:
         raise StageError(
             STAGE, location, f"for {info.task} of {info.name!r} the model must output {what}, not {width}"
         )
-
-
-def prediction_table(feats: dict[str, Any], labels: Any, preds: Any, info: Any) -> Any:
-    """The eval predictions: features fed, label and prediction (class names and probabilities)."""
-    import numpy as np
-    import pandas as pd
-
-    if not info.is_classification:
-        return pd.DataFrame({**feats, info.name: labels, PREDICTION_COLUMN: preds})
-    classes = np.asarray(info.classes, dtype=object)
-    probs = {f"p_{c}": preds[:, i] for i, c in enumerate(info.classes)}
-    best = classes[preds.argmax(axis=1)]
-    return pd.DataFrame({**feats, info.name: classes[labels], PREDICTION_COLUMN: best, **probs})
-
-
-def predict_split(
-    model: Any, ds: Any, inverse: Any, classification: bool = False
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Predictions over a finite dataset (label units; class probabilities [n, K]), labels and features."""
-    import numpy as np
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True, autograph=False)
-    def predict(features: Any) -> Any:
-        out = tf.cast(model(features, training=False), tf.float32)
-        return out if classification else tf.reshape(inverse(out), [-1])
-
-    preds: list[Any] = []
-    labels: list[Any] = []
-    feats: dict[str, list[Any]] = {}
-    for features, label in ds:
-        preds.append(predict(features).numpy())
-        labels.append(tf.reshape(label, [-1]).numpy())
-        for k, v in features.items():
-            feats.setdefault(k, []).append(v.numpy().reshape(-1))
-    if not preds:
-        return np.zeros(0), np.zeros(0), {}
-    return np.concatenate(preds), np.concatenate(labels), {k: np.concatenate(v) for k, v in feats.items()}
 
 
 @dataclasses.dataclass
@@ -153,6 +105,8 @@ class _Setup:
     inverse: Any
     train_files: list[str]
     eval_files: list[str]
+    families: list[str] = dataclasses.field(default_factory=lambda: [model_families.MLP])
+    rows: dict[str, Any] = dataclasses.field(default_factory=dict)  # read_rows' cache
 
 
 def _setup(
@@ -168,6 +122,7 @@ def _setup(
     label: str,
     validation_fraction: float,
     max_epochs: int,
+    model_family: str = model_families.AUTO,
 ) -> _Setup:
     """Load the module and hyperparameters, check the counts, size the validation slice and the budget."""
     for name, value in (("train_steps", train_steps), ("eval_steps", eval_steps), ("batch_size", batch_size)):
@@ -176,6 +131,8 @@ def _setup(
     training.check_validation_fraction(validation_fraction, STAGE)
     module = user_module.load_user_module(module_file, storage_root, STAGE)
     user_module.require(module, user_module.BUILD_MODEL, STAGE)  # fail before the slow imports
+    where = user_module.module_location(module)
+    families = model_families.candidates(module, model_family, STAGE, f"the module {where}")
     hparams = read_hyperparameters(hyperparameters_path, STAGE)
     tft_output = open_transform_output(graph_dir, STAGE)
     info = read_label_info(graph_dir, label, STAGE)
@@ -192,19 +149,31 @@ def _setup(
     forward, inverse = label_functions(module, STAGE, context)
     eval_files = transformed_files(transformed_dir, names.EVAL, STAGE)
     return _Setup(
-        module, hparams, tft_output, info, context, budget, forward, inverse, train_files, eval_files
+        module,
+        hparams,
+        tft_output,
+        info,
+        context,
+        budget,
+        forward,
+        inverse,
+        train_files,
+        eval_files,
+        families,
     )
 
 
-def _fit(s: _Setup, output_dir: Path) -> tuple[Any, list[str], dict[str, list[float]], dict[str, Any]]:
-    """Build and fit the model on the fit rows, early-stopped on the validation slice (never eval).
+def _fit(s: _Setup, output_dir: Path, family: str) -> Fitted:
+    """Build and fit a Keras family on the fit rows, early-stopped on the validation slice (never eval).
 
-    (model, its input names, the history, what the fit did: epochs run, best epoch, stopped early).
+    The module's own network (mlp) logs to ``logs/``, another Keras family to ``logs/<family>/``.
     """
     import keras
 
+    start = time.perf_counter()
     training.set_seed()
-    model = build_user_model(s.module, s.hparams, s.tft_output, STAGE, s.context)
+    hparams = s.hparams if family == model_families.MLP else {**s.hparams, "model_family": family}
+    model = build_user_model(s.module, hparams, s.tft_output, STAGE, s.context)
     inputs = model_input_names(model)
     check_outputs(model, s.info, user_module.module_location(s.module))
     fit_ds, validation_ds = training.fit_datasets(
@@ -218,7 +187,6 @@ def _fit(s: _Setup, output_dir: Path) -> tuple[Any, list[str], dict[str, list[fl
         classification=s.info.is_classification,
     )
     training.fit_steps_per_execution(model, s.budget)
-    stopper = training.early_stopping()
     logs = output_dir / names.TENSORBOARD_DIR
     history = model.fit(
         fit_ds,
@@ -226,8 +194,12 @@ def _fit(s: _Setup, output_dir: Path) -> tuple[Any, list[str], dict[str, list[fl
         epochs=s.budget.epochs,
         callbacks=[
             training.slice_validation(validation_ds),  # first: the others read its val_loss
-            stopper,
-            keras.callbacks.TensorBoard(log_dir=str(logs), write_graph=False, profile_batch=0),
+            training.early_stopping(),
+            keras.callbacks.TensorBoard(
+                log_dir=str(logs if family == model_families.MLP else logs / family),
+                write_graph=False,
+                profile_batch=0,
+            ),
         ],
         verbose=2,
     )
@@ -236,42 +208,64 @@ def _fit(s: _Setup, output_dir: Path) -> tuple[Any, list[str], dict[str, list[fl
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     best = min(finite, key=lambda i: val[i]) if finite else len(val) - 1
     ran = {"epochs_run": len(val), "best_epoch": best + 1, "stopped_early": len(val) < s.budget.epochs}
-    return model, inputs, hist, ran
+    losses = {"train_loss": hist["loss"][best], "validation_loss": hist.get("val_loss", [math.nan])[best]}
+    return Fitted(family, model, inputs, hist, ran, losses, hparams, time.perf_counter() - start)
 
 
-def _metrics(
-    s: _Setup, model: Any, inputs: list[str], hist: dict[str, list[float]], ran: dict[str, Any]
-) -> tuple[dict[str, float], Any]:
+def _dataset(s: _Setup, files: list[str], inputs: list[str], **kw: Any) -> Any:
+    """Finite (features, label in label units) batches of ``files`` for the final passes."""
+    return make_dataset(
+        files,
+        s.tft_output,
+        PREDICT_BATCH,
+        label=s.info.name,
+        label_fn=lambda x: x,
+        stage=STAGE,
+        input_names=inputs,
+        classification=s.info.is_classification,
+        **kw,
+    )
+
+
+def _fit_families(s: _Setup, output_dir: Path) -> tuple[Fitted, dict[str, Any]]:
+    """Fit each candidate family, score it on the validation slice; (the kept one, the record of all)."""
+    fits = {}
+    for family in s.families:
+        if family == model_families.GBT:
+            fitted = fit_trees(s)
+        elif family == model_families.LINEAR and not s.info.is_classification:
+            fitted = fit_ridge(s)
+        else:
+            fitted = _fit(s, output_dir, family)
+        fitted.validation = validation_figure(s, fitted)
+        fits[family] = fitted
+    chosen = model_families.choose({f: next(iter(v.validation.values())) for f, v in fits.items()})
+    record = {
+        "chosen": chosen,
+        "candidates": {f: {**v.validation, "seconds": round(v.seconds, 3), **v.ran} for f, v in fits.items()},
+        "rule": "the lowest validation figure (MAE, or log loss, in label units on the validation slice)",
+    }
+    return fits[chosen], record
+
+
+def _metrics(s: _Setup, fitted: Fitted) -> tuple[dict[str, float], Any]:
     """Train, validation and eval figures of the final weights; (metrics, the eval prediction table)."""
     import numpy as np
 
-    def dataset(files: list[str], batch: int, **kw: Any) -> Any:
-        return make_dataset(
-            files,
-            s.tft_output,
-            PREDICT_BATCH,
-            label=s.info.name,
-            label_fn=lambda x: x,
-            stage=STAGE,
-            input_names=inputs,
-            classification=s.info.is_classification,
-            **kw,
-        )
-
+    model, inputs = fitted.model, fitted.inputs
     classify = s.info.is_classification
-    preds, labels, feats = predict_split(model, dataset(s.eval_files, PREDICT_BATCH), s.inverse, classify)
+    predict = predictor(model, s.inverse, classify)  # traced once for the eval and train passes
+    preds, labels, feats = predict_split(
+        model, _dataset(s, s.eval_files, inputs), s.inverse, classify, predict
+    )
     if not len(preds):
         raise StageError(STAGE, str(Path(s.eval_files[0]).parent), "the eval split is empty")
     # Train figures in label units on (up to PREDICT_BATCH) fit rows.
-    fit_rows = dataset(
-        s.train_files, PREDICT_BATCH, part=training.FIT, holdout_fraction=s.budget.validation_fraction
-    ).take(1)
-    train_preds, train_labels, _ = predict_split(model, fit_rows, s.inverse, classify)
-    best = ran["best_epoch"] - 1
-    metrics = {
-        "train_loss": hist["loss"][best],
-        "validation_loss": hist.get("val_loss", [float("nan")])[best],
-    }
+    part = dict(part=training.FIT, holdout_fraction=s.budget.validation_fraction)
+    fit_rows = _dataset(s, s.train_files, inputs, **part).take(1)
+    train_preds, train_labels, _ = predict_split(model, fit_rows, s.inverse, classify, predict)
+    metrics = dict(fitted.losses)
+    metrics.update(fitted.validation)
     if classify:
         metrics["train_accuracy"] = classification_metrics(train_labels, train_preds)["accuracy"]
         metrics.update({f"eval_{k}": v for k, v in classification_metrics(labels, preds).items()})
@@ -280,7 +274,10 @@ def _metrics(
         metrics.update(train_mae=regression_metrics(train_labels, train_preds)["mae"])
         metrics.update(eval_mae=ev["mae"], eval_rmse=ev["rmse"], eval_r2=ev["r2"])
     metrics["eval_examples"] = float(len(preds))
-    metrics.update(epochs_run=float(ran["epochs_run"]), best_epoch=float(ran["best_epoch"]))
+    if "epochs_run" in fitted.ran:
+        metrics.update(epochs_run=float(fitted.ran["epochs_run"]), best_epoch=float(fitted.ran["best_epoch"]))
+    elif "trees" in fitted.ran:
+        metrics["trees"] = float(fitted.ran["trees"])
     if not np.isfinite(preds).all():
         raise StageError(STAGE, s.eval_files[0], f"the model predicts non-finite values; metrics {metrics}")
     return metrics, prediction_table(feats, labels, preds, s.info)
@@ -300,13 +297,15 @@ def run_train(
     label: str,
     validation_fraction: float = training.VALIDATION_FRACTION,
     max_epochs: int = training.MAX_EPOCHS,
+    model_family: str = model_families.AUTO,
 ) -> TrainResult:
-    """Fit (early-stopped on the validation slice), then measure on the full eval split and export.
+    """Fit the family or families (early-stopped on the validation slice), measure on eval, export.
 
     Export to ``output_dir/Format-Serving``. ``output_dir`` must be a fresh directory (the caller
     writes atomically); TensorBoard logs go to ``output_dir/logs``. ``label``: the column to
     predict. ``train_steps``: the step budget the epochs are counted from (``training.fit_budget``);
     ``eval_steps``: checked against the bounds only (the validation slice is read whole).
+    ``model_family``: ``model_families``' choices.
     """
     start = time.perf_counter()
     s = _setup(
@@ -321,27 +320,34 @@ def run_train(
         label=label,
         validation_fraction=validation_fraction,
         max_epochs=max_epochs,
+        model_family=model_family,
     )
     timings = {"setup": time.perf_counter() - start}
     t = time.perf_counter()
-    model, inputs, hist, ran = _fit(s, output_dir)
+    fitted, family = _fit_families(s, output_dir)
+    family["requested"] = model_family
     timings["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    metrics, table = _metrics(s, model, inputs, hist, ran)
+    metrics, table = _metrics(s, fitted)
     timings["predict"] = time.perf_counter() - t
     t = time.perf_counter()
     table.to_csv(output_dir / EVAL_PREDICTIONS_FILE, index=False)
     timings["predictions_csv"] = time.perf_counter() - t
     t = time.perf_counter()
     export_serving_model(
-        model, s.tft_output, s.inverse, saved_model.export_dir(output_dir), info=s.info, input_names=inputs
+        fitted.model,
+        s.tft_output,
+        s.inverse,
+        saved_model.export_dir(output_dir),
+        info=s.info,
+        input_names=fitted.inputs,
     )
     timings["export"] = time.perf_counter() - t
     seconds = time.perf_counter() - start
     summary = {
-        "hyperparameters": s.hparams,
+        "hyperparameters": fitted.hyperparameters,
         "metrics": metrics,
-        "history": hist,
+        "history": fitted.history,
         "seconds": seconds,
         "timings": timings,
         "module": user_module.module_reference(s.module),
@@ -350,15 +356,17 @@ def run_train(
         "eval_steps": eval_steps,
         "batch_size": s.budget.batch_size,
         "budget": s.budget.document(),
-        "fit": ran,
-        "steps_per_execution": getattr(model, "steps_per_execution", 1),
+        "fit": fitted.ran,
+        "model_family": family,
+        "steps_per_execution": getattr(fitted.model, "steps_per_execution", 1),
     }
     (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return TrainResult(
         metrics=metrics,
-        hyperparameters=s.hparams,
-        history=hist,
+        hyperparameters=fitted.hyperparameters,
+        history=fitted.history,
         seconds=seconds,
         label=s.info,
-        budget={**s.budget.document(), **ran},
+        budget={**s.budget.document(), **fitted.ran},
+        family=family,
     )

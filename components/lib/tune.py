@@ -9,7 +9,10 @@ the module's own ``default_hyperparameters`` (so the search can only pick someth
 them on the validation slice); keras-tuner draws the rest with a fixed seed. The best values are
 written as JSON (TFX Tuner's ``best_hyperparameters.txt``, through ``hyperparameters``, which
 train reads with). What a trial shares with train — the datasets, the validation slice, the
-budget rule, the label transform, building the model, the seed — is ``training``.
+budget rule, the label transform, building the model, the seed — is ``training``. Every trial
+starts with the seed set again and fresh datasets (``tune_groups.isolate``): its score depends on
+its values alone, not on the trials that ran before it, so a search split into parallel trial
+groups (``tune_groups``, ``fan_in``) picks what one task picks.
 
 The label is the ``label`` parameter's column (transform's label contract says its task and
 classes); module functions that take a context get it (``training.module_context``).
@@ -32,7 +35,7 @@ from typing import Any
 
 from components import names
 from components.errors import StageError, stage_error_in
-from components.lib import bounds, training, tuner_progress, user_module
+from components.lib import bounds, training, tune_groups, tuner_progress, user_module
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
 
 STAGE = names.STAGE_TUNE
@@ -191,12 +194,14 @@ def run_tune(
     label: str,
     validation_fraction: float = training.VALIDATION_FRACTION,
     max_epochs: int = training.MAX_EPOCHS,
+    plan: tune_groups.Plan | None = None,
 ) -> TuneResult:
     """Search (or, disabled, take the defaults); ``work_dir`` holds keras-tuner's project files.
 
     ``steps``: a trial's step budget, counted in whole epochs as train counts its own
     (``training.fit_budget``); ``validation_fraction``: the share of the train split held out to
-    score the trials (the same rows train stops early on).
+    score the trials (the same rows train stops early on). ``plan``: run only one trial group's
+    share of the trial set (``tune_groups``); every trial starts as if first (``isolate``).
     """
     start = time.perf_counter()
     module = user_module.load_user_module(module_file, storage_root, STAGE)
@@ -259,19 +264,29 @@ def run_tune(
     training.set_seed()
     search = _make_tuner(kind, build, hp, trials, work_dir, budget.epochs)
     first = _defaults_first(search, known)
-    tuner_progress.attach(search, trials, work_dir)  # a console line, HParams and trials.json per trial
+    if plan is not None:
+        plan.apply(search, trials, first)  # the whole trial set drawn now; this group's share served
+        if not plan.indices:  # more groups than trials: nothing for this one
+            return TuneResult({}, [], None, True, time.perf_counter() - start, budget.document())
+    shown = len(plan.indices) if plan is not None else trials
+    tuner_progress.attach(search, shown, work_dir)  # a console line, HParams and trials.json per trial
     # The model's input names, to feed it exactly the transformed features it declares.
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
-    fit_ds, validation_ds = training.fit_datasets(
-        train_files,
-        tft_output,
-        budget,
-        label=label,
-        label_fn=forward,
-        stage=STAGE,
-        input_names=training.model_input_names(probe),
-        classification=info.is_classification,
-    )
+
+    def datasets() -> tuple[Any, Any]:
+        return training.fit_datasets(
+            train_files,
+            tft_output,
+            budget,
+            label=label,
+            label_fn=forward,
+            stage=STAGE,
+            input_names=training.model_input_names(probe),
+            classification=info.is_classification,
+        )
+
+    fit_ds, validation_ds = datasets()
+    tune_groups.isolate(search, datasets)  # a trial's score does not depend on the trials before it
     _search(search, fit_ds, validation_ds, budget, location)
     done = _trials(search)
     scored = [t for t in done if t["val_loss"] is not None]
@@ -286,6 +301,19 @@ def run_tune(
         seconds=time.perf_counter() - start,
         budget=budget.document(),
     )
+
+
+def fan_in(results: list[dict[str, Any]], seconds: float) -> TuneResult:
+    """One search's result from its trial groups' (``tune_groups``): the same trials, the same choice."""
+    if not any(r.get("searched") for r in results):  # tuning off: every group took the defaults
+        return TuneResult(dict(results[0].get("best", {})), [], None, False, seconds)
+    trials, defaults = tune_groups.merge(results)
+    scored = [t for t in trials if t["val_loss"] is not None]
+    if not scored:
+        raise StageError(STAGE, None, f"no trial produced a finite val_loss: {trials}")
+    best = _choose(scored, defaults)  # in index order: a tie goes to the lower index, as in one search
+    budget: dict[str, Any] = next((r["budget"] for r in results if r.get("budget")), {})
+    return TuneResult(best["values"], trials, best["val_loss"], True, seconds, budget)
 
 
 def _search(search: Any, fit_ds: Any, validation_ds: Any, budget: training.Budget, location: str) -> None:

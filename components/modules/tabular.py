@@ -27,6 +27,11 @@ names, the raw schema and figures of the training labels. Nothing here knows a c
   2 % (1,572 against 1,606 over four seeds).
 - ``hyperparameter_space``: learning rate, depth and width; the widths grow with the number
   of features. On the reference workload (six features) it is the workload's space.
+- ``MODEL_FAMILIES``: besides this network ("mlp"), train may fit gradient-boosted trees on the
+  same transformed features ("gbt", ``components.lib.trees``) and a linear model ("linear":
+  ``build_model`` with ``hparams["model_family"] = "linear"``, the same inputs and output without
+  hidden layers, an L2 penalty on the weights); ``model_family=auto`` keeps the best on the
+  validation slice (``components.lib.model_families``).
 
 The features are the schema's minus the label and minus those the schema stage tagged as
 excluded (identifier-like columns: ids, row numbers, dates as text; or the run's ``features`` /
@@ -60,6 +65,8 @@ DECAY_TO = 0.1  # the learning rate falls (cosine) to this fraction of itself ov
 # strength; negligible on big data). Cross-entropy is ~3x the scale of the regression loss (MAE on
 # a standardized or log label), hence the larger constant for classification.
 L2_PER_ROW = {"classification": 1.0, "regression": 0.3}
+MODEL_FAMILIES = ("mlp", "gbt", "linear")  # what train may fit for this module (lib/model_families.py)
+LINEAR = "linear"
 
 
 def raw_features(context: Any) -> dict[str, str]:
@@ -279,7 +286,8 @@ def build_model(hparams: dict[str, Any], tf_transform_output: Any, context: Any)
     x = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
     decay = L2_PER_ROW["classification" if context.is_classification else "regression"]
     reg = keras.regularizers.l2(decay / context.train_rows) if context.train_rows else None
-    for i in range(int(hparams["num_layers"])):
+    linear = hparams.get("model_family") == LINEAR  # no hidden layers; the penalty on the output
+    for i in range(0 if linear else int(hparams["num_layers"])):
         x = keras.layers.Dense(
             int(hparams["units"]), activation="relu", name=f"dense_{i}", kernel_regularizer=reg
         )(x)
@@ -289,12 +297,18 @@ def build_model(hparams: dict[str, Any], tf_transform_output: Any, context: Any)
     optimizer = keras.optimizers.Adam(learning_rate=rate)
     if context.is_classification:
         output = keras.layers.Dense(
-            len(context.classes), activation="softmax", name="output", bias_initializer=_output_start(context)
+            len(context.classes),
+            activation="softmax",
+            name="output",
+            bias_initializer=_output_start(context),
+            kernel_regularizer=reg if linear else None,
         )(x)
         model = _functional(inputs, output)
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
-    output = keras.layers.Dense(1, name="output", bias_initializer=_output_start(context))(x)
+    output = keras.layers.Dense(
+        1, name="output", bias_initializer=_output_start(context), kernel_regularizer=reg if linear else None
+    )(x)
     model = _functional(inputs, output)
 
     def label_mae(y_true: Any, y_pred: Any) -> Any:

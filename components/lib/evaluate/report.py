@@ -1,10 +1,12 @@
 """The evaluate stage's HTML report, verdict first.
 
-1. the verdict and its reasons, the thresholds; 2. the metrics with their change against the
-baseline; 3. per slice, candidate and baseline bars with the MAE bound drawn; 4. predicted vs
-actual and the residuals (train's eval predictions of this candidate); 5. loss and metric curves
-per epoch (the training summary); 6. the tuner's trials and the hyperparameters train used.
-The title names the model, the run and the baseline (the candidate's version is decided by push).
+1. the verdict and its reasons, the gates that apply to the task; 2. the metrics with their
+change against the baseline; 3. per slice, candidate and baseline bars (the MAE bound drawn for
+a regressor); 4. train's eval predictions of this candidate: for a regressor predicted vs actual
+and the residuals (``regression_views``), for a classifier the confusion matrix, ROC and PR
+curves, calibration and a per-class table (``classification_views``); 5. loss and metric curves
+per epoch (``training_views``); 6. the tuner's trials and the hyperparameters train used. The
+title names the model, the run and the baseline (the candidate's version is decided by push).
 """
 
 from __future__ import annotations
@@ -15,15 +17,63 @@ from typing import Any
 from components import names
 from components.lib import charts
 from components.lib import html as h
+from components.lib.evaluate import classification_views, regression_views, training_views
+from components.lib.evaluate.classification_views import undefined
 from components.lib.evaluate.keys import ACCURACY, BASELINE, CANDIDATE, COUNT, LOG_LOSS, MAE, MSE
 from components.lib.evaluate.report_inputs import ReportContext
 from components.lib.evaluate.results import EvaluateResult
 from components.lib.tuner_progress import METRIC, format_value
 
-SCATTER_POINTS = 1200  # at most this many dots per scatter plot (evenly spaced rows)
 CAND_COLOR, BASE_COLOR = h.PALETTE[0], h.PALETTE[1]
+BLANK = "—"  # an empty cell (no baseline figure, no change for a count): never a blank cell
 LOWER_IS_BETTER = ("mae", "mse", "rmse", "log_loss")
 HIGHER_IS_BETTER = ("accuracy", "auc", "r2", "macro_f1")
+
+
+def _configured(value: Any, shown: Any) -> Any:
+    return "not configured" if value is None else shown
+
+
+def gate_rows(result: EvaluateResult) -> list[tuple[str, Any]]:
+    """The gates of the task: accuracy's for a classifier, MAE's for a regressor.
+
+    The other task's absolute bound appears only when it is set, saying that it does not apply.
+    """
+    t = result.blessing.thresholds or {}
+    cls = result.classification
+    metric = "accuracy" if cls else "MAE"
+    error = "error rate (1 − accuracy)" if cls else "MAE"
+    margin, rel = t.get("naive_margin"), t.get("max_relative_degradation")
+    rows: list[tuple[str, Any]] = []
+    if cls:
+        rows.append(
+            ("minimum accuracy (min_accuracy)", _configured(t.get("min_accuracy"), t.get("min_accuracy")))
+        )
+    else:
+        rows.append(
+            ("MAE upper bound (mae_threshold)", _configured(t.get("mae_threshold"), t.get("mae_threshold")))
+        )
+    rows.append(
+        (
+            "naive margin (naive_margin)",
+            _configured(margin, f"{error} at least {h.fmt_pct(margin or 0.0)} below the naive predictor's"),
+        )
+    )
+    change = "a fall of at most" if cls else "a rise of at most"
+    unused = "" if result.blessing.baseline is not None else " (not applied: no baseline)"
+    rows.append(
+        (
+            "max relative degradation",
+            _configured(rel, f"{metric} against the baseline: {change} {h.fmt_pct(rel or 0.0)}{unused}"),
+        )
+    )
+    other = t.get("mae_threshold") if cls else t.get("min_accuracy")
+    if other is not None:
+        key = "mae_threshold" if cls else "min_accuracy"
+        rows.append(
+            (key, f"{h.fmt_num(other)}: does not apply to {'classification' if cls else 'regression'}")
+        )
+    return rows
 
 
 def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
@@ -34,7 +84,6 @@ def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
         if b.blessed
         else "the candidate fails a gate; push publishes nothing."
     )
-    rel = t.get("max_relative_degradation")
     baseline = (
         f"{ctx.model_name} v{b.baseline}" + (f" (run {ctx.baseline_run_id})" if ctx.baseline_run_id else "")
         if b.baseline is not None
@@ -46,17 +95,15 @@ def _verdict(result: EvaluateResult, ctx: ReportContext) -> str:
         h.bullets(b.reasons),
         h.kv_table(
             [
-                (
-                    "MAE upper bound",
-                    "not configured" if t.get("mae_threshold") is None else t["mae_threshold"],
-                ),
-                ("max relative degradation", "not configured" if rel is None else h.fmt_pct(rel)),
-                ("thresholds from", t.get("source", "")),
+                ("task", "classification" if result.classification else "regression"),
+                *gate_rows(result),
+                ("thresholds from", t.get("source") or "parameters"),
                 ("baseline", baseline),
                 ("candidate model", h.path(b.model_path)),
-                ("baseline model", h.path(b.baseline_model_path) if b.baseline_model_path else ""),
+                ("baseline model", h.path(b.baseline_model_path) if b.baseline_model_path else "none"),
             ],
             caption="Gates and models",
+            blank=BLANK,
         ),
         anchor="verdict",
     )
@@ -95,6 +142,7 @@ def _metrics(result: EvaluateResult, label: str) -> str:
             rows,
             numeric=list(range(1, len(headers))),
             cell_classes=classes,
+            blank=BLANK,
             caption=f"label {label!r} on the eval split"
             + (
                 ", accuracy, macro-F1 and AUC: higher is better."
@@ -108,13 +156,26 @@ def _metrics(result: EvaluateResult, label: str) -> str:
     )
 
 
+def _per_class(value: float | None, why: str) -> Any:
+    return value if value is not None and math.isfinite(value) else undefined(why)
+
+
 def _classes(result: EvaluateResult) -> str:
-    """Per class (one-vs-rest) AUC, precision and recall of the candidate; empty for regression."""
+    """Per class (one-vs-rest) AUC, precision and recall of the candidate (TFMA's); empty for regression.
+
+    TFMA leaves a figure undefined (NaN) when a class has no eval rows (recall, AUC) or no row
+    scores 0.5 for it (precision): the cell says so instead of being blank.
+    """
     if not result.classification:
         return ""
     cand = result.candidate
     rows = [
-        [c, cand.get(f"auc/{c}"), cand.get(f"precision/{c}"), cand.get(f"recall/{c}")]
+        [
+            c,
+            _per_class(cand.get(f"auc/{c}"), "undefined: no rows of it, or only rows of it"),
+            _per_class(cand.get(f"precision/{c}"), "never predicted"),
+            _per_class(cand.get(f"recall/{c}"), "no eval rows"),
+        ]
         for c in result.label_info.classes
     ]
     return h.table(
@@ -122,6 +183,7 @@ def _classes(result: EvaluateResult) -> str:
         rows,
         numeric=[1, 2, 3],
         caption="per class, one against the rest (precision and recall at a score of 0.5)",
+        blank=BLANK,
     )
 
 
@@ -154,6 +216,7 @@ def _slices(result: EvaluateResult, slice_feature: str) -> str:
         x_label=long,
         threshold=bound,
         threshold_label=f"MAE upper bound {h.fmt_num(bound)}" if bound is not None else "",
+        x_domain=(0.0, 1.0) if result.classification else (0.0, math.inf),
     )
     legend = h.legend(
         [(n, c) for n, c, _ in series],
@@ -163,7 +226,7 @@ def _slices(result: EvaluateResult, slice_feature: str) -> str:
     return h.section(
         title,
         h.grid(
-            h.table(headers, rows, numeric=list(range(1, len(headers)))),
+            h.table(headers, rows, numeric=list(range(1, len(headers))), blank=BLANK),
             h.figure(chart, legend_html=legend),
             fit=(0,),
         ),
@@ -171,96 +234,23 @@ def _slices(result: EvaluateResult, slice_feature: str) -> str:
     )
 
 
-def _quantile(sorted_values: list[float], p: float) -> float:
-    k = (len(sorted_values) - 1) * p
-    lo = math.floor(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
-
-
-def _predictions(ctx: ReportContext, label: str) -> str:
+def _predictions(result: EvaluateResult, ctx: ReportContext, label: str) -> str:
+    if result.classification:
+        return classification_views.predictions_section(ctx.classes, ctx.train_dir)
     if not ctx.actual:
         return h.section(
             "Predictions",
             h.paragraph(f"No eval predictions found in {ctx.train_dir or 'the train output'}.", muted=True),
             anchor="predictions",
         )
-    n = len(ctx.actual)
-    step = max(1, math.ceil(n / SCATTER_POINTS))
-    idx = range(0, n, step)
-    residuals = [p - a for a, p in zip(ctx.actual, ctx.predicted, strict=True)]
-    pred_vs_actual = charts.scatter(
-        [(ctx.actual[i], ctx.predicted[i]) for i in idx],
-        label="predicted vs actual",
-        x_label=f"actual {label}",
-        y_label=f"predicted {label}",
-        diagonal=True,
-    )
-    resid = charts.scatter(
-        [(ctx.predicted[i], residuals[i]) for i in idx],
-        label="residuals",
-        x_label=f"predicted {label}",
-        y_label="residual = predicted − actual",
-        zero_line=True,
-        color=h.PALETTE[2],
-    )
-    abs_sorted = sorted(abs(r) for r in residuals)
-    shown = f"{len(idx):,} of {n:,} eval rows" if step > 1 else f"all {n:,} eval rows"
-    summary = (
-        f"Mean residual {h.fmt_num(sum(residuals) / n)} (above 0: over-predicts on average); half the "
-        f"absolute errors are under {h.fmt_num(_quantile(abs_sorted, 0.5))}, "
-        f"90 % under {h.fmt_num(_quantile(abs_sorted, 0.9))}."
-    )
-    return h.section(
-        "Predictions",
-        h.paragraph(
-            f"The candidate's predictions on the eval split (written by train), {shown} shown. {summary}"
-        ),
-        h.grid(
-            h.figure(
-                pred_vs_actual,
-                legend_html=h.legend(
-                    [("eval row", CAND_COLOR)], lines=[("perfect prediction", h.THRESHOLD_COLOR)]
-                ),
-            ),
-            h.figure(
-                resid,
-                legend_html=h.legend([("eval row", h.PALETTE[2])], lines=[("no error", h.THRESHOLD_COLOR)]),
-            ),
-        ),
-        anchor="predictions",
-    )
-
-
-def _training(ctx: ReportContext) -> str:
-    history = ctx.history
-    names_ = [k for k in history if not k.startswith("val_")]
-    if not names_:
-        return h.section("Training", h.paragraph("No training history found.", muted=True), anchor="training")
-    figures = []
-    for key in names_:
-        series = [("train", CAND_COLOR, [(i + 1.0, v) for i, v in enumerate(history[key])])]
-        val = history.get(f"val_{key}", [])
-        if val:
-            series.append(("validation", BASE_COLOR, [(i + 1.0, v) for i, v in enumerate(val)]))
-        chart = charts.line_chart(series, label=f"{key} per epoch", x_label="epoch", y_label=key)
-        caption = ""
-        if val:
-            best = min(range(len(val)), key=lambda i: val[i])
-            caption = (
-                f"validation {key}: lowest {h.fmt_num(val[best])} at epoch {best + 1}, "
-                f"{h.fmt_num(val[-1])} at the last epoch ({len(val)})"
-            )
-        if key == "loss":
-            caption += ". Loss is on the label as the module's label_transform makes it for training."
-        figures.append(h.figure(chart, legend_html=h.legend([(n, c) for n, c, _ in series]), caption=caption))
-    return h.section("Training curves", h.grid(*figures), anchor="training")
+    return regression_views.predictions_section(ctx, label)
 
 
 def _tuning(ctx: ReportContext) -> str:
     used = h.kv_table(
         [(k, h.code(format_value(v))) for k, v in ctx.hyperparameters.items()],
         caption="Hyperparameters train used",
+        blank=BLANK,
     )
     if not ctx.trials:
         return h.section(
@@ -285,10 +275,9 @@ def _tuning(ctx: ReportContext) -> str:
     best = used_trials[0] if used_trials else (min(scored, key=lambda t: t[METRIC]) if scored else None)
     rows = [
         [
-            str(i + 1),
+            h.Raw(f"{i + 1} {h.badge('best', 'ok')}") if t is best else str(i + 1),
             *(h.code(format_value(t["values"][k])) if k in t.get("values", {}) else "" for k in keys),
-            t.get(METRIC) if t.get(METRIC) is not None else str(t.get("status", "")),
-            h.Raw(h.badge("best", "ok")) if t is best else "",
+            t.get(METRIC) if t.get(METRIC) is not None else f"no {METRIC} ({t.get('status') or 'failed'})",
         ]
         for i, t in enumerate(ctx.trials)
     ]
@@ -296,10 +285,11 @@ def _tuning(ctx: ReportContext) -> str:
         f"Tuner trials ({len(ctx.trials)})",
         h.grid(
             h.table(
-                ["trial", *keys, f"{METRIC}", ""],
+                ["trial", *keys, f"{METRIC}"],
                 rows,
                 numeric=[len(keys) + 1],
                 row_classes=["ok" if t is best else "" for t in ctx.trials],
+                blank=BLANK,
                 caption=f"{METRIC}: the tuner's objective, on the validation slice held out from the "
                 "train split, never the eval split (lower is better); "
                 "the trials are also in TensorBoard's HPARAMS tab",
@@ -338,8 +328,8 @@ def render_report(
         _verdict(result, ctx),
         _metrics(result, label),
         _slices(result, slice_feature),
-        _predictions(ctx, label),
-        _training(ctx),
+        _predictions(result, ctx, label),
+        training_views.training_section(ctx.history, ctx.fit),
         _tuning(ctx),
         h.paragraph(
             f"TFMA result: {result.eval_result_dir} (tfma.load_eval_result(path"

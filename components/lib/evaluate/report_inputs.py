@@ -3,7 +3,10 @@
 - the model's name and the baseline's version and run (the ``Baseline`` record resolve-baseline
   passed; the candidate's own version is decided by push, after evaluate);
 - from train's directory (the model artifact's ``storage_path``, ``train_outputs``): the per-epoch
-  history, the hyperparameters used and the candidate's predictions on the eval split;
+  history and what the fit did (its best epoch), the hyperparameters used and the candidate's
+  predictions on the eval split: label and prediction as numbers for a regressor, the class and
+  the class probabilities for a classifier (``class_predictions``; the task and classes are
+  train's label contract, in its summary or the model's metadata);
 - from tune's directory (``artifacts/<run id>/tune/``, ``tuner_progress``): the tuner's trials.
 
 Everything is optional: a report without a training summary or trials says so instead.
@@ -19,7 +22,9 @@ from components import names
 from components.errors import StageError
 from components.lib import storage, train_outputs, tuner_progress
 from components.lib.baseline import Baseline
+from components.lib.evaluate.class_predictions import ClassPredictions, read_class_predictions
 from components.lib.evaluate.keys import STAGE
+from components.lib.label import CLASSIFICATION
 
 
 @dataclasses.dataclass
@@ -36,6 +41,16 @@ class ReportContext:
     actual: list[float] = dataclasses.field(default_factory=list)
     predicted: list[float] = dataclasses.field(default_factory=list)
     train_dir: str = ""
+    fit: dict[str, Any] = dataclasses.field(default_factory=dict)  # epochs_run, best_epoch, stopped_early
+    classes: ClassPredictions | None = None  # a classifier's eval rows (then actual/predicted are empty)
+
+
+def _classes(summary: dict[str, Any], model_metadata: dict[str, Any]) -> tuple[str, ...]:
+    """A classifier's classes by train's label contract (summary, else model metadata); () otherwise."""
+    doc = summary.get("label") if isinstance(summary.get("label"), dict) else model_metadata
+    if not isinstance(doc, dict) or doc.get("task") != CLASSIFICATION:
+        return ()
+    return tuple(str(c) for c in doc.get("classes") or ())
 
 
 def report_context(
@@ -59,8 +74,13 @@ def report_context(
         except StageError:
             train_dir = ""
     summary = train_outputs.read_summary(Path(train_dir)) if train_dir else {}
-    actual, predicted = train_outputs.read_predictions(Path(train_dir), label) if train_dir else ([], [])
+    classes = _classes(summary, model_metadata)
+    by_class = read_class_predictions(Path(train_dir), label, classes) if train_dir and classes else None
+    actual, predicted = (
+        train_outputs.read_predictions(Path(train_dir), label) if train_dir and not classes else ([], [])
+    )
     history = summary.get("history") if isinstance(summary.get("history"), dict) else {}
+    fit = summary.get("fit") if isinstance(summary.get("fit"), dict) else {}
     return ReportContext(
         model_name=base.model_name,
         run_id=run_id,
@@ -72,4 +92,6 @@ def report_context(
         actual=actual,
         predicted=predicted,
         train_dir=str(train_dir),
+        fit=dict(fit or {}),
+        classes=by_class,
     )
