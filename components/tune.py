@@ -47,54 +47,36 @@ def tune(
     from components import names
     from components.lib import storage
     from components.lib.artifact_metadata import publish
-    from components.lib.hyperparameters import write_hyperparameters
     from components.lib.transform_output import transform_paths
-    from components.lib.tune import run_tune
+    from components.lib.tune import tune_stage
 
     stage = names.STAGE_TUNE
     examples_dir, graph_dir = transform_paths(
         storage.storage_path_of(transformed_examples.metadata, transformed_examples.path, stage),
         storage.storage_path_of(transform_graph.metadata, transform_graph.path, stage),
     )
-
-    def search(work_dir):  # type: ignore[no-untyped-def]
-        return run_tune(
-            examples_dir,
-            graph_dir,
-            work_dir,
-            module_file=module_file,
-            storage_root=storage_root,
-            tuner=tuner,
-            trials=trials,
-            steps=steps,
-            batch_size=batch_size,
-            enabled=enabled,
-            hyperparameters=hyperparameters,
-            label=label,
-            validation_fraction=validation_fraction,
-            max_epochs=max_epochs,
-        )
-
-    meta = {}
-    if enabled:
-        out = storage.stage_dir(storage_root, run_id, stage)
-        with storage.atomic_dir(out, stage) as scratch:
-            result = search(scratch)
-        meta["tuner_dir"] = str(out)
-    else:
-        result = search(None)
-    write_hyperparameters(Path(best_hyperparameters.path), result.best, result.trials)
-    meta.update(result.metadata())
+    meta, metrics = tune_stage(
+        examples_dir,
+        graph_dir,
+        Path(best_hyperparameters.path),
+        run_id=run_id,
+        module_file=module_file,
+        storage_root=storage_root,
+        tuner=tuner,
+        trials=trials,
+        steps=steps,
+        batch_size=batch_size,
+        enabled=enabled,
+        hyperparameters=hyperparameters,
+        label=label,
+        validation_fraction=validation_fraction,
+        max_epochs=max_epochs,
+    )
     best_hyperparameters.metadata.update(meta)
     outputs = {"best_hyperparameters": best_hyperparameters}
     publish(storage_root, run_id, stage, outputs, module_file=module_file)  # lineage on the volume
-    for i, trial in enumerate(result.trials):
-        if trial["val_loss"] is not None:
-            summary.log_metric(f"trial_{i}_val_loss", trial["val_loss"])
-    if result.best_val_loss is not None:
-        summary.log_metric("best_val_loss", result.best_val_loss)
-    summary.log_metric("trials", float(len(result.trials)))
-    summary.log_metric("tune_seconds", round(result.seconds, 2))
+    for key, value in metrics.items():
+        summary.log_metric(key, value)
     from components.lib.tracking import log_task
 
     log_task(names.STAGE_TUNE)  # MLflow, when MLFLOW_TRACKING_URI is set; never fails the stage
@@ -127,59 +109,36 @@ def tune_trials(
     ``random`` splits. Returns (and writes to ``artifacts/<run id>/tune_trials/group-<g>/``)
     the group's trials as JSON for ``tune_best``.
     """
-    import json
-
     from components import names
     from components.lib import storage, tune_groups
     from components.lib.transform_output import transform_paths
-    from components.lib.tune import run_tune
+    from components.lib.tune import trial_group_stage
 
     stage = names.STAGE_TUNE_TRIALS
-    if enabled:
+    if enabled:  # refused before any input is read
         tune_groups.check(tuner, groups, group, stage)
     examples_dir, graph_dir = transform_paths(
         storage.storage_path_of(transformed_examples.metadata, transformed_examples.path, stage),
         storage.storage_path_of(transform_graph.metadata, transform_graph.path, stage),
     )
-    plan = tune_groups.Plan(group, groups)
-
-    def search(work_dir):  # type: ignore[no-untyped-def]
-        return run_tune(
-            examples_dir,
-            graph_dir,
-            work_dir,
-            module_file=module_file,
-            storage_root=storage_root,
-            tuner=tuner,
-            trials=trials,
-            steps=steps,
-            batch_size=batch_size,
-            enabled=enabled,
-            hyperparameters=hyperparameters,
-            label=label,
-            validation_fraction=validation_fraction,
-            max_epochs=max_epochs,
-            plan=plan if enabled else None,
-        )
-
-    if not enabled:
-        result = search(None)
-        return json.dumps({"group": group, "searched": False, "best": result.best, "trials": []})
-    out = storage.stage_dir(storage_root, run_id, stage) / tune_groups.group_dir_name(group)
-    with storage.atomic_dir(out, stage) as scratch:
-        result = search(scratch)
-        doc = tune_groups.group_result(
-            plan.indices,
-            result.trials,
-            plan.defaults,
-            True,
-            group=group,
-            budget=result.budget,
-            seconds=result.seconds,
-        )
-        text = json.dumps(doc, sort_keys=True)
-        (scratch / tune_groups.RESULT_FILE).write_text(text)
-    return text
+    return trial_group_stage(
+        examples_dir,
+        graph_dir,
+        run_id=run_id,
+        group=group,
+        groups=groups,
+        module_file=module_file,
+        storage_root=storage_root,
+        tuner=tuner,
+        trials=trials,
+        steps=steps,
+        batch_size=batch_size,
+        enabled=enabled,
+        hyperparameters=hyperparameters,
+        label=label,
+        validation_fraction=validation_fraction,
+        max_epochs=max_epochs,
+    )
 
 
 @component
@@ -201,36 +160,21 @@ def tune_best(
     ``artifacts/<run id>/tune/`` (the evaluation report's), its description on the volume (as
     tune's, under ``tune``; ``module_file`` names the code) and the summary are ``tune``'s.
     """
-    import json
     from pathlib import Path
 
     from components import names
-    from components.lib import storage, tune_groups
     from components.lib.artifact_metadata import publish
-    from components.lib.hyperparameters import TRIALS_FILE, write_hyperparameters
-    from components.lib.tune import fan_in
+    from components.lib.tune_groups import best_of_groups
 
-    stage = names.STAGE_TUNE_BEST
-    folder = storage.stage_dir(storage_root, run_id, names.STAGE_TUNE_TRIALS)
-    results = tune_groups.read_results(list(group_results), folder, groups, stage)
-    result = fan_in(results, max((float(r.get("seconds", 0.0)) for r in results), default=0.0))
-    meta: dict = {}
-    if result.searched:
-        out = storage.stage_dir(storage_root, run_id, names.STAGE_TUNE)
-        with storage.atomic_dir(out, stage) as scratch:
-            (scratch / TRIALS_FILE).write_text(json.dumps(result.trials, indent=2, sort_keys=True))
-        meta["tuner_dir"] = str(out)
-        meta["trial_groups"] = [str(folder / tune_groups.group_dir_name(g)) for g in range(groups)]
-    write_hyperparameters(Path(best_hyperparameters.path), result.best, result.trials)
-    meta.update(result.metadata())
+    meta, metrics = best_of_groups(
+        list(group_results),
+        Path(best_hyperparameters.path),
+        storage_root=storage_root,
+        run_id=run_id,
+        groups=groups,
+    )
     best_hyperparameters.metadata.update(meta)
     outputs = {"best_hyperparameters": best_hyperparameters}
     publish(storage_root, run_id, names.STAGE_TUNE, outputs, module_file=module_file)  # as tune's
-    for i, trial in enumerate(result.trials):
-        if trial["val_loss"] is not None:
-            summary.log_metric(f"trial_{i}_val_loss", trial["val_loss"])
-    if result.best_val_loss is not None:
-        summary.log_metric("best_val_loss", result.best_val_loss)
-    summary.log_metric("trials", float(len(result.trials)))
-    summary.log_metric("tune_seconds", round(result.seconds, 2))
-    summary.log_metric("trial_groups", float(groups))
+    for key, value in metrics.items():
+        summary.log_metric(key, value)

@@ -71,6 +71,28 @@ def test_choose_keeps_the_lowest_finite_figure_and_ties_go_by_order():
     assert model_families.choose({"linear": 1.0, "mlp": 1.0, "gbt": 1.0}) == "mlp"
 
 
+def _rows(mean: float, n: int, spread: float) -> list[float]:
+    """n per-row losses with this mean, alternating ``mean ± spread`` (a known standard deviation)."""
+    return [mean + (spread if i % 2 else -spread) for i in range(n)]
+
+
+def test_auto_replaces_the_modules_own_model_only_beyond_the_slices_noise():
+    # 50 rows (a small table's slice): trees 4 % lower, per-row differences that swing by ±1 -> noise.
+    own, trees = _rows(2.18, 50, 1.0), _rows(2.10, 50, 0.0)
+    figures = {"mlp": 2.18, "gbt": 2.10}
+    assert model_families.choose(figures) == "gbt"  # the lowest figure alone would switch
+    assert model_families.choose(figures, {"mlp": own, "gbt": trees}) == "mlp"
+    # 1,600 rows with the same swing: 0.08 lower is now ~3 standard errors -> the trees.
+    own, trees = _rows(2.18, 1600, 1.0), _rows(2.10, 1600, 0.0)
+    assert model_families.choose(figures, {"mlp": own, "gbt": trees}) == "gbt"
+    # Beyond the noise the lowest figure wins among the challengers; a worse one never replaces it.
+    rows = {"mlp": _rows(3.0, 400, 0.1), "gbt": _rows(2.5, 400, 0.1), "linear": _rows(2.0, 400, 0.1)}
+    assert model_families.choose({"mlp": 3.0, "gbt": 2.5, "linear": 2.0}, rows) == "linear"
+    assert model_families.choose({"mlp": 1.0, "gbt": 2.0}, {"mlp": [1.0] * 9, "gbt": [2.0] * 9}) == "mlp"
+    # The module's own figure not finite: the lowest finite one, as without rows.
+    assert model_families.choose({"mlp": float("nan"), "gbt": 5.0}, {"mlp": [1.0], "gbt": [5.0]}) == "gbt"
+
+
 @pytest.mark.parametrize("classes", [0, 2, 3])
 def test_the_compiled_forest_predicts_what_ydf_predicts(classes, tmp_path):
     """The plain-TF forest against YDF's own predictions, unseen category ids included."""
@@ -201,7 +223,10 @@ def test_auto_keeps_the_best_family_on_the_validation_slice(regression):
     record = model.metadata["model_family"]
     figures = {f: c["validation_mae"] for f, c in record["candidates"].items()}
     assert set(figures) == {"mlp", "gbt", "linear"} and record["requested"] == "auto"
-    assert record["chosen"] == min(figures, key=figures.get)
+    assert (
+        record["chosen"] == "mlp" or figures[record["chosen"]] < figures["mlp"]
+    )  # replaced only when better
+    assert "standard errors" in record["rule"]
     assert metrics.metadata["validation_mae"] == pytest.approx(figures[record["chosen"]])
     # Every candidate's figure is its own: the families differ on this table.
     assert len({round(v, 6) for v in figures.values()}) == 3

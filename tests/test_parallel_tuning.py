@@ -339,9 +339,10 @@ def test_submit_refuses_what_it_cannot_split_before_anything_runs(tmp_path):
         "[submit] tuner 'hyperband' chooses each trial from the scores before it, so its trials cannot "
         "run in 2 parallel groups; use tuner 'random', or compile with --tune-parallelism 1"
     )
-    local = submit("--tune-parallelism", "2")
-    assert local.returncode == 1
+    local = submit("--tune-parallelism", "2", "--param", "tuner=bayesian")  # a local run compiles it too
+    assert local.returncode == 2
     assert local.stderr.strip().splitlines()[-1] == (
-        "[submit] --tune-parallelism and --tune-fanin apply to server runs (--host) only"
+        "[submit] tuner 'bayesian' chooses each trial from the scores before it, so its trials cannot "
+        "run in 2 parallel groups; use tuner 'random', or compile with --tune-parallelism 1"
     )
     assert not (tmp_path / "s").exists()

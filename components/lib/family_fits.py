@@ -34,6 +34,7 @@ class Fitted:
     hyperparameters: dict[str, Any]
     seconds: float
     validation: dict[str, float] = dataclasses.field(default_factory=dict)  # label units (auto's figure)
+    validation_rows: list[float] = dataclasses.field(default_factory=list)  # its per-row losses (auto's test)
 
 
 def read_rows(s: Any, part: str) -> tuple[list[str], tuple]:
@@ -100,9 +101,10 @@ def fit_ridge(s: Any) -> Fitted:
     )
 
 
-def validation_figure(s: Any, fitted: Fitted) -> dict[str, float]:
-    """The figure auto compares families by: MAE or log loss, in label units, on the validation slice.
+def validation_figure(s: Any, fitted: Fitted) -> tuple[dict[str, float], list[float]]:
+    """Auto's figure (MAE or log loss, label units, validation slice) and the per-row losses behind it.
 
+    The per-row losses feed auto's paired test between families (``model_families.choose``).
     One eager call on the slice's rows (read once for all families; no tracing).
     """
     import numpy as np
@@ -112,7 +114,13 @@ def validation_figure(s: Any, fitted: Fitted) -> dict[str, float]:
     features = {k: tf.constant(columns[k]) for k in fitted.inputs}
     out = tf.cast(fitted.model(features, training=False), tf.float32)
     if s.info.is_classification:
-        return {"validation_log_loss": classification_metrics(learned, out.numpy())["log_loss"]}
+        probabilities = np.asarray(out.numpy(), dtype=np.float64)
+        y = np.asarray(learned, dtype=np.int64).reshape(-1)
+        rows = -np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0))
+        return {
+            "validation_log_loss": classification_metrics(learned, probabilities)["log_loss"]
+        }, rows.tolist()
     preds = np.reshape(s.inverse(out).numpy(), [-1])
     labels = np.reshape(s.inverse(tf.constant(learned.reshape(-1, 1), tf.float32)).numpy(), [-1])
-    return {"validation_mae": regression_metrics(labels, preds)["mae"]}
+    rows = np.abs(labels.astype(np.float64) - preds.astype(np.float64))
+    return {"validation_mae": regression_metrics(labels, preds)["mae"]}, rows.tolist()

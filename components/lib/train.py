@@ -237,13 +237,16 @@ def _fit_families(s: _Setup, output_dir: Path) -> tuple[Fitted, dict[str, Any]]:
             fitted = fit_ridge(s)
         else:
             fitted = _fit(s, output_dir, family)
-        fitted.validation = validation_figure(s, fitted)
+        fitted.validation, fitted.validation_rows = validation_figure(s, fitted)
         fits[family] = fitted
-    chosen = model_families.choose({f: next(iter(v.validation.values())) for f, v in fits.items()})
+    chosen = model_families.choose(
+        {f: next(iter(v.validation.values())) for f, v in fits.items()},
+        {f: v.validation_rows for f, v in fits.items()},
+    )
     record = {
         "chosen": chosen,
         "candidates": {f: {**v.validation, "seconds": round(v.seconds, 3), **v.ran} for f, v in fits.items()},
-        "rule": "the lowest validation figure (MAE, or log loss, in label units on the validation slice)",
+        "rule": model_families.RULE,
     }
     return fits[chosen], record
 

@@ -12,7 +12,7 @@ train reads with). What a trial shares with train — the datasets, the validati
 budget rule, the label transform, building the model, the seed — is ``training``. Every trial
 starts with the seed set again and fresh datasets (``tune_groups.isolate``): its score depends on
 its values alone, not on the trials that ran before it, so a search split into parallel trial
-groups (``tune_groups``, ``fan_in``) picks what one task picks.
+groups (``tune_groups``: ``trial_group_stage`` here, ``best_of_groups`` there) picks what one task picks.
 
 The label is the ``label`` parameter's column (transform's label contract says its task and
 classes); module functions that take a context get it (``training.module_context``).
@@ -24,49 +24,26 @@ off, the module's ``default_hyperparameters()`` updated by that JSON are the res
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import difflib
 import gc
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from components import names
 from components.errors import StageError, stage_error_in
-from components.lib import bounds, training, tune_groups, tuner_progress, user_module
+from components.lib import bounds, storage, training, tune_groups, tuner_progress, user_module
+from components.lib.hyperparameters import write_hyperparameters
 from components.lib.transform_output import open_transform_output, read_label_info, transformed_files
+from components.lib.tune_groups import TuneResult
 
 STAGE = names.STAGE_TUNE
 TUNERS = ("random", "bayesian", "hyperband")
-# A trial replaces the module's default setting only when its validation loss is lower by more than
-# this share. On a slice of ~50 rows the scores are noisy: on the reference workload one setting
-# scored 0.0943 and 0.0987 in two identical runs (oneDNN's float order, amplified by 300 steps) —
-# 4.6 % apart — and a setting that beat the defaults by 1.4-6 % on the slice lost on eval by 20 %
-# (MAE ~1,870 against ~1,530). Twice that run-to-run spread: 10 %.
-DEFAULTS_MARGIN = 0.1
 PROJECT_NAME = "kubetfx_tuner"
-
-
-@dataclasses.dataclass
-class TuneResult:
-    """The chosen hyperparameters and, when searched, every trial's values and val_loss."""
-
-    best: dict[str, Any]
-    trials: list[dict[str, Any]]
-    best_val_loss: float | None
-    searched: bool
-    seconds: float
-    budget: dict[str, Any] = dataclasses.field(default_factory=dict)  # a trial's slice and epochs
-
-    def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"hyperparameters": self.best, "searched": self.searched}
-        if self.searched:
-            meta["trials"] = len(self.trials)
-            meta["best_val_loss"] = self.best_val_loss
-            meta["budget"] = self.budget
-        return meta
 
 
 def parse_overrides(hyperparameters: str, known: dict[str, Any] | None, location: str) -> dict[str, Any]:
@@ -292,7 +269,7 @@ def run_tune(
     scored = [t for t in done if t["val_loss"] is not None]
     if not scored:
         raise StageError(STAGE, location, f"no trial produced a finite val_loss: {done}")
-    best_trial = _choose(scored, first)
+    best_trial = tune_groups.choose(scored, first)
     return TuneResult(
         best=best_trial["values"],
         trials=done,
@@ -303,17 +280,70 @@ def run_tune(
     )
 
 
-def fan_in(results: list[dict[str, Any]], seconds: float) -> TuneResult:
-    """One search's result from its trial groups' (``tune_groups``): the same trials, the same choice."""
-    if not any(r.get("searched") for r in results):  # tuning off: every group took the defaults
-        return TuneResult(dict(results[0].get("best", {})), [], None, False, seconds)
-    trials, defaults = tune_groups.merge(results)
-    scored = [t for t in trials if t["val_loss"] is not None]
-    if not scored:
-        raise StageError(STAGE, None, f"no trial produced a finite val_loss: {trials}")
-    best = _choose(scored, defaults)  # in index order: a tie goes to the lower index, as in one search
-    budget: dict[str, Any] = next((r["budget"] for r in results if r.get("budget")), {})
-    return TuneResult(best["values"], trials, best["val_loss"], True, seconds, budget)
+def tune_stage(
+    examples_dir: Path, graph_dir: Path, best_dir: Path, *, run_id: str, **search: Any
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The ``tune`` stage: ``run_tune`` (``search``: its keyword arguments), its result in ``best_dir``.
+
+    Searched, keras-tuner's files become the stage directory on the volume (``tuner_dir``) whole or
+    not at all. Returns the ``best_hyperparameters`` artifact's metadata and the summary's metrics.
+    """
+    out = storage.stage_dir(search["storage_root"], run_id, STAGE) if search["enabled"] else None
+    with _searched(examples_dir, graph_dir, out, STAGE, search) as (result, _):
+        meta = {} if out is None else {"tuner_dir": str(out)}
+    write_hyperparameters(best_dir, result.best, result.trials)
+    return {**meta, **result.metadata()}, result.metrics()
+
+
+def trial_group_stage(
+    examples_dir: Path, graph_dir: Path, *, run_id: str, group: int, groups: int, **search: Any
+) -> str:
+    """The ``tune_trials`` stage: trial group ``group`` of ``groups`` (``tune_groups``), as JSON.
+
+    ``search``: ``run_tune``'s keyword arguments; the caller has refused a split that cannot be
+    made (``tune_groups.check``). Searched, the JSON is also ``RESULT_FILE`` in the group's
+    directory on the volume, with keras-tuner's files.
+    """
+    stage = names.STAGE_TUNE_TRIALS
+    plan = tune_groups.Plan(group, groups)
+    out = None
+    if search["enabled"]:
+        out = storage.stage_dir(search["storage_root"], run_id, stage) / tune_groups.group_dir_name(group)
+    with _searched(examples_dir, graph_dir, out, stage, search, plan) as (result, scratch):
+        if scratch is None:  # tuning off: the defaults, no trials
+            return json.dumps({"group": group, "searched": False, "best": result.best, "trials": []})
+        doc = tune_groups.group_result(
+            plan.indices,
+            result.trials,
+            plan.defaults,
+            True,
+            group=group,
+            budget=result.budget,
+            seconds=result.seconds,
+        )
+        text = json.dumps(doc, sort_keys=True)
+        (scratch / tune_groups.RESULT_FILE).write_text(text)
+    return text
+
+
+@contextlib.contextmanager
+def _searched(
+    examples_dir: Path,
+    graph_dir: Path,
+    out: Path | None,
+    stage: str,
+    search: dict[str, Any],
+    plan: tune_groups.Plan | None = None,
+) -> Iterator[tuple[TuneResult, Path | None]]:
+    """``run_tune`` with ``search``, and where its files went (None: tuning off, no directory).
+
+    With ``out``: a scratch directory that becomes ``out`` once the ``with`` block succeeds.
+    """
+    if out is None:
+        yield run_tune(examples_dir, graph_dir, None, **search), None
+        return
+    with storage.atomic_dir(out, stage) as scratch:
+        yield run_tune(examples_dir, graph_dir, scratch, plan=plan, **search), scratch
 
 
 def _search(search: Any, fit_ds: Any, validation_ds: Any, budget: training.Budget, location: str) -> None:
@@ -347,15 +377,6 @@ def _search(search: Any, fit_ds: Any, validation_ds: Any, budget: training.Budge
     finally:
         gc.unfreeze()
         tuner_utils.SaveBestEpoch._save_model = save  # noqa: SLF001
-
-
-def _choose(scored: list[dict[str, Any]], defaults: dict[str, Any] | None) -> dict[str, Any]:
-    """The trial with the lowest val_loss, unless the defaults' trial is within DEFAULTS_MARGIN of it."""
-    best = min(scored, key=lambda t: t["val_loss"])
-    mine = [t for t in scored if defaults and t["values"] == tuner_progress.user_values(defaults)]
-    if mine and best["val_loss"] > mine[0]["val_loss"] * (1 - DEFAULTS_MARGIN):
-        return mine[0]
-    return best
 
 
 def _trials(search: Any) -> list[dict[str, Any]]:

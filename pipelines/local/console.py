@@ -10,6 +10,7 @@ everything as it happens.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shlex
@@ -140,8 +141,11 @@ def _duration(seconds: float) -> str:
 
 
 def _figure(value: Any) -> str:  # noqa: ANN401
+    """3-4 significant digits, as the reports print them (``html.fmt_num``): 1,530, 123.5, 2.19."""
     if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+        from components.lib.html import fmt_num
+
+        return fmt_num(value) if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return " / ".join(f"{k} {_figure(v)}" for k, v in value.items())
     return str(value)
