@@ -89,12 +89,14 @@ def run_in(image: str, script: str, *, user: str = "1000:1000") -> subprocess.Co
 
 
 def _locked_versions(environment: dict[str, str]) -> dict[str, str]:
-    """uv.lock's packages without the dev group, for the image's interpreter (``environment``)."""
+    """uv.lock's packages without the dev group, with the ``mlflow`` extra the image installs, for the
+    image's interpreter (``environment``)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     uv = shutil.which("uv") or pytest.fail("uv is needed to read uv.lock (pip install uv)")
-    export = "export --frozen --no-dev --no-hashes --no-emit-project --format=requirements-txt".split()
+    export = "export --frozen --no-dev --extra mlflow --no-hashes --no-emit-project --format=requirements-txt"
+    export = export.split()
     exported = subprocess.run([uv, *export], cwd=REPO, capture_output=True, text=True, check=True).stdout
     versions = {}
     for line in exported.splitlines():
@@ -194,7 +196,7 @@ def test_tasks_have_no_network_but_example_gen(image, tmp_path):
 
 def test_committed_yaml_runs_twice_in_the_image(image, kfp_backend_ready, tmp_path):
     runs = run_twice_and_check(tmp_path, image=image)
-    assert [len(r.tasks) for r in runs] == [10, 10]
+    assert [len(r.tasks) for r in runs] == [11, 11]  # the ten stages and finalize, the exit handler
     storage = tmp_path / "volume"
     tops = [storage / names.ARTIFACTS_DIR, storage / names.SERVING_DIR]
     written = [p for top in tops if top.exists() for p in top.rglob("*")]

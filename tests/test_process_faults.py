@@ -123,7 +123,17 @@ def test_a_run_that_crashed_on_a_full_disk_is_failed_not_interrupted_later(tmp_p
 def test_ctrl_c_during_a_stage_is_one_line_exit_130_and_the_run_interrupted(tmp_path, synthetic_csv):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "submit.py", "--data", str(synthetic_csv), "--storage", str(tmp_path / "s")]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test session started in the background (`make test
+    # &`) ignores it, the child would inherit that, and Python then installs no KeyboardInterrupt.
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     try:
         for line in proc.stdout:  # the first stage's line, then the next stage's log: it is running

@@ -216,25 +216,21 @@ def fit_datasets(
     stage: str,
     input_names: list[str],
     classification: bool,
+    fit_only: bool = False,
 ) -> tuple[Any, Any]:
-    """(fit batches, shuffled and repeated; validation batches, one finite pass) of the train split.
+    """(fit batches, shuffled and repeated; validation batches, one pass) of the train split.
 
-    The validation batches go to ``slice_validation``, which computes the epoch's ``val_loss``.
+    The validation batches go to ``slice_validation``; ``fit_only``: (fit batches, None).
     """
-    common = dict(
-        label=label,
-        label_fn=label_fn,
-        stage=stage,
-        input_names=input_names,
-        classification=classification,
-        holdout_fraction=budget.validation_fraction,
-    )
+    common = dict(label=label, label_fn=label_fn, stage=stage, input_names=input_names)
+    common.update(classification=classification, holdout_fraction=budget.validation_fraction)
     small = budget.fit_rows <= CACHE_ROWS
     fit = make_dataset(
         files, tft_output, budget.batch_size, shuffle=True, repeat=True, part=FIT, cache_rows=small, **common
     )
-    validation = make_dataset(files, tft_output, budget.validation_batch, part=VALIDATION, **common)
-    return fit, validation.cache()
+    if fit_only:  # a fresh fit dataset for another trial (``tune_groups.isolate``)
+        return fit, None
+    return fit, make_dataset(files, tft_output, budget.validation_batch, part=VALIDATION, **common).cache()
 
 
 def fit_steps_per_execution(model: Any, budget: Budget) -> None:

@@ -250,7 +250,7 @@ def run_tune(
     # The model's input names, to feed it exactly the transformed features it declares.
     probe = build(kt.HyperParameters.from_config(search.oracle.get_space().get_config()))
 
-    def datasets() -> tuple[Any, Any]:
+    def datasets(fit_only: bool = False) -> tuple[Any, Any]:
         return training.fit_datasets(
             train_files,
             tft_output,
@@ -260,10 +260,12 @@ def run_tune(
             stage=STAGE,
             input_names=training.model_input_names(probe),
             classification=info.is_classification,
+            fit_only=fit_only,
         )
 
     fit_ds, validation_ds = datasets()
-    tune_groups.isolate(search, datasets)  # a trial's score does not depend on the trials before it
+    # a trial's score does not depend on the trials before it
+    tune_groups.isolate(search, lambda: datasets(fit_only=True)[0], validation_ds)
     _search(search, fit_ds, validation_ds, budget, location)
     done = _trials(search)
     scored = [t for t in done if t["val_loss"] is not None]

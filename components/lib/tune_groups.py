@@ -159,15 +159,18 @@ class Plan:
         oracle.populate_space = populate
 
 
-def isolate(search: Any, make_datasets: Callable[[], tuple[Any, Any]]) -> None:  # noqa: ANN401
-    """Every trial starts as if first in its process: seed set again, fresh fit and validation data."""
+def isolate(search: Any, make_fit: Callable[[], Any], validation_ds: Any) -> None:  # noqa: ANN401
+    """Every trial starts as if first in its process: seed set again, a fresh fit dataset.
+
+    Fresh, because a shuffled dataset's order depends on how many times it was iterated before;
+    the validation slice is not shuffled, so its (cached) dataset is shared by all trials.
+    """
     original = search.run_trial
 
     def run_trial(trial: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
         training.set_seed()
-        fit_ds, validation_ds = make_datasets()
         kwargs["callbacks"] = [training.slice_validation(validation_ds), training.early_stopping()]
-        return original(trial, fit_ds, *args[1:], **kwargs)
+        return original(trial, make_fit(), *args[1:], **kwargs)
 
     search.run_trial = run_trial
 
